@@ -1,0 +1,225 @@
+/**
+ * One upstream fetch of one blob, written to a temp file while any number of readers
+ * stream it (see docs/cache.md, "Blob fills").
+ *
+ * - The upstream body is hashed once as it arrives and appended to the temp file; `written`
+ *   only grows after a write completed, so readers never read past durable-in-page-cache data.
+ * - Readers use positional reads on the shared file handle, each at its own pace; a slow
+ *   reader costs no memory, and a reader that goes away does not stop the fill.
+ * - No reader ever receives the final byte of its response before the digest is verified:
+ *   on a mismatch or an upstream failure every reader is destroyed (the client sees an
+ *   aborted response, never a clean end), the temp file is removed and nothing is committed.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { digestAlgorithm } from '../protocol/grammar.js';
+import type { TempFile } from '../storage/blob-files.js';
+
+export type FillState = 'filling' | 'verifying' | 'done' | 'failed';
+
+export class FillError extends Error {
+  override name = 'FillError';
+  constructor(readonly reason: 'digest' | 'size' | 'upstream' | 'disk', message: string) {
+    super(message);
+  }
+}
+
+const READ_CHUNK = 256 * 1024;
+
+export interface FillCallbacks {
+  /** Called with the verified temp file; must move it into the store. */
+  commit(temp: TempFile, size: number): Promise<void>;
+  discard(temp: TempFile): Promise<void>;
+  onBytes?(n: number): void;
+}
+
+export class BlobFill extends EventEmitter {
+  state: FillState = 'filling';
+  written = 0;
+  error: Error | undefined;
+  private readers = 0;
+  private handleClosed = false;
+  private readonly hash: Hash;
+  /** Settles when the fill is committed (resolves) or failed (rejects, handled). */
+  readonly finished: Promise<void>;
+
+  constructor(
+    readonly digest: string,
+    /** From the upstream's Content-Length; undefined for a chunked answer. */
+    readonly size: number | undefined,
+    private readonly temp: TempFile,
+    private readonly callbacks: FillCallbacks,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.hash = createHash(digestAlgorithm(digest));
+    this.finished = new Promise<void>((resolve, reject) => {
+      this.once('done', () => resolve());
+      this.once('failed', (err: Error) => reject(err));
+    });
+    this.finished.catch(() => undefined);
+  }
+
+  get readerCount(): number {
+    return this.readers;
+  }
+
+  /** Pumps the upstream body into the temp file. Never throws; the outcome is `state`. */
+  async run(body: Readable): Promise<void> {
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (this.size !== undefined && this.written + chunk.length > this.size) {
+          throw new FillError('size', `upstream sent more than the announced ${this.size} bytes`);
+        }
+        this.hash.update(chunk);
+        try {
+          await this.writeAll(chunk);
+        } catch (err) {
+          throw new FillError('disk', `cannot write to the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        this.written += chunk.length;
+        this.callbacks.onBytes?.(chunk.length);
+        this.emit('progress');
+      }
+      if (this.size !== undefined && this.written !== this.size) {
+        throw new FillError('size', `upstream ended after ${this.written} of ${this.size} bytes`);
+      }
+      this.state = 'verifying';
+      const actual = `${digestAlgorithm(this.digest)}:${this.hash.digest('hex')}`;
+      if (actual !== this.digest) {
+        throw new FillError('digest', `digest mismatch: upstream sent ${actual}`);
+      }
+      await this.callbacks.commit(this.temp, this.written);
+      this.state = 'done';
+      this.emit('done');
+    } catch (err) {
+      body.destroy();
+      const e = err instanceof FillError ? err
+        : new FillError('upstream', `upstream body failed: ${(err as Error).message}`);
+      this.fail(e);
+    } finally {
+      this.maybeCloseHandle();
+    }
+  }
+
+  private fail(err: Error): void {
+    this.state = 'failed';
+    this.error = err;
+    void this.callbacks.discard(this.temp).catch(() => undefined);
+    this.emit('failed', err);
+  }
+
+  private async writeAll(chunk: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.temp.handle.write(chunk, off, chunk.length - off, this.written + off);
+      off += bytesWritten;
+    }
+  }
+
+  private maybeCloseHandle(): void {
+    if (this.handleClosed || this.readers > 0 || (this.state !== 'done' && this.state !== 'failed')) return;
+    this.handleClosed = true;
+    void this.temp.handle.close().catch(() => undefined);
+  }
+
+  /** Bytes a reader may take now: all once verified, otherwise all but the last byte. */
+  private readable(): number {
+    if (this.state === 'done') return this.written;
+    if (this.size !== undefined) return Math.min(this.written, this.size - 1);
+    return this.written;
+  }
+
+  /**
+   * A stream of bytes [start, end] (inclusive; end undefined = to the end of the blob).
+   * It ends only after the fill is verified, and errors if the fill fails.
+   */
+  createReader(start = 0, end?: number): Readable {
+    this.readers++;
+    const handle: FileHandle = this.temp.handle;
+    const fill = this;
+    let pos = start;
+    let busy = false;
+    let waiting = false;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.readers--;
+      this.maybeCloseHandle();
+    };
+    const stream = new Readable({
+      highWaterMark: READ_CHUNK,
+      read(): void {
+        void pump();
+      },
+      destroy(err, cb): void {
+        unsubscribe();
+        release();
+        cb(err);
+      },
+    });
+    const wake = (): void => {
+      unsubscribe();
+      void pump();
+    };
+    const unsubscribe = (): void => {
+      if (!waiting) return;
+      waiting = false;
+      fill.off('progress', wake);
+      fill.off('done', wake);
+      fill.off('failed', wake);
+    };
+    const wait = (): void => {
+      waiting = true;
+      fill.on('progress', wake);
+      fill.on('done', wake);
+      fill.on('failed', wake);
+    };
+    // One pump at a time: positional reads must not overlap or repeat.
+    const pump = async (): Promise<void> => {
+      if (busy || waiting || stream.destroyed) return;
+      busy = true;
+      try {
+        for (;;) {
+          if (stream.destroyed) return;
+          if (fill.state === 'failed') {
+            stream.destroy(fill.error);
+            return;
+          }
+          const last = end ?? (fill.size !== undefined ? fill.size - 1 : undefined);
+          if (fill.state === 'done' && pos > (last ?? fill.written - 1)) {
+            stream.push(null);
+            release();
+            return;
+          }
+          // Until verified, hold back the last byte of the blob and of the range.
+          let limit = fill.readable();
+          if (last !== undefined) limit = Math.min(limit, fill.state === 'done' ? last + 1 : last);
+          const avail = limit - pos;
+          if (avail <= 0) {
+            wait();
+            return;
+          }
+          const len = Math.min(avail, READ_CHUNK);
+          const buf = Buffer.allocUnsafe(len);
+          const { bytesRead } = await handle.read(buf, 0, len, pos);
+          if (stream.destroyed) return;
+          if (bytesRead === 0) {
+            stream.destroy(new FillError('disk', 'temp file shorter than written'));
+            return;
+          }
+          pos += bytesRead;
+          if (!stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead))) return;
+        }
+      } catch (err) {
+        stream.destroy(err as Error);
+      } finally {
+        busy = false;
+      }
+    };
+    return stream;
+  }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/** Process entry: the only module that touches process.*. Dispatches to the command modules. */
+import { UsageError, type CliIo, type Command } from './cli/args.js';
+import { VERSION } from './version.js';
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  serve: { summary: 'run the caching registry proxy', load: async () => (await import('./cli/serve.js')).serve },
+  mirror: { summary: 'list, add or remove upstream hosts in the config (mirror list|add|remove)', load: async () => (await import('./cli/mirror.js')).mirror },
+  'containerd-config': { summary: 'print containerd hosts.toml or k3s registries.yaml pointing at regcache', load: async () => (await import('./cli/containerd-config.js')).containerdConfig },
+  gc: { summary: 'run one retention sweep now (--dry-run to only report)', load: async () => (await import('./cli/gc.js')).gc },
+  fsck: { summary: 'check the store against the index (--repair to fix)', load: async () => (await import('./cli/fsck.js')).fsck },
+};
+
+function help(): string {
+  const lines = ['usage: regcache <command> [flags]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(18)} ${c.summary}`);
+  lines.push('', 'Run `regcache <command> --help` for its flags.', '  --help      this text', '  --version   print the version');
+  return lines.join('\n') + '\n';
+}
+
+async function main(argv: string[]): Promise<number> {
+  const io: CliIo = {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+    env: process.env,
+  };
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    io.stdout(help());
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    io.stdout(`regcache ${VERSION}\n`);
+    return 0;
+  }
+  const entry = COMMANDS[cmd];
+  if (!entry) {
+    io.stderr(`regcache: unknown command ${JSON.stringify(cmd)}\n\n${help()}`);
+    return 2;
+  }
+  try {
+    return await (await entry.load())(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`regcache ${cmd}: ${err.message} (see regcache ${cmd} --help)\n`);
+      return 2;
+    }
+    io.stderr(`regcache ${cmd}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`regcache: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,68 @@
+/** The validated, fully defaulted configuration every other module is built from. */
+
+export interface HostPort { host: string; port: number }
+
+export interface UpstreamConfig {
+  /** Registry host as clients and image names use it (`docker.io`, `ghcr.io`). */
+  host: string;
+  /** Base URL of the registry API (without `/v2`). */
+  url: string;
+  username?: string;
+  password?: string;
+  /** Extra CA bundle (PEM path) trusted for this upstream. */
+  ca?: string;
+  insecureSkipVerify: boolean;
+  /** Dedicated listener port: every request there goes to this upstream. */
+  port?: number;
+  /** Per-upstream override of cache.tagTTL (ms). */
+  tagTTL?: number;
+  /** Glob patterns of tags trusted forever once cached. */
+  immutableTags: string[];
+}
+
+export interface Config {
+  listen: HostPort;
+  dataDir: string;
+  logLevel: string;
+  logFormat: 'json' | 'pretty' | 'auto';
+  tls?: { cert: string; key: string };
+  cache: {
+    /** How long a cached tag is trusted before revalidation (ms). */
+    tagTTL: number;
+    /** Largest manifest accepted from an upstream (bytes). */
+    maxManifestSize: number;
+  };
+  defaultUpstream?: string;
+  /** In file order. */
+  upstreams: UpstreamConfig[];
+  retention: {
+    maxAge?: number;
+    maxSize?: number;
+    /** Sweep interval (ms); 0 disables the periodic sweep. */
+    interval: number;
+  };
+  metrics: { listen?: HostPort };
+  auth?: {
+    htpasswd: string;
+    anonymousPull: boolean;
+    /** Whether /metrics needs credentials. */
+    protectMetrics: boolean;
+  };
+  upstreamTimeouts: {
+    connect: number;
+    headers: number;
+    /** Longest pause between two body chunks from an upstream. */
+    idle: number;
+  };
+  /** After this many consecutive failures an upstream is marked down ... */
+  upstreamHealth: { maxFails: number; failTimeout: number };
+  server: {
+    headersTimeout: number;
+    requestTimeout: number;
+    keepAliveTimeout: number;
+    /** A response that sends nothing to a client for this long is aborted. */
+    idleTimeout: number;
+    maxConnections: number;
+    shutdownGrace: number;
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * Creates and binds the listeners: the main one (HTTP/1.1, or HTTPS with h2 and HTTP/1.1
+ * fallback when tls is configured), one per upstream with a `port`, and an optional
+ * separate metrics listener. Connection limits and timeouts against slow or abusive
+ * clients are set here (documented in docs/limits.md).
+ */
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Config } from '../config/types.js';
+import type { Req, Res } from './respond.js';
+
+export type Handler = (req: Req, res: Res) => void;
+export type AnyServer = http.Server | http2.Http2SecureServer;
+
+export interface Listener {
+  name: string;
+  host: string;
+  port: number;
+  server: AnyServer;
+  /** Upstream host bound to this port, for per-host listeners. */
+  upstream?: string;
+}
+
+function clientErrorBody(status: number, code: string, message: string): string {
+  const body = JSON.stringify({ errors: [{ code, message }] });
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** Malformed requests the HTTP parser rejects still get an OCI error body. */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const code = err.code ?? '';
+  let reply: string;
+  if (code === 'HPE_HEADER_OVERFLOW') reply = clientErrorBody(431, 'REQUEST_INVALID', 'request headers too large');
+  else if (code === 'ERR_HTTP_REQUEST_TIMEOUT') reply = clientErrorBody(408, 'REQUEST_INVALID', 'request headers not received in time');
+  else reply = clientErrorBody(400, 'REQUEST_INVALID', 'malformed HTTP request');
+  socket.end(reply);
+}
+
+export function createServer(config: Config, handler: Handler): AnyServer {
+  const s = config.server;
+  let server: AnyServer;
+  if (config.tls) {
+    server = http2.createSecureServer({
+      cert: readFileSync(config.tls.cert),
+      key: readFileSync(config.tls.key),
+      allowHTTP1: true,
+      maxSessionMemory: 64,
+    }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  } else {
+    const hs = http.createServer({
+      headersTimeout: s.headersTimeout,
+      requestTimeout: s.requestTimeout,
+      keepAliveTimeout: s.keepAliveTimeout,
+      maxHeaderSize: 16 * 1024,
+      highWaterMark: 256 * 1024,
+    } as http.ServerOptions, handler as http.RequestListener);
+    server = hs;
+  }
+  server.maxConnections = s.maxConnections;
+  server.setTimeout(s.idleTimeout);
+  server.on('clientError', onClientError);
+  return server;
+}
+
+export function listen(l: Omit<Listener, 'port'> & { port: number }): Promise<Listener> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const what = l.upstream ? `upstream ${l.upstream} port ${l.port}` : `${l.name} ${l.host}:${l.port}`;
+      reject(new Error(`cannot listen on ${what}: ${err.code ?? err.message}`));
+    };
+    l.server.once('error', onError);
+    l.server.listen(l.port, l.host, () => {
+      l.server.off('error', onError);
+      const addr = l.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : l.port;
+      resolve({ ...l, port });
+    });
+  });
+}
+
+/** Stops accepting; resolves when open connections are gone or `graceMs` has passed (then cuts them). */
+export async function closeListener(l: Listener, graceMs: number): Promise<void> {
+  const server = l.server as http.Server;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  if ('closeIdleConnections' in server) server.closeIdleConnections();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), graceMs); });
+  const r = await Promise.race([closed, timeout]);
+  clearTimeout(timer);
+  if (r === 'timeout' && 'closeAllConnections' in server) {
+    server.closeAllConnections();
+    await closed;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Decides which configured upstream a repository request goes to, and the repository name
+ * there. Order (fixed): the listener's own upstream (per-host ports), then `?ns=`, then a
+ * first path component equal to a configured host, then defaultUpstream. Only configured
+ * hosts can ever be chosen: nothing in a request can name another destination.
+ */
+import { OciError } from './errors.js';
+import { assertValidName } from './paths.js';
+
+export interface NamespaceOptions {
+  /** Configured upstream hosts. */
+  hosts: ReadonlySet<string>;
+  /** The upstream bound to this listener (per-host port), if any. */
+  fixedHost?: string | undefined;
+  defaultHost?: string | undefined;
+}
+
+export interface Resolved {
+  upstream: string;
+  repo: string;
+}
+
+/** Docker Hub's official images live under library/. */
+function normalise(upstream: string, repo: string): string {
+  if (upstream === 'docker.io' && !repo.includes('/')) return `library/${repo}`;
+  return repo;
+}
+
+export function resolveNamespace(name: string, ns: string | undefined, opts: NamespaceOptions): Resolved {
+  let upstream: string | undefined;
+  let repo = name;
+  if (opts.fixedHost !== undefined) {
+    upstream = opts.fixedHost;
+    if (ns !== undefined && ns !== opts.fixedHost) {
+      throw new OciError('NAME_UNKNOWN', `this port serves ${opts.fixedHost}, not ${ns.slice(0, 255)}`);
+    }
+  } else if (ns !== undefined) {
+    if (!opts.hosts.has(ns)) throw new OciError('NAME_UNKNOWN', `registry ${ns.slice(0, 255)} is not a configured upstream`);
+    upstream = ns;
+  } else {
+    const slash = name.indexOf('/');
+    const first = slash === -1 ? undefined : name.slice(0, slash);
+    if (first !== undefined && opts.hosts.has(first)) {
+      upstream = first;
+      repo = name.slice(slash + 1);
+    } else if (opts.defaultHost !== undefined) {
+      upstream = opts.defaultHost;
+    } else {
+      throw new OciError('NAME_UNKNOWN', 'no upstream for this repository: use ?ns=<registry> or a /v2/<registry>/... prefix');
+    }
+  }
+  assertValidName(repo);
+  return { upstream, repo: normalise(upstream, repo) };
+}

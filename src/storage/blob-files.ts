@@ -1,0 +1,76 @@
+/**
+ * Blob files on disk: temp files for fills, atomic commit by rename, reads, removal.
+ * Knows nothing about upstreams or the index.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants, createReadStream, mkdirSync, type ReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Layout } from './layout.js';
+
+export interface TempFile {
+  path: string;
+  handle: FileHandle;
+}
+
+export class BlobFiles {
+  constructor(readonly layout: Layout) {}
+
+  initSync(): void {
+    mkdirSync(this.layout.blobsDir, { recursive: true });
+    mkdirSync(this.layout.tmpDir, { recursive: true });
+  }
+
+  /** Size of a committed blob, or undefined when absent. */
+  async size(digest: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.layout.blobPath(digest))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A new, exclusively created temp file under tmp/. */
+  async createTemp(): Promise<TempFile> {
+    const path = join(this.layout.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644);
+    return { path, handle };
+  }
+
+  /**
+   * Moves a verified temp file into place. fsync first so a crash after the rename can
+   * never leave a committed name pointing at unwritten data.
+   */
+  async commit(temp: TempFile, digest: string): Promise<void> {
+    await temp.handle.sync();
+    const dest = this.layout.blobPath(digest);
+    await mkdir(dirname(dest), { recursive: true });
+    await rename(temp.path, dest);
+  }
+
+  async discard(path: string): Promise<void> {
+    await rm(path, { force: true });
+  }
+
+  async remove(digest: string): Promise<void> {
+    await rm(this.layout.blobPath(digest), { force: true });
+  }
+
+  /** Opens a committed blob; undefined when it is not there (e.g. evicted meanwhile). */
+  openRead(digest: string, start?: number, end?: number): Promise<ReadStream | undefined> {
+    return new Promise((resolve) => {
+      const opts: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: 256 * 1024 };
+      if (start !== undefined) opts.start = start;
+      if (end !== undefined) opts.end = end;
+      const s = createReadStream(this.layout.blobPath(digest), opts);
+      s.once('open', () => resolve(s));
+      s.once('error', () => resolve(undefined));
+    });
+  }
+
+  /** Free bytes on the filesystem holding the store. */
+  async freeBytes(): Promise<number> {
+    const s = await statfs(this.layout.root);
+    return s.bavail * s.bsize;
+  }
+}

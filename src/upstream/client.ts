@@ -1,0 +1,199 @@
+/**
+ * The HTTP client for one configured upstream registry: a keep-alive undici Agent (pooled
+ * per origin, so blob redirects to a CDN get their own pool), connect / header / idle-body
+ * timeouts, token or Basic auth with one retry, bounded redirects without carrying
+ * Authorization across hosts, and fail-fast when the upstream is marked down.
+ * It knows nothing about the cache or the store.
+ */
+import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { Agent, errors as undiciErrors } from 'undici';
+import type { UpstreamConfig } from '../config/types.js';
+import { parseChallenges } from './challenge.js';
+import { UpstreamHealth } from './health.js';
+import { TokenAuth } from './token-auth.js';
+
+export type UpstreamFailure = 'down' | 'unreachable' | 'timeout' | 'redirect' | 'auth' | 'protocol';
+
+/** A failure to get an HTTP answer from the upstream. Its message never holds credentials. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  constructor(readonly reason: UpstreamFailure, message: string) {
+    super(message);
+  }
+}
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  /** Path and query on the upstream, starting with /v2/. */
+  path: string;
+  headers?: Record<string, string>;
+  /** Repository the request is for: the token scope is `repository:<repo>:pull`. */
+  repo?: string;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+  /** Where the answer finally came from (after redirects). */
+  url: URL;
+}
+
+export interface UpstreamObserver {
+  request(upstream: string, method: string, status: string, seconds: number): void;
+}
+
+export interface UpstreamClientOptions {
+  timeouts: { connect: number; headers: number; idle: number };
+  health: { maxFails: number; failTimeout: number };
+  userAgent: string;
+  observer?: UpstreamObserver;
+  now?: () => number;
+}
+
+const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+function isTimeout(err: unknown): boolean {
+  return err instanceof undiciErrors.ConnectTimeoutError || err instanceof undiciErrors.HeadersTimeoutError
+    || err instanceof undiciErrors.BodyTimeoutError;
+}
+
+export class UpstreamClient {
+  readonly host: string;
+  readonly baseUrl: URL;
+  readonly health: UpstreamHealth;
+  private readonly agent: Agent;
+  private readonly auth: TokenAuth;
+
+  constructor(readonly config: UpstreamConfig, private readonly opts: UpstreamClientOptions) {
+    this.host = config.host;
+    this.baseUrl = new URL(config.url);
+    const connect: Record<string, unknown> = { timeout: opts.timeouts.connect };
+    if (config.ca) connect.ca = [...rootCertificates, readFileSync(config.ca, 'utf8')];
+    if (config.insecureSkipVerify) connect.rejectUnauthorized = false;
+    this.agent = new Agent({
+      connect,
+      headersTimeout: opts.timeouts.headers,
+      bodyTimeout: opts.timeouts.idle,
+      keepAliveTimeout: 30_000,
+      connections: 64,
+      pipelining: 1,
+    });
+    this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now);
+    const creds = config.username !== undefined && config.password !== undefined
+      ? { username: config.username, password: config.password } : undefined;
+    this.auth = new TokenAuth(this.baseUrl, this.agent, opts.userAgent, creds, opts.timeouts.headers, opts.now);
+  }
+
+  /** Sends a request, handling auth and redirects. Non-2xx answers are returned, not thrown. */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    if (!this.health.allow()) {
+      throw new UpstreamError('down', `upstream ${this.host} is marked down after repeated failures`);
+    }
+    const started = performance.now();
+    let statusLabel = 'error';
+    try {
+      const res = await this.send(req);
+      statusLabel = String(res.status);
+      if (res.status >= 500 || res.status === 429) this.health.failure();
+      else this.health.success();
+      return res;
+    } catch (err) {
+      if (!(err instanceof UpstreamError && (err.reason === 'redirect' || err.reason === 'auth' || err.reason === 'protocol'))) {
+        this.health.failure();
+      } else {
+        this.health.success();
+      }
+      throw err;
+    } finally {
+      this.opts.observer?.request(this.host, req.method, statusLabel, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const scope = req.repo ? `repository:${req.repo}:pull` : '';
+    let authorization = await this.authHeader(scope);
+    let url = new URL(this.baseUrl.pathname.replace(/\/$/, '') + req.path, this.baseUrl);
+    let retriedAuth = false;
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = url.origin === this.baseUrl.origin;
+      const headers: Record<string, string> = {
+        'user-agent': this.opts.userAgent,
+        via: '1.1 regcache',
+        ...req.headers,
+      };
+      if (authorization && sameOrigin) headers.authorization = authorization;
+      const res = await this.dispatch(url, req, headers);
+      if (res.status === 401 && sameOrigin && !retriedAuth) {
+        retriedAuth = true;
+        const challenges = parseChallenges(res.headers['www-authenticate']);
+        await res.body.resume().once('error', () => undefined);
+        try {
+          authorization = await this.auth.onChallenge(challenges, scope);
+        } catch (err) {
+          throw new UpstreamError('auth', `authentication with ${this.host} failed: ${(err as Error).message}`);
+        }
+        if (authorization === undefined) return this.dispatch(url, req, { 'user-agent': this.opts.userAgent, ...req.headers });
+        hop--;
+        continue;
+      }
+      if (!REDIRECTS.has(res.status)) return res;
+      res.body.resume();
+      const location = res.headers.location;
+      if (typeof location !== 'string') throw new UpstreamError('redirect', `${this.host} sent a redirect without Location`);
+      if (hop + 1 > MAX_REDIRECTS) throw new UpstreamError('redirect', `${this.host}: more than ${MAX_REDIRECTS} redirects`);
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new UpstreamError('redirect', `${this.host} redirected to an invalid URL`);
+      }
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+        throw new UpstreamError('redirect', `${this.host} redirected to a non-http(s) scheme ${next.protocol}`);
+      }
+      if (next.username || next.password) throw new UpstreamError('redirect', `${this.host} redirected to a URL with credentials`);
+      url = next;
+    }
+  }
+
+  private async authHeader(scope: string): Promise<string | undefined> {
+    try {
+      return await this.auth.headerFor(scope);
+    } catch (err) {
+      throw new UpstreamError('auth', `authentication with ${this.host} failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async dispatch(url: URL, req: UpstreamRequest, headers: Record<string, string>): Promise<UpstreamResponse> {
+    try {
+      const opts: Parameters<Agent['request']>[0] = {
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: req.method,
+        headers,
+        highWaterMark: 256 * 1024,
+      };
+      if (req.signal) opts.signal = req.signal;
+      const res = await this.agent.request(opts);
+      return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, url };
+    } catch (err) {
+      if (isTimeout(err)) throw new UpstreamError('timeout', `${this.host}: ${(err as Error).message}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new UpstreamError('unreachable', `${this.host} unreachable (${code ?? (err as Error).message})`);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+
+  /** Closes at once, cutting in-flight requests. */
+  async destroy(): Promise<void> {
+    await this.agent.destroy().catch(() => undefined);
+  }
+}
