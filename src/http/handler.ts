@@ -119,6 +119,7 @@ async function handle(deps: HandlerDeps, fixedHost: string | undefined, req: Req
       break;
   }
 
+  state.kind = ep.kind;
   const scope = resolveNamespace(ep.name, target.ns, { hosts: deps.registry.hosts, fixedHost, defaultHost: deps.defaultUpstream() });
   state.upstream = scope.upstream;
   if (target.ns !== undefined) res.setHeader('oci-namespace', scope.upstream);

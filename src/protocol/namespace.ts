@@ -46,6 +46,7 @@ export function resolveNamespace(name: string, ns: string | undefined, opts: Nam
     } else if (opts.defaultHost !== undefined) {
       upstream = opts.defaultHost;
     } else {
+      assertValidName(name);
       throw new OciError('NAME_UNKNOWN', 'no upstream for this repository: use ?ns=<registry> or a /v2/<registry>/... prefix');
     }
   }

@@ -559,6 +559,37 @@ describe('startRegcache process handling (stand-in CLI until dist/cli.js exists)
   });
 });
 
+describe('startRegcache with the real dist/cli.js', () => {
+  it('serves a pull, parses pino JSON logs, stops gracefully, survives kill9 + restart', async () => {
+    const reg = await startRegistry();
+    try {
+      const img = smallImage('oci', 'real-cli');
+      await pushImage(reg.url, 'library/selftest', 'v1', img);
+      const rc = await startRegcache({ config: { upstreams: { 'docker.io': { url: reg.url } }, defaultUpstream: 'docker.io' } });
+      try {
+        const pulled = await skopeoPullDigests(`docker://${rc.host}/library/selftest:v1`);
+        expect(pulled.code, pulled.stderr).toBe(0);
+        expect(pulled.manifestDigest).toBe(img.digest);
+        expect(rc.logs().length).toBeGreaterThan(0);
+        expect(rc.logs().every((l) => typeof l.level === 'number' && typeof l.msg === 'string')).toBe(true);
+        const exit = await rc.stop();
+        expect(exit, rc.stderr()).toEqual({ code: 0, signal: null });
+        await rc.restart();
+        await rc.kill9();
+        expect(rc.proc.signalCode).toBe('SIGKILL');
+        await rc.restart();
+        await reg.stop(); // served from the cache now
+        const again = await skopeoPullDigests(`docker://${rc.host}/library/selftest@${img.digest}`);
+        expect(again.code, again.stderr).toBe(0);
+      } finally {
+        await rc.stop();
+      }
+    } finally {
+      await reg.stop();
+    }
+  }, T);
+});
+
 describe('no leftovers', () => {
   it('a test file that never stops its registry leaves no process or temp dir once vitest ends', async () => {
     const dir = tmpDir('selftest-leak-');
