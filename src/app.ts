@@ -8,7 +8,8 @@ import { RegistryCache } from './cache/registry.js';
 import { Pins } from './cache/pins.js';
 import { Upstreams } from './cache/upstreams.js';
 import type { Config } from './config/types.js';
-import { createHandler } from './http/handler.js';
+import { Access } from './http/access.js';
+import { createHandler, type HandlerDeps } from './http/handler.js';
 import { closeListener, createServer, listen, type Listener } from './http/listeners.js';
 import { Metrics } from './metrics/metrics.js';
 import { BlobFiles } from './storage/blob-files.js';
@@ -36,6 +37,7 @@ export class App {
   readonly registry: RegistryCache;
   readonly log: Logger;
   listeners: Listener[] = [];
+  private readonly access: Access | undefined;
   recovery: RecoveryReport | undefined;
   private config: Config;
   private readonly now: () => number;
@@ -63,6 +65,7 @@ export class App {
       upstreams: this.upstreams, now: this.now,
       admit: (size) => this.admit(size),
     });
+    this.access = config.auth ? new Access(config.auth) : undefined;
     this.metrics.storeStats = () => {
       const st = this.index.stats();
       for (const c of this.upstreams.all()) this.metrics.upstreamUp.set({ upstream: c.host }, c.health.isDown ? 0 : 1);
@@ -145,11 +148,7 @@ export class App {
   async start(): Promise<void> {
     this.recovery = await recover(this.files.layout, this.index, { repair: true });
     this.scheduleSweeps();
-    const base = {
-      registry: this.registry, metrics: this.metrics, log: this.log,
-      ready: () => this.ready(),
-      defaultUpstream: () => this.config.defaultUpstream,
-    };
+    const base = this.handlerBase();
     const cfg = this.config;
     const main = createServer(cfg, createHandler({ ...base, serveMetrics: cfg.metrics.listen === undefined }));
     try {
@@ -168,12 +167,19 @@ export class App {
     }
   }
 
-  private async addPortListener(upstream: string, port: number): Promise<void> {
-    const base = {
+  private handlerBase(): Omit<HandlerDeps, 'serveMetrics'> {
+    const base: Omit<HandlerDeps, 'serveMetrics'> = {
       registry: this.registry, metrics: this.metrics, log: this.log,
-      ready: () => this.ready(), defaultUpstream: () => undefined, serveMetrics: false,
+      ready: () => this.ready(),
+      defaultUpstream: () => this.config.defaultUpstream,
     };
-    const server = createServer(this.config, createHandler(base, upstream));
+    const access = this.access;
+    if (access) base.authorize = (req, ep) => access.authorize(req, ep);
+    return base;
+  }
+
+  private async addPortListener(upstream: string, port: number): Promise<void> {
+    const server = createServer(this.config, createHandler({ ...this.handlerBase(), serveMetrics: false }, upstream));
     this.listeners.push(await listen({ name: `upstream ${upstream}`, host: this.config.listen.host, port, server, upstream }));
   }
 

@@ -20,7 +20,7 @@ export interface HandlerDeps {
   /** Readiness check for /readyz. */
   ready(): { ok: boolean; checks: Record<string, string> };
   /** Optional access control: returns an error to send, or undefined to proceed. */
-  authorize?(req: Req, endpoint: Endpoint): OciError | undefined;
+  authorize?(req: Req, endpoint: Endpoint): Promise<OciError | undefined>;
   /** Whether /metrics is served on this listener. */
   serveMetrics: boolean;
   defaultUpstream(): string | undefined;
@@ -85,7 +85,7 @@ async function handle(deps: HandlerDeps, fixedHost: string | undefined, req: Req
   if (ep.kind === 'metrics') {
     state.kind = 'metrics';
     if (!deps.serveMetrics) throw new OciError('NOT_FOUND', 'metrics are served on metrics.listen');
-    const denied = deps.authorize?.(req, ep);
+    const denied = await deps.authorize?.(req, ep);
     if (denied) throw denied;
     const text = await deps.metrics.registry.metrics();
     return sendBuffer(req, res, 200, Buffer.from(text), deps.metrics.registry.contentType);
@@ -94,7 +94,7 @@ async function handle(deps: HandlerDeps, fixedHost: string | undefined, req: Req
     state.kind = ep.kind === 'upload' ? 'upload' : ep.kind;
     throw new OciError('UNSUPPORTED', `${method} is not supported: regcache is a pull-through cache`, undefined, { headers: { allow: 'GET, HEAD' } });
   }
-  const denied = deps.authorize?.(req, ep);
+  const denied = await deps.authorize?.(req, ep);
   if (denied) throw denied;
 
   switch (ep.kind) {
