@@ -128,23 +128,17 @@ export class BlobCache {
   }
 
   private async headUpstream(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobAnswer> {
-    let res;
-    try {
-      res = await client.request({ method: 'HEAD', path: `/v2/${scope.repo}/blobs/${digest}`, repo: scope.repo });
-    } catch (err) {
-      throw fromUpstreamFailure(err, scope.upstream);
-    }
-    if (res.status !== 200) throw fromUpstreamStatus(res, scope.upstream, 'blob');
-    drain(res.body);
-    const len = header(res, 'content-length');
+    const { body, size } = await this.fetch(client, scope, digest, 'HEAD');
+    drain(body);
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
-    return { digest, size: len === undefined ? undefined : Number(len), source: 'miss' };
+    return { digest, size, source: 'miss' };
   }
 
-  private async fetch(client: UpstreamClient, scope: Scope, digest: string): Promise<{ body: Readable; size: number | undefined }> {
+  /** An upstream GET or HEAD of the blob; non-200 answers become OCI errors. */
+  private async fetch(client: UpstreamClient, scope: Scope, digest: string, method: 'GET' | 'HEAD' = 'GET'): Promise<{ body: Readable; size: number | undefined }> {
     let res;
     try {
-      res = await client.request({ method: 'GET', path: `/v2/${scope.repo}/blobs/${digest}`, repo: scope.repo });
+      res = await client.request({ method, path: `/v2/${scope.repo}/blobs/${digest}`, repo: scope.repo });
     } catch (err) {
       throw fromUpstreamFailure(err, scope.upstream);
     }

@@ -9,7 +9,7 @@ import type { BlobFiles } from '../storage/blob-files.js';
 import type { IndexDb } from '../storage/index-db.js';
 import { BlobCache, type AdmitFn, type BlobAnswer } from './blob-cache.js';
 import { referrers, tagsList, type ListingAnswer } from './listings.js';
-import { ManifestCache, type ManifestAnswer } from './manifest-cache.js';
+import { ManifestCache, type ManifestAnswer, type TagPolicy } from './manifest-cache.js';
 import type { Pins } from './pins.js';
 import type { Scope } from './scope.js';
 import { tagPolicy } from './tag-policy.js';
@@ -30,6 +30,8 @@ export interface RegistryDeps {
 export class RegistryCache {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
+  /** Compiled per client; a config reload makes new clients, so entries never go stale. */
+  private policies = new WeakMap<object, TagPolicy>();
 
   constructor(private readonly d: RegistryDeps) {
     this.blobs = new BlobCache({ index: d.index, files: d.files, pins: d.pins, metrics: d.metrics, log: d.log, admit: d.admit, now: d.now });
@@ -42,11 +44,16 @@ export class RegistryCache {
 
   setConfig(config: Config): void {
     this.d.config = config;
+    this.policies = new WeakMap();
   }
 
   manifest(scope: Scope, reference: string, isDigest: boolean, method: 'GET' | 'HEAD', acceptHeader: string | undefined, accepted: string[]): Promise<ManifestAnswer> {
     const client = this.d.upstreams.get(scope.upstream);
-    const policy = tagPolicy(client.config, this.d.config.cache.tagTTL);
+    let policy = this.policies.get(client);
+    if (!policy) {
+      policy = tagPolicy(client.config, this.d.config.cache.tagTTL);
+      this.policies.set(client, policy);
+    }
     return this.manifests.get(client, { scope, reference, isDigest, method, accepted, acceptHeader, policy });
   }
 

@@ -9,13 +9,14 @@ import { UpstreamClient, type UpstreamClientOptions } from '../upstream/client.j
 
 export class Upstreams {
   private clients = new Map<string, UpstreamClient>();
+  private hostSet: ReadonlySet<string> = new Set();
 
   constructor(configs: UpstreamConfig[], private readonly opts: UpstreamClientOptions) {
     this.update(configs);
   }
 
   get hosts(): ReadonlySet<string> {
-    return new Set(this.clients.keys());
+    return this.hostSet;
   }
 
   get(host: string): UpstreamClient {
@@ -46,6 +47,7 @@ export class Upstreams {
     const removed = [...this.clients.keys()].filter((h) => !next.has(h));
     for (const h of removed) void this.clients.get(h)!.close();
     this.clients = next;
+    this.hostSet = new Set(next.keys());
     return { added, removed, changed };
   }
 
