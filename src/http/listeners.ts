@@ -42,6 +42,9 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(reply);
 }
 
+/** Open HTTP/2 sessions per TLS server, so a shutdown past its grace period can cut them. */
+const sessions = new WeakMap<AnyServer, Set<http2.ServerHttp2Session>>();
+
 export function createServer(config: Config, handler: Handler): AnyServer {
   const s = config.server;
   let server: AnyServer;
@@ -52,6 +55,12 @@ export function createServer(config: Config, handler: Handler): AnyServer {
       allowHTTP1: true,
       maxSessionMemory: 64,
     }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    const open = new Set<http2.ServerHttp2Session>();
+    sessions.set(server, open);
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      open.add(session);
+      session.once('close', () => open.delete(session));
+    });
   } else {
     const hs = http.createServer({
       headersTimeout: s.headersTimeout,
@@ -89,12 +98,15 @@ export async function closeListener(l: Listener, graceMs: number): Promise<void>
   const server = l.server as http.Server;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   if ('closeIdleConnections' in server) server.closeIdleConnections();
+  // HTTP/2: ask clients to stop opening streams; in-flight streams may finish.
+  for (const s of sessions.get(l.server) ?? []) s.close();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), graceMs); });
   const r = await Promise.race([closed, timeout]);
   clearTimeout(timer);
-  if (r === 'timeout' && 'closeAllConnections' in server) {
-    server.closeAllConnections();
+  if (r === 'timeout') {
+    if ('closeAllConnections' in server) server.closeAllConnections();
+    for (const s of sessions.get(l.server) ?? []) s.destroy();
     await closed;
   }
 }

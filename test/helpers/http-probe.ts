@@ -1,5 +1,6 @@
 /** One-shot HTTP requests without connection pooling (nothing stays open afterwards), and readiness polling. */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface ProbeResponse {
   status: number;
@@ -17,9 +18,12 @@ export interface ProbeOptions {
 /** A single plain-HTTP request on its own connection (agent: false, Connection: close). */
 export function httpProbe(url: string, opts: ProbeOptions = {}): Promise<ProbeResponse> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
+    const https = url.startsWith('https:');
+    const req = (https ? httpsRequest : httpRequest)(
       url,
       {
+        // Test servers use self-signed certificates.
+        ...(https ? { rejectUnauthorized: false } : {}),
         method: opts.method ?? 'GET',
         agent: false,
         headers: { connection: 'close', ...opts.headers },

@@ -96,7 +96,7 @@ export async function startRegcache(opts: RegcacheOptions): Promise<Regcache> {
   const configPath = join(tmpDir('regcache-config-'), 'regcache.yaml');
   writeFileSync(configPath, stringify(config));
   const host = `127.0.0.1:${port}`;
-  const url = `http://${host}`;
+  const url = `${config.tls ? 'https' : 'http'}://${host}`;
   const env = { ...process.env, ...opts.env };
   const argv = [cli, 'serve', '--config', configPath, ...(opts.args ?? [])];
 

@@ -1,0 +1,315 @@
+/**
+ * Hostile or broken upstreams (a scripted node:http server, test/helpers/hostile-upstream.ts) and requests that
+ * try to make regcache talk to hosts it is not configured for: oversized manifests are cut off without being
+ * buffered, redirect loops and redirects to other schemes are refused, a foreign tags/list Link is never passed
+ * on, manifests that do not match their digest are refused and not stored, and `ns` / path prefixes naming an
+ * unconfigured host, an IP address or localhost get 404 without any outbound connection.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  cleanupAll, httpProbe, makeImage, makeLayer, sha256, startConnectionCounter, startRegcache, stopAllChildren, waitUntil,
+  type ConnectionCounter, type Image, type ProbeResponse, type Regcache,
+} from '../helpers/index.js';
+import { sendStatus, serveImages, startHostileUpstream, type HostileUpstream } from '../helpers/hostile-upstream.js';
+
+const H = 'hostile.example';
+const MAX_MANIFEST = 64 * 1024;
+const TEN_MB = 10 * 1024 * 1024;
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+let hostile: HostileUpstream;
+let sentinel: ConnectionCounter;
+let rc: Regcache;
+let good: Image;
+let other: Image;
+
+beforeAll(async () => {
+  hostile = await startHostileUpstream();
+  sentinel = await startConnectionCounter();
+  good = makeImage({ format: 'oci', layers: [makeLayer({ 'good.txt': 'good image' })] });
+  other = makeImage({ format: 'oci', layers: [makeLayer({ 'other.txt': 'another image' })] });
+  rc = await startRegcache({
+    config: {
+      cache: { tagTTL: '1h', maxManifestSize: '64KiB' },
+      // No defaultUpstream: a name must route through ns or a configured prefix.
+      upstreams: {
+        [H]: { url: hostile.url },
+        // Configured, never named by any request below: it must see no connection at all.
+        'sentinel.example': { url: sentinel.url },
+      },
+      // Failures here are about single answers, not about the health detector.
+      upstreamHealth: { maxFails: 1000, failTimeout: '1s' },
+    },
+  });
+});
+
+afterAll(async () => {
+  await rc?.stop();
+  await hostile?.close();
+  await sentinel?.close();
+  await stopAllChildren();
+  await cleanupAll();
+});
+
+beforeEach(() => {
+  hostile.reset();
+  hostile.handle((_req, res) => sendStatus(res, 404, {}, 'NAME_UNKNOWN'));
+});
+
+const errorCode = (r: ProbeResponse): string | undefined => {
+  try {
+    return (JSON.parse(r.body.toString('utf8')) as { errors: Array<{ code: string }> }).errors[0]?.code;
+  } catch {
+    return undefined;
+  }
+};
+const get = (path: string, opts: Parameters<typeof httpProbe>[1] = {}): Promise<ProbeResponse> => httpProbe(`${rc.url}${path}`, opts);
+const pathOf = (req: IncomingMessage): string => (req.url ?? '/').split('?')[0]!;
+const metric = async (name: string): Promise<number> => {
+  const text = (await get('/metrics')).body.toString('utf8');
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(' ').pop());
+  return sum;
+};
+
+describe('oversized manifests', () => {
+  it.each([
+    ['with Content-Length', true],
+    ['chunked, without Content-Length', false],
+  ])('a 10 MB manifest %s is refused with 502 MANIFEST_INVALID without being read to the end', async (_label, withLength) => {
+    hostile.handle(async (req, res) => {
+      if (!pathOf(req).startsWith('/v2/big/app/manifests/')) return sendStatus(res, 404);
+      await hostile.stream(res, TEN_MB, {
+        contentLength: withLength,
+        headers: { 'content-type': OCI_MANIFEST },
+        // A JSON-ish body of spaces: only its size is wrong.
+        fill: 0x20,
+      });
+    });
+    const r = await get(`/v2/${H}/big/app/manifests/${withLength ? 'cl' : 'chunked'}`, { timeoutMs: 15_000 });
+    expect(r.status).toBe(502);
+    expect(errorCode(r)).toBe('MANIFEST_INVALID');
+    expect(hostile.streams).toHaveLength(1);
+    const s = hostile.streams[0]!;
+    await waitUntil(() => s.closedEarly || s.completed, { timeoutMs: 10_000, message: 'the hostile manifest body never finished or closed' });
+    // regcache hung up long before the end: it did not buffer 10 MB to find out it was too big.
+    expect(s.completed).toBe(false);
+    expect(s.closedEarly).toBe(true);
+    expect(s.written).toBeLessThan(TEN_MB / 2);
+    // Nothing was cached: a second request goes upstream again.
+    const again = await get(`/v2/${H}/big/app/manifests/${withLength ? 'cl' : 'chunked'}`, { timeoutMs: 15_000 });
+    expect(again.status).toBe(502);
+    expect(hostile.count('GET', /^\/v2\/big\/app\/manifests\//)).toBe(2);
+  });
+
+  it('a manifest just under the limit is still accepted (the limit is not off by a lot)', async () => {
+    const padding = 'x'.repeat(MAX_MANIFEST - 1024);
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: good.manifest.config, layers: good.manifest.layers, annotations: { pad: padding } }));
+    expect(body.length).toBeLessThanOrEqual(MAX_MANIFEST);
+    hostile.handle((req, res) => {
+      if (pathOf(req) !== '/v2/big/ok/manifests/v1') return sendStatus(res, 404);
+      res.writeHead(200, { 'content-type': OCI_MANIFEST, 'content-length': body.length, 'docker-content-digest': sha256(body) });
+      res.end(body);
+    });
+    const r = await get(`/v2/${H}/big/ok/manifests/v1`);
+    expect(r.status).toBe(200);
+    expect(r.headers['docker-content-digest']).toBe(sha256(body));
+    expect(r.body.equals(body)).toBe(true);
+  });
+});
+
+describe('redirects', () => {
+  /** Answers every request under `prefix` with a redirect to the same path plus one more hop. */
+  const loop = (prefix: string, location: (hop: number, req: IncomingMessage) => string, status = 302) => (req: IncomingMessage, res: ServerResponse): void => {
+    if (!pathOf(req).startsWith(prefix)) return sendStatus(res, 404);
+    const hop = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('hop') ?? '0');
+    res.writeHead(status, { location: location(hop + 1, req), 'content-length': 0 });
+    res.end();
+  };
+
+  it.each([
+    ['manifest', '/v2/loop/app/manifests/latest'],
+    ['blob', `/v2/loop/app/blobs/${'sha256:' + 'a'.repeat(64)}`],
+  ])('a same-origin redirect loop on a %s is cut after a few hops with a 5xx OCI error', async (_kind, path) => {
+    hostile.handle(loop('/v2/loop/', (hop, req) => `${pathOf(req)}?hop=${hop}`));
+    const r = await get(path.replace('/v2/', `/v2/${H}/`), { timeoutMs: 15_000 });
+    expect(r.status).toBeGreaterThanOrEqual(500);
+    expect(r.status).toBeLessThan(600);
+    expect(errorCode(r)).toMatch(/^(UPSTREAM_ERROR|UNAVAILABLE)$/);
+    const hops = hostile.count('*', /^\/v2\/loop\//);
+    expect(hops).toBeGreaterThanOrEqual(2);
+    expect(hops).toBeLessThanOrEqual(6);
+  });
+
+  it('a loop that alternates between two origins (127.0.0.1 and localhost) is cut too', async () => {
+    hostile.handle(loop('/v2/loop/', (hop, req) => {
+      const host = hop % 2 === 0 ? '127.0.0.1' : 'localhost';
+      return `http://${host}:${hostile.port}${pathOf(req)}?hop=${hop}`;
+    }, 307));
+    const r = await get(`/v2/${H}/loop/app/manifests/latest`, { timeoutMs: 15_000 });
+    expect(r.status).toBeGreaterThanOrEqual(500);
+    expect(r.status).toBeLessThan(600);
+    const hops = hostile.count('*', /^\/v2\/loop\//);
+    expect(hops).toBeGreaterThanOrEqual(2);
+    expect(hops).toBeLessThanOrEqual(6);
+  });
+
+  it.each([
+    ['file:', () => 'file:///etc/passwd'],
+    ['ftp: (to the sentinel)', () => `ftp://127.0.0.1:${sentinel.port}/x`],
+    ['data:', () => 'data:application/json,{"schemaVersion":2}'],
+    ['gopher:', () => `gopher://127.0.0.1:${sentinel.port}/_GET`],
+    ['credentials in the URL', () => `http://user:pw@127.0.0.1:${hostile.port}/v2/elsewhere/manifests/latest`],
+  ])('a redirect to %s is refused with a 5xx OCI error and not followed', async (_label, target) => {
+    const before = sentinel.connections;
+    hostile.handle((req, res) => {
+      if (pathOf(req).startsWith('/v2/elsewhere/')) {
+        // Only reached if the redirect with credentials was followed.
+        res.writeHead(200, { 'content-type': OCI_MANIFEST, 'content-length': good.bytes.length, 'docker-content-digest': good.digest });
+        res.end(good.bytes);
+        return;
+      }
+      if (!pathOf(req).startsWith('/v2/scheme/')) return sendStatus(res, 404);
+      res.writeHead(302, { location: target(), 'content-length': 0 });
+      res.end();
+    });
+    for (const path of ['/v2/scheme/app/manifests/latest', `/v2/scheme/app/blobs/sha256:${'b'.repeat(64)}`]) {
+      const r = await get(path.replace('/v2/', `/v2/${H}/`));
+      expect(r.status, path).toBeGreaterThanOrEqual(500);
+      expect(r.status, path).toBeLessThan(600);
+      expect(errorCode(r), path).toBe('UPSTREAM_ERROR');
+      expect(r.body.toString('utf8')).not.toContain('root:');
+    }
+    expect(hostile.count('*', /^\/v2\/elsewhere\//)).toBe(0);
+    expect(sentinel.connections).toBe(before);
+  });
+});
+
+describe('tags/list Link header', () => {
+  const tagsWithLink = (link: string) => (req: IncomingMessage, res: ServerResponse): void => {
+    if (pathOf(req) !== '/v2/team/app/tags/list') return sendStatus(res, 404);
+    const body = JSON.stringify({ name: 'team/app', tags: ['a', 'b'] });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), link });
+    res.end(body);
+  };
+
+  it('a Link to another host is rewritten to point at regcache, keeping only n and last (path prefix)', async () => {
+    hostile.handle(tagsWithLink('<http://evil.example.com:6666/v2/other/repo/tags/list?n=2&last=b&token=secret>; rel="next"'));
+    const r = await get(`/v2/${H}/team/app/tags/list?n=2`);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body.toString('utf8'))).toEqual({ name: `${H}/team/app`, tags: ['a', 'b'] });
+    expect(r.headers.link).toBe(`</v2/${H}/team/app/tags/list?n=2&last=b>; rel="next"`);
+    // The query regcache sent upstream carried the client's n.
+    expect(hostile.requests.some((q) => q.path === '/v2/team/app/tags/list?n=2')).toBe(true);
+  });
+
+  it('with ?ns= the rewritten Link keeps ns so the next page routes the same way', async () => {
+    hostile.handle(tagsWithLink('<https://evil.example.com/v2/team/app/tags/list?last=b&n=2>; rel="next"'));
+    const r = await get(`/v2/team/app/tags/list?n=2&ns=${H}`);
+    expect(r.status).toBe(200);
+    expect(r.headers['oci-namespace']).toBe(H);
+    expect(r.headers.link).toBe(`</v2/team/app/tags/list?n=2&last=b&ns=${H}>; rel="next"`);
+  });
+
+  it('a hostile `last` cannot smuggle a second link or a foreign URL into the header', async () => {
+    const evilLast = encodeURIComponent('b>; rel="next", <http://evil.example.com/x');
+    hostile.handle(tagsWithLink(`</v2/team/app/tags/list?n=2&last=${evilLast}>; rel="next"`));
+    const r = await get(`/v2/${H}/team/app/tags/list?n=2`);
+    expect(r.status).toBe(200);
+    const link = String(r.headers.link ?? '');
+    if (link !== '') {
+      expect(link).toMatch(/^<\/v2\/[^<>]*>; rel="next"$/);
+      expect(link).not.toContain('://');
+      expect(link.split('<').length).toBe(2);
+    }
+  });
+
+  it('a Link without rel="next" is not passed on', async () => {
+    hostile.handle(tagsWithLink('<http://evil.example.com/v2/team/app/tags/list?n=2&last=b>; rel="prev"'));
+    const r = await get(`/v2/${H}/team/app/tags/list?n=2`);
+    expect(r.status).toBe(200);
+    expect(r.headers.link).toBeUndefined();
+  });
+});
+
+describe('manifests that do not match their digest', () => {
+  it('sanity: an honest manifest by tag is cached (a later GET by digest does not go upstream)', async () => {
+    hostile.handle(serveImages([{ repo: 'honest/app', tag: 'v1', image: good }]));
+    const r = await get(`/v2/${H}/honest/app/manifests/v1`);
+    expect(r.status).toBe(200);
+    expect(r.headers['docker-content-digest']).toBe(good.digest);
+    const before = hostile.requests.length;
+    const byDigest = await get(`/v2/${H}/honest/app/manifests/${good.digest}`);
+    expect(byDigest.status).toBe(200);
+    expect(sha256(byDigest.body)).toBe(good.digest);
+    expect(hostile.requests.length).toBe(before);
+  });
+
+  it('by digest: other bytes than asked for are refused (502 MANIFEST_INVALID), counted, and not stored', async () => {
+    // Asked for `good`, the upstream sends `other` (a perfectly valid manifest, just not this one).
+    hostile.handle((req, res) => {
+      if (!pathOf(req).startsWith('/v2/liar/app/manifests/')) return sendStatus(res, 404);
+      res.writeHead(200, { 'content-type': OCI_MANIFEST, 'content-length': other.bytes.length, 'docker-content-digest': good.digest });
+      res.end(req.method === 'HEAD' ? undefined : other.bytes);
+    });
+    const mismatches = await metric('regcache_digest_mismatches_total');
+    const r = await get(`/v2/${H}/liar/app/manifests/${good.digest}`);
+    expect(r.status).toBe(502);
+    expect(errorCode(r)).toBe('MANIFEST_INVALID');
+    expect(r.body.includes(other.bytes)).toBe(false);
+    expect(await metric('regcache_digest_mismatches_total')).toBe(mismatches + 1);
+    const again = await get(`/v2/${H}/liar/app/manifests/${good.digest}`);
+    expect(again.status).toBe(502);
+    expect(hostile.count('GET', `/v2/liar/app/manifests/${good.digest}`)).toBe(2);
+    // And the wrong bytes were not stored under their own digest either for this repository's tag.
+    const viaOther = await get(`/v2/${H}/liar/app/manifests/${other.digest}`);
+    expect(viaOther.status).toBe(502);
+    expect(hostile.count('GET', `/v2/liar/app/manifests/${other.digest}`)).toBe(1);
+  });
+
+  it('by tag: a body that does not match the Docker-Content-Digest the upstream announced is refused and not stored', async () => {
+    hostile.handle((req, res) => {
+      if (pathOf(req) !== '/v2/liar2/app/manifests/v1') return sendStatus(res, 404);
+      res.writeHead(200, { 'content-type': OCI_MANIFEST, 'content-length': other.bytes.length, 'docker-content-digest': good.digest });
+      res.end(req.method === 'HEAD' ? undefined : other.bytes);
+    });
+    const r = await get(`/v2/${H}/liar2/app/manifests/v1`);
+    expect(r.status).toBe(502);
+    expect(errorCode(r)).toBe('MANIFEST_INVALID');
+    const again = await get(`/v2/${H}/liar2/app/manifests/v1`);
+    expect(again.status).toBe(502);
+    expect(hostile.count('GET', '/v2/liar2/app/manifests/v1')).toBe(2);
+  });
+});
+
+describe('requests naming hosts that are not configured upstreams', () => {
+  const name = 'team/app';
+  const digest = `sha256:${'c'.repeat(64)}`;
+  const cases: Array<[string, () => string]> = [
+    ['ns=evil.example.com', () => `/v2/${name}/manifests/latest?ns=evil.example.com`],
+    ['ns=localhost', () => `/v2/${name}/manifests/latest?ns=localhost`],
+    ['ns=127.0.0.1', () => `/v2/${name}/manifests/latest?ns=127.0.0.1`],
+    ['ns=<sentinel ip:port>', () => `/v2/${name}/manifests/latest?ns=127.0.0.1:${sentinel.port}`],
+    ['ns=localhost:<sentinel port>', () => `/v2/${name}/manifests/latest?ns=localhost:${sentinel.port}`],
+    ['ns=[::1]', () => `/v2/${name}/manifests/latest?ns=${encodeURIComponent('[::1]')}`],
+    ['ns=localhost (blob)', () => `/v2/${name}/blobs/${digest}?ns=localhost`],
+    ['ns=127.0.0.1 (tags/list)', () => `/v2/${name}/tags/list?ns=127.0.0.1`],
+    ['prefix evil.example.com', () => `/v2/evil.example.com/${name}/manifests/latest`],
+    ['prefix localhost', () => `/v2/localhost/${name}/manifests/latest`],
+    ['prefix 127.0.0.1', () => `/v2/127.0.0.1/${name}/manifests/latest`],
+    ['prefix <sentinel ip:port>', () => `/v2/127.0.0.1:${sentinel.port}/${name}/manifests/latest`],
+    ['prefix localhost:<sentinel port> (blob)', () => `/v2/localhost:${sentinel.port}/${name}/blobs/${digest}`],
+    ['prefix 127.0.0.1 (tags/list)', () => `/v2/127.0.0.1/${name}/tags/list`],
+  ];
+  it.each(cases)('%s -> 404 NAME_UNKNOWN, no outbound connection', async (_label, path) => {
+    const hostileBefore = hostile.connections;
+    for (const method of ['GET', 'HEAD']) {
+      const r = await get(path(), { method });
+      expect(r.status, `${method} ${path()}`).toBe(404);
+      if (method === 'GET') expect(errorCode(r)).toBe('NAME_UNKNOWN');
+    }
+    expect(sentinel.connections).toBe(0);
+    expect(hostile.connections).toBe(hostileBefore);
+  });
+});
