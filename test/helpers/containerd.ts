@@ -230,6 +230,18 @@ export async function startContainerd(opts: { namespace?: string; startTimeoutMs
     });
   };
 
+  const lines = (stdout: string): string[] => stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const images = async (ns?: string): Promise<string[]> => {
+    const r = await ctr(['images', 'ls', '-q'], { namespace: ns });
+    if (r.code !== 0) throw new Error(`ctr images ls failed: ${r.stderr}`);
+    return lines(r.stdout);
+  };
+  const contentDigests = async (ns?: string): Promise<string[]> => {
+    const r = await ctr(['content', 'ls', '-q'], { namespace: ns });
+    if (r.code !== 0) throw new Error(`ctr content ls failed: ${r.stderr}`);
+    return lines(r.stdout);
+  };
+
   return {
     socket,
     root,
@@ -249,11 +261,7 @@ export async function startContainerd(opts: { namespace?: string; startTimeoutMs
       args.push(image);
       return ctr(args, { namespace: o.namespace, timeoutMs: o.timeoutMs ?? 60_000 });
     },
-    async images(ns) {
-      const r = await ctr(['images', 'ls', '-q'], { namespace: ns });
-      if (r.code !== 0) throw new Error(`ctr images ls failed: ${r.stderr}`);
-      return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-    },
+    images,
     imageList,
     async check(ns) {
       const r = await ctr(['images', 'check', '--snapshotter', 'native'], { namespace: ns });
@@ -274,23 +282,19 @@ export async function startContainerd(opts: { namespace?: string; startTimeoutMs
         return kind === undefined ? { key: key!, parent: '', kind: parent! } : { key: key!, parent: parent!, kind };
       });
     },
-    async contentDigests(ns) {
-      const r = await ctr(['content', 'ls', '-q'], { namespace: ns });
-      if (r.code !== 0) throw new Error(`ctr content ls failed: ${r.stderr}`);
-      return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-    },
+    contentDigests,
     async forgetEverything(ns) {
-      const refs = await this.images(ns);
+      const refs = await images(ns);
       if (refs.length) {
         const r = await ctr(['images', 'rm', '--sync', ...refs], { namespace: ns });
         if (r.code !== 0) throw new Error(`ctr images rm failed: ${r.stderr}`);
       }
-      const digests = await this.contentDigests(ns);
+      const digests = await contentDigests(ns);
       if (digests.length) {
         const r = await ctr(['content', 'rm', ...digests], { namespace: ns });
         if (r.code !== 0) throw new Error(`ctr content rm failed: ${r.stderr}`);
       }
-      const left = await this.contentDigests(ns);
+      const left = await contentDigests(ns);
       if (left.length) throw new Error(`content still present after content rm: ${left.join(' ')}`);
     },
     logs: () => proc.stderr() + proc.stdout(),

@@ -15,6 +15,8 @@ export interface HostileRequest {
   method: string;
   path: string;
   headers: IncomingMessage['headers'];
+  /** Date.now() when the request arrived. */
+  at: number;
 }
 
 /** What happened to a body sent with streamBody. */
@@ -74,6 +76,8 @@ export interface StreamOptions {
   chunk?: number;
   /** The byte value the body is made of (default a space). */
   fill?: number;
+  /** Pause this long after each chunk (a slow, possibly endless body). */
+  paceMs?: number;
 }
 
 export function streamBody(res: ServerResponse, total: number, opts: StreamOptions = {}, record?: (o: StreamOutcome) => void): Promise<StreamOutcome> {
@@ -108,8 +112,13 @@ export function streamBody(res: ServerResponse, total: number, opts: StreamOptio
         const ok = res.write(n === chunkSize ? piece : piece.subarray(0, n), (err) => {
           if (!err) outcome.written += n;
         });
+        const next = opts.paceMs !== undefined ? (): void => void setTimeout(pump, opts.paceMs) : pump;
         if (!ok) {
-          res.once('drain', pump);
+          res.once('drain', next);
+          return;
+        }
+        if (opts.paceMs !== undefined && sent < total) {
+          next();
           return;
         }
       }
@@ -183,7 +192,7 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
   const sockets = new Set<Socket>();
 
   const server = createServer((req, res) => {
-    requests.push({ method: req.method ?? '-', path: req.url ?? '/', headers: req.headers });
+    requests.push({ method: req.method ?? '-', path: req.url ?? '/', headers: req.headers, at: Date.now() });
     res.on('error', () => undefined);
     req.on('error', () => undefined);
     Promise.resolve()

@@ -28,6 +28,7 @@ let single: Image;
 let multi: Index;
 let quayImage: Image;
 let ghcrImage: Image;
+let offlineImage: Image;
 /** hosts.toml trees: ns mode, ports mode, and --default generated before regcache knew ghcr.io. */
 let nsDir: string;
 let portsDir: string;
@@ -71,14 +72,16 @@ const containerdHitsOnRegistry = (repo = ''): string[] =>
  * has connected to the port and gone, its TIME_WAIT entry (or the server side's, whoever closed first) remains for
  * about a minute. Read from /proc/net/tcp; states in hex (0A = LISTEN).
  */
-function socketsOnPort(port: number): string[] {
+function socketsOnPort(port: number): Set<string> {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).filter((line) => {
+  const out = new Set<string>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f.length < 4) return false;
+    if (f.length < 4) continue;
     const [local, remote, st] = [f[1]!, f[2]!, f[3]!];
-    return (local.endsWith(`:${hex}`) && st !== '0A') || remote.endsWith(`:${hex}`);
-  });
+    if ((local.endsWith(`:${hex}`) && st !== '0A') || remote.endsWith(`:${hex}`)) out.add(`${local}->${remote}`);
+  }
+  return out;
 }
 
 function expectPulled(r: CtrResult, what: string): void {
@@ -109,10 +112,12 @@ beforeAll(async () => {
   multi = makeIndex('oci', [amd, arm]);
   quayImage = makeImage({ format: 'docker', layers: [makeLayer({ 'quay.txt': 'served on the quay.io port\n' })] });
   ghcrImage = makeImage({ format: 'oci', layers: [makeLayer({ 'ghcr.txt': 'routed through _default\n' })] });
+  offlineImage = makeImage({ format: 'oci', layers: [makeLayer({ 'offline.txt': 'pulled once, then the upstream goes away\n' })] });
   await pushImage(upstream.url, 'team/app', 'v1', single);
   await pushIndex(upstream.url, 'team/multi', 'v1', multi);
   await pushImage(upstream.url, 'org/quayapp', 'v1', quayImage);
   await pushImage(upstream.url, 'org/ghcrapp', 'v1', ghcrImage);
+  await pushImage(upstream.url, 'team/offline', 'v1', offlineImage);
 
   quayPort = await freePort();
   rc = await startRegcache({
@@ -121,6 +126,7 @@ beforeAll(async () => {
         'docker.io': { url: upstream.url },
         'quay.io': { url: upstream.url, port: quayPort },
         'ghcr.io': { url: upstream.url },
+        'registry.example:5000': { url: upstream.url },
       },
     },
   });
@@ -147,14 +153,19 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const t0 = Date.now();
-  await ctrd?.stop();
-  await rc?.stop();
-  await upstream?.stop();
-  await stopAllChildren();
-  await cleanupAll();
+  // Everything is stopped even if one step fails (containerd first: it unmounts and removes its directory).
+  let firstError: unknown;
+  for (const step of [() => ctrd?.stop(), () => rc?.stop(), () => upstream?.stop(), () => stopAllChildren(), () => cleanupAll()]) {
+    try {
+      await step();
+    } catch (e) {
+      firstError ??= e;
+    }
+  }
   timings.afterAll = Date.now() - t0;
   // eslint-disable-next-line no-console
   console.log(`containerd.test timings (ms): ${JSON.stringify(timings)}`);
+  if (firstError !== undefined) throw firstError;
 });
 
 describe('generated hosts.toml trees', () => {
@@ -256,7 +267,7 @@ describe('ctr images pull --hosts-dir through regcache', () => {
 
   it('ports mode: quay.io/org/quayapp:v1 is pulled through the quay.io port', async () => {
     const before = await metric('regcache_requests_total', { upstream: 'quay.io', kind: 'blob' });
-    expect(socketsOnPort(quayPort)).toEqual([]);
+    const socketsBefore = socketsOnPort(quayPort);
     const mark = rc.logs().length;
     const r = await ctrd.pull('quay.io/org/quayapp:v1', { hostsDir: portsDir, namespace: 'ports' });
     expectPulled(r, 'pull quay.io in ports mode');
@@ -273,7 +284,7 @@ describe('ctr images pull --hosts-dir through regcache', () => {
     expect(lines.every((l) => /\?ns=quay\.io$/.test(l.path as string))).toBe(true);
     expect(containerdHitsOnRegistry()).toEqual([]);
     // Direct evidence: ctr connected to the quay.io port (nothing else in this test has touched it yet).
-    expect(socketsOnPort(quayPort).length).toBeGreaterThan(0);
+    expect([...socketsOnPort(quayPort)].filter((k) => !socketsBefore.has(k)).length).toBeGreaterThan(0);
     // The port itself serves quay.io only: ns naming another registry is refused there.
     const other = await httpProbe(`http://127.0.0.1:${quayPort}/v2/org/quayapp/manifests/v1?ns=docker.io`);
     expect(other.status).toBe(404);
@@ -296,6 +307,20 @@ describe('ctr images pull --hosts-dir through regcache', () => {
     expect(containerdHitsOnRegistry()).toEqual([]);
   });
 
+  it('a registry host with a port (registry.example:5000) finds its directory and is routed by ns', async () => {
+    expect(readFileSync(join(nsDir, 'registry.example:5000', 'hosts.toml'), 'utf8')).toContain(`[host."http://127.0.0.1:${rc.port}"]`);
+    const mark = rc.logs().length;
+    const r = await ctrd.pull('registry.example:5000/org/ghcrapp:v1', { hostsDir: nsDir, namespace: 'hostport' });
+    expectPulled(r, 'pull registry.example:5000/org/ghcrapp:v1');
+    expect((await ctrd.imageList('hostport'))[0]).toMatchObject({ ref: 'registry.example:5000/org/ghcrapp:v1', digest: ghcrImage.digest });
+    const lines = await waitForBlobGets('org/ghcrapp', [ghcrImage.layers[0]!.digest], mark);
+    for (const l of lines) {
+      // containerd percent-encodes the ':' in the query value; regcache decodes it.
+      expect(l.path).toMatch(/\?ns=registry\.example%3A5000$/);
+      expect(l.upstream).toBe('registry.example:5000');
+    }
+  });
+
   it('a second pull after images rm + content rm is served from regcache\'s cache', async () => {
     await ctrd.forgetEverything('test');
     expect(await ctrd.images('test')).toEqual([]);
@@ -312,10 +337,40 @@ describe('ctr images pull --hosts-dir through regcache', () => {
     const lines = await waitForBlobGets('team/app', blobs, mark);
     const blobGets = lines.filter((l) => l.kind === 'blob' && l.method === 'GET');
     expect(blobGets.map((l) => l.cache)).toEqual(blobs.map(() => 'hit'));
-    expect(lines.find((l) => l.kind === 'manifest' && l.method === 'GET')?.cache ?? 'hit').toBe('hit');
+    // The manifest by digest comes from the cache too. (The tag HEAD does not, yet: see the BUG test below.)
+    const byDigest = lines.filter((l) => l.kind === 'manifest' && l.method === 'GET');
+    expect(byDigest.map((l) => [l.path, l.cache])).toEqual([[`/v2/team/app/manifests/${single.digest}?ns=docker.io`, 'hit']]);
     expect(await metric('regcache_cache_results_total', { upstream: 'docker.io', kind: 'blob', result: 'hit' })).toBeGreaterThanOrEqual(hitsBefore + blobs.length);
     expect(registryBlobGets()).toBe(upstreamGetsBefore);
     expect(containerdHitsOnRegistry()).toEqual([]);
+  });
+});
+
+describe('upstream down after one containerd pull', () => {
+  // BUG (src/cache/manifest-cache.ts, fetchOnce, HEAD branch): containerd resolves a tag with HEAD and then GETs the
+  // manifest by digest. On the first pull the HEAD is a miss for a manifest regcache does not have yet, and the tag
+  // is only recorded `if (known)`; the GET by digest stores the manifest but no tag. So after a complete containerd
+  // pull regcache still has no tag -> digest mapping: the next HEAD by tag goes upstream again (logged cache=miss),
+  // and with the upstream down the pull fails although manifest and blobs are all cached. (skopeo GETs the tag, so
+  // pull.test.ts's "upstream gone" test does not see this.) Fails until the HEAD records the tag even when the
+  // manifest is not cached yet (byTag already falls back to a fetch when the row is missing).
+  it('the tag is cached by the first pull: the second pull by tag works with the upstream stopped', async () => {
+    const first = await ctrd.pull('docker.io/team/offline:v1', { hostsDir: nsDir, namespace: 'offline1' });
+    expectPulled(first, 'first pull of team/offline:v1');
+    await waitForBlobGets('team/offline', [offlineImage.layers[0]!.digest], 0);
+    await upstream.stop();
+    try {
+      const mark = rc.logs().length;
+      // A fresh namespace (content is isolated per namespace): every blob and manifest is asked for again.
+      const second = await ctrd.pull('docker.io/team/offline:v1', { hostsDir: nsDir, namespace: 'offline2' });
+      await waitUntil(() => requests('team/offline', mark).length > 0, { timeoutMs: 5_000 });
+      const head = requests('team/offline', mark).find((l) => l.method === 'HEAD' && l.kind === 'manifest');
+      expect(head, 'regcache should answer containerd\'s HEAD by tag from its cache').toMatchObject({ status: 200, cache: 'hit' });
+      expectPulled(second, 'second pull of team/offline:v1 with the upstream stopped');
+      expect((await ctrd.imageList('offline2'))[0]?.digest).toBe(offlineImage.digest);
+    } finally {
+      await upstream.restart();
+    }
   });
 });
 

@@ -5,13 +5,15 @@
  * on, manifests that do not match their digest are refused and not stored, and `ns` / path prefixes naming an
  * unconfigured host, an IP address or localhost get 404 without any outbound connection.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { existsSync, readdirSync } from 'node:fs';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   cleanupAll, httpProbe, makeImage, makeLayer, sha256, startConnectionCounter, startRegcache, stopAllChildren, waitUntil,
   type ConnectionCounter, type Image, type ProbeResponse, type Regcache,
 } from '../helpers/index.js';
-import { sendStatus, serveImages, startHostileUpstream, type HostileUpstream } from '../helpers/hostile-upstream.js';
+import { sendStatus, serveImages, startHostileUpstream, type HostileUpstream, type StreamOutcome } from '../helpers/hostile-upstream.js';
 
 const H = 'hostile.example';
 const MAX_MANIFEST = 64 * 1024;
@@ -23,18 +25,24 @@ let sentinel: ConnectionCounter;
 let rc: Regcache;
 let good: Image;
 let other: Image;
+let wanted: Image;
 
 beforeAll(async () => {
   hostile = await startHostileUpstream();
   sentinel = await startConnectionCounter();
   good = makeImage({ format: 'oci', layers: [makeLayer({ 'good.txt': 'good image' })] });
   other = makeImage({ format: 'oci', layers: [makeLayer({ 'other.txt': 'another image' })] });
+  // Only ever asked for by digest, never served honestly: nothing can make it a cache hit.
+  wanted = makeImage({ format: 'oci', layers: [makeLayer({ 'wanted.txt': 'the image the client asks for' })] });
   rc = await startRegcache({
     config: {
       cache: { tagTTL: '1h', maxManifestSize: '64KiB' },
       // No defaultUpstream: a name must route through ns or a configured prefix.
       upstreams: {
         [H]: { url: hostile.url },
+        // The same server under other names, so a learnt token realm or a bad answer stays with one client.
+        'token.example': { url: hostile.url },
+        'drain.example': { url: hostile.url },
         // Configured, never named by any request below: it must see no connection at all.
         'sentinel.example': { url: sentinel.url },
       },
@@ -66,6 +74,32 @@ const errorCode = (r: ProbeResponse): string | undefined => {
 };
 const get = (path: string, opts: Parameters<typeof httpProbe>[1] = {}): Promise<ProbeResponse> => httpProbe(`${rc.url}${path}`, opts);
 const pathOf = (req: IncomingMessage): string => (req.url ?? '/').split('?')[0]!;
+/** One GET that reports whether the body ended cleanly and completely (an aborted response is not an error here). */
+interface Outcome { status: number; headers: IncomingMessage['headers']; body: Buffer; complete: boolean; error?: string }
+const fetchOutcome = (path: string, timeoutMs = 15_000): Promise<Outcome> => new Promise((resolve) => {
+  const req = httpRequest(`${rc.url}${path}`, { agent: false, headers: { connection: 'close' }, timeout: timeoutMs }, (res) => {
+    const chunks: Buffer[] = [];
+    let ended = false;
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.once('end', () => { ended = true; });
+    const finish = (error?: string): void => {
+      const body = Buffer.concat(chunks);
+      const len = res.headers['content-length'];
+      const complete = ended && !res.aborted && error === undefined && (len === undefined || Number(len) === body.length);
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body, complete, ...(error ? { error } : {}) });
+    };
+    res.once('error', (e) => finish(e.message));
+    res.once('close', () => finish());
+  });
+  req.once('timeout', () => req.destroy(new Error('client timeout')));
+  req.once('error', (e) => resolve({ status: 0, headers: {}, body: Buffer.alloc(0), complete: false, error: e.message }));
+  req.end();
+});
+/** Waits until a hostile stream ended or was cut, or `ms` passed; the caller asserts on its fields. */
+const settled = async (o: StreamOutcome, ms: number): Promise<StreamOutcome> => {
+  await waitUntil(() => o.closedEarly || o.completed, { timeoutMs: ms }).catch(() => undefined);
+  return o;
+};
 const metric = async (name: string): Promise<number> => {
   const text = (await get('/metrics')).body.toString('utf8');
   let sum = 0;
@@ -91,8 +125,7 @@ describe('oversized manifests', () => {
     expect(r.status).toBe(502);
     expect(errorCode(r)).toBe('MANIFEST_INVALID');
     expect(hostile.streams).toHaveLength(1);
-    const s = hostile.streams[0]!;
-    await waitUntil(() => s.closedEarly || s.completed, { timeoutMs: 10_000, message: 'the hostile manifest body never finished or closed' });
+    const s = await settled(hostile.streams[0]!, 10_000);
     // regcache hung up long before the end: it did not buffer 10 MB to find out it was too big.
     expect(s.completed).toBe(false);
     expect(s.closedEarly).toBe(true);
@@ -247,24 +280,26 @@ describe('manifests that do not match their digest', () => {
   });
 
   it('by digest: other bytes than asked for are refused (502 MANIFEST_INVALID), counted, and not stored', async () => {
-    // Asked for `good`, the upstream sends `other` (a perfectly valid manifest, just not this one).
+    // Asked for `wanted`, the upstream sends `other` (a perfectly valid manifest, just not this one) and even
+    // claims the right digest in its header.
     hostile.handle((req, res) => {
-      if (!pathOf(req).startsWith('/v2/liar/app/manifests/')) return sendStatus(res, 404);
-      res.writeHead(200, { 'content-type': OCI_MANIFEST, 'content-length': other.bytes.length, 'docker-content-digest': good.digest });
+      if (pathOf(req) !== `/v2/liar/app/manifests/${wanted.digest}`) return sendStatus(res, 404, {}, 'MANIFEST_UNKNOWN');
+      res.writeHead(200, { 'content-type': OCI_MANIFEST, 'content-length': other.bytes.length, 'docker-content-digest': wanted.digest });
       res.end(req.method === 'HEAD' ? undefined : other.bytes);
     });
     const mismatches = await metric('regcache_digest_mismatches_total');
-    const r = await get(`/v2/${H}/liar/app/manifests/${good.digest}`);
+    const r = await get(`/v2/${H}/liar/app/manifests/${wanted.digest}`);
     expect(r.status).toBe(502);
     expect(errorCode(r)).toBe('MANIFEST_INVALID');
     expect(r.body.includes(other.bytes)).toBe(false);
     expect(await metric('regcache_digest_mismatches_total')).toBe(mismatches + 1);
-    const again = await get(`/v2/${H}/liar/app/manifests/${good.digest}`);
+    const again = await get(`/v2/${H}/liar/app/manifests/${wanted.digest}`);
     expect(again.status).toBe(502);
-    expect(hostile.count('GET', `/v2/liar/app/manifests/${good.digest}`)).toBe(2);
-    // And the wrong bytes were not stored under their own digest either for this repository's tag.
+    expect(hostile.count('GET', `/v2/liar/app/manifests/${wanted.digest}`)).toBe(2);
+    // The wrong bytes were not stored under their own digest either: asking for them goes upstream (which
+    // now says it has no such manifest).
     const viaOther = await get(`/v2/${H}/liar/app/manifests/${other.digest}`);
-    expect(viaOther.status).toBe(502);
+    expect(viaOther.status).toBe(404);
     expect(hostile.count('GET', `/v2/liar/app/manifests/${other.digest}`)).toBe(1);
   });
 
@@ -302,14 +337,106 @@ describe('requests naming hosts that are not configured upstreams', () => {
     ['prefix localhost:<sentinel port> (blob)', () => `/v2/localhost:${sentinel.port}/${name}/blobs/${digest}`],
     ['prefix 127.0.0.1 (tags/list)', () => `/v2/127.0.0.1/${name}/tags/list`],
   ];
-  it.each(cases)('%s -> 404 NAME_UNKNOWN, no outbound connection', async (_label, path) => {
+  it.each(cases)('%s -> 404 NAME_UNKNOWN, no outbound connection', async (label, path) => {
     const hostileBefore = hostile.connections;
+    // `host:port/...` is not a valid repository name, and regcache checks the grammar before routing:
+    // 400 NAME_INVALID is as good an answer there, as long as nothing is contacted.
+    const grammarFirst = label.startsWith('prefix') && path().includes(':');
     for (const method of ['GET', 'HEAD']) {
       const r = await get(path(), { method });
-      expect(r.status, `${method} ${path()}`).toBe(404);
-      if (method === 'GET') expect(errorCode(r)).toBe('NAME_UNKNOWN');
+      if (grammarFirst) expect([400, 404], `${method} ${path()}`).toContain(r.status);
+      else expect(r.status, `${method} ${path()}`).toBe(404);
+      if (method === 'GET') expect(errorCode(r)).toBe(r.status === 400 ? 'NAME_INVALID' : 'NAME_UNKNOWN');
     }
     expect(sentinel.connections).toBe(0);
     expect(hostile.connections).toBe(hostileBefore);
+  });
+});
+
+describe('broken bodies and greedy answers', () => {
+  it.each([
+    ['manifest', '/v2/cut/app/manifests/v1'],
+    ['tags/list', '/v2/cut/app/tags/list'],
+    ['referrers', `/v2/cut/app/referrers/sha256:${'d'.repeat(64)}`],
+  ])('an upstream that hangs up in the middle of a %s body gets a 502 UPSTREAM_ERROR (not a 500 INTERNAL)', async (_kind, path) => {
+    hostile.handle((req, res) => {
+      if (pathOf(req) !== path) return sendStatus(res, 404);
+      const type = path.includes('/manifests/') ? OCI_MANIFEST : 'application/json';
+      res.writeHead(200, { 'content-type': type, 'content-length': good.bytes.length, 'docker-content-digest': good.digest });
+      res.write(good.bytes.subarray(0, Math.floor(good.bytes.length / 2)), () => res.socket?.destroy());
+    });
+    const before = rc.logs().filter((l) => l.msg === 'internal error').length;
+    const r = await get(path.replace('/v2/', `/v2/${H}/`));
+    expect(r.status, r.body.toString('utf8')).toBe(502);
+    expect(errorCode(r)).toBe('UPSTREAM_ERROR');
+    expect(rc.logs().filter((l) => l.msg === 'internal error').length).toBe(before);
+    // Nothing half-read was kept: a second request goes upstream again.
+    await get(path.replace('/v2/', `/v2/${H}/`));
+    expect(hostile.count('GET', path)).toBe(2);
+  });
+
+  it('a chunked blob whose bytes do not match its digest: every client is aborted, nothing is stored, it is counted', async () => {
+    const blob = makeLayer({ randomBytes: 2 * 1024 * 1024, seed: 'hostile-chunked' });
+    const wrong = Buffer.from(blob.bytes);
+    wrong[wrong.length - 10]! ^= 0xff;
+    hostile.handle((req, res) => {
+      if (pathOf(req) !== `/v2/chunky/app/blobs/${blob.digest}`) return sendStatus(res, 404);
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: chunked
+      let off = 0;
+      const step = (): void => {
+        if (off >= wrong.length) return void res.end();
+        const n = Math.min(256 * 1024, wrong.length - off);
+        res.write(wrong.subarray(off, off + n));
+        off += n;
+        setTimeout(step, 5);
+      };
+      step();
+    });
+    const mismatches = await metric('regcache_digest_mismatches_total');
+    const outcomes = await Promise.all(Array.from({ length: 4 }, () => fetchOutcome(`/v2/${H}/chunky/app/blobs/${blob.digest}`)));
+    for (const o of outcomes) {
+      // Chunked to the client too (no Content-Length to hold a byte back from): it may have seen every byte,
+      // but never the terminating chunk, so it cannot take the blob for complete.
+      expect(o.complete, `status ${o.status}, ${o.body.length} bytes, ${o.error ?? 'no error'}`).toBe(false);
+    }
+    expect(await metric('regcache_digest_mismatches_total')).toBeGreaterThanOrEqual(mismatches + 1);
+    const hex = blob.digest.slice('sha256:'.length);
+    expect(existsSync(join(rc.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex))).toBe(false);
+    await waitUntil(() => readdirSync(join(rc.dataDir, 'tmp')).length === 0, { timeoutMs: 5_000, message: 'temp files left behind' });
+  });
+
+  it('a token endpoint that answers with an endless body is not buffered', async () => {
+    const HUGE = 64 * 1024 * 1024;
+    hostile.handle(async (req, res) => {
+      if (pathOf(req) === '/token') {
+        await hostile.stream(res, HUGE, { contentLength: false, headers: { 'content-type': 'application/json' }, paceMs: 1 });
+        return;
+      }
+      if (!pathOf(req).startsWith('/v2/tok/')) return sendStatus(res, 404);
+      sendStatus(res, 401, { 'www-authenticate': `Bearer realm="${hostile.url}/token",service="hostile"` }, 'UNAUTHORIZED');
+    });
+    const r = await get('/v2/token.example/tok/app/manifests/v1', { timeoutMs: 20_000 });
+    expect(r.status).toBeGreaterThanOrEqual(500);
+    expect(r.status).toBeLessThan(600);
+    expect(hostile.streams).toHaveLength(1);
+    const s = await settled(hostile.streams[0]!, 10_000);
+    expect(s.completed, `regcache read the whole ${HUGE}-byte token answer`).toBe(false);
+    expect(s.closedEarly).toBe(true);
+    expect(s.written).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('an error answer with an endless body: the client gets the error at once and the upstream body is not read forever', async () => {
+    hostile.handle(async (req, res) => {
+      if (!pathOf(req).startsWith('/v2/endless/')) return sendStatus(res, 404);
+      await hostile.stream(res, 1024 * 1024 * 1024, { status: 503, contentLength: false, headers: { 'content-type': 'application/json', 'retry-after': '1' }, paceMs: 2 });
+    });
+    const started = Date.now();
+    const r = await get('/v2/drain.example/endless/app/manifests/v1');
+    expect(r.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(hostile.streams).toHaveLength(1);
+    const s = await settled(hostile.streams[0]!, 5_000);
+    expect(s.closedEarly, `regcache still reading the endless 503 body 5 s after answering (${s.written} bytes so far)`).toBe(true);
+    expect(s.written).toBeLessThan(64 * 1024 * 1024);
   });
 });

@@ -1,0 +1,586 @@
+/**
+ * regcache benchmark (issue #5): regcache vs distribution's pull-through proxy (and nginx serving the same files,
+ * and the upstream itself where that is the reference), in one run, on loopback. See docs/benchmark.md.
+ *
+ *   npm run bench [-- --reps N] [--only 1,3] [--wrk-seconds S] [--clients N] [--small N] [--big 50,100,20]
+ *                 [--log-level info] [--cpu-prof] [--quick]
+ *
+ * Prints a markdown table and writes bench-results/bench-<time>.json (+ latest.json, latest.md).
+ */
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT, tmpDir, type Registry } from '../../test/helpers/index.js';
+import { installSignalHandlers, runCleanup } from './lib/cleanup.js';
+import { newAgent, pullImage, getManifest, ACCEPT_MANIFESTS } from './lib/client.js';
+import { ensureBuilt, ensureTools, log, parseFlags, versionOf } from './lib/env.js';
+import { RssSampler } from './lib/proc.js';
+import { generateSeed, pushSeed, writeStaticTree, type Seed, type SeededImage } from './lib/seed.js';
+import { fmtNum, fmtSummary, mapLimit, summarize, type Summary } from './lib/stats.js';
+import {
+  startDirectSystem,
+  startDistributionSystem,
+  startNginxSystem,
+  startRegcacheSystem,
+  startUpstream,
+  type System,
+  type SystemName,
+} from './lib/systems.js';
+import { runWrk, type WrkResult } from './lib/wrk.js';
+import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
+
+const MB = 1e6;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+
+const HELP = `usage: npm run bench -- [options]
+  --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all)
+  --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
+  --clients N       clients at once in scenarios 2 and 3 (default 20)
+  --small N         small images in scenario 5 (default 200)
+  --big A,B,C       layer sizes of the big image in MiB (default 50,100,20)
+  --log-level L     log level of regcache and distribution's proxy (default info, as deployed)
+  --cpu-prof        run regcache with node --cpu-prof; profiles and their top functions go to bench-results/profiles/
+  --quick           1 repetition, 3 s wrk runs (a smoke test, not a measurement)
+`;
+
+interface Options {
+  reps: Record<1 | 2 | 3 | 4 | 5, number>;
+  only: Set<number>;
+  wrkSeconds: number;
+  clients: number;
+  small: number;
+  big: number[];
+  logLevel: string;
+  cpuProf: boolean;
+  smallParallel: number;
+  wrkConnections: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values, flags } = parseFlags(argv, ['cpu-prof', 'quick', 'help']);
+  if (flags.has('help')) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const num = (k: string, d: number): number => {
+    const v = values.get(k);
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${k}: not a positive number: ${v}`);
+    return n;
+  };
+  const quick = flags.has('quick');
+  const r = values.has('reps') ? num('reps', 3) : undefined;
+  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3) };
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6').split(',').map((s) => Number(s.trim())));
+  if (only.has(6)) only.add(2);
+  return {
+    reps,
+    only,
+    wrkSeconds: num('wrk-seconds', quick ? 3 : 10),
+    clients: num('clients', 20),
+    small: num('small', 200),
+    big: (values.get('big') ?? '50,100,20').split(',').map(Number),
+    logLevel: values.get('log-level') ?? 'info',
+    cpuProf: flags.has('cpu-prof'),
+    smallParallel: 8,
+    wrkConnections: 32,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Results
+
+type Cells = Partial<Record<SystemName, Summary>>;
+
+interface Row {
+  scenario: string;
+  metric: string;
+  better: 'lower' | 'higher';
+  cells: Cells;
+  /** regcache median / distribution median. */
+  ratio?: number;
+  target?: string;
+  verdict?: 'PASS' | 'MISS';
+  note?: string;
+}
+
+interface Ctx {
+  opts: Options;
+  upstream: Registry;
+  seed: Seed;
+  nginx: System;
+  direct: System;
+  regcacheEnv: Record<string, string> | undefined;
+  raw: Record<string, unknown>;
+  rows: Row[];
+  failures: string[];
+  /** regcache pid -> what it ran (for --cpu-prof). */
+  profiled: Map<number, string>;
+}
+
+const ratioOf = (a: Summary | undefined, b: Summary | undefined): number | undefined =>
+  a && b && b.median !== 0 ? a.median / b.median : undefined;
+
+function verdict(ok: boolean | undefined): 'PASS' | 'MISS' | undefined {
+  return ok === undefined ? undefined : ok ? 'PASS' : 'MISS';
+}
+
+async function startProxy(ctx: Ctx, name: 'regcache' | 'distribution', label: string): Promise<System> {
+  if (name === 'regcache') {
+    const s = await startRegcacheSystem(ctx.upstream, { tagTTL: '1h', logLevel: ctx.opts.logLevel, env: ctx.regcacheEnv });
+    if (s.pid !== undefined) ctx.profiled.set(s.pid, label);
+    return s;
+  }
+  return startDistributionSystem(ctx.upstream, { logLevel: ctx.opts.logLevel });
+}
+
+function recordFailure(ctx: Ctx, what: string, err: unknown): void {
+  const msg = `${what}: ${(err as Error).message}`;
+  ctx.failures.push(msg);
+  log(`FAILED ${msg}`);
+}
+
+async function pullMany(sys: System, img: SeededImage, clients: number, verify: boolean): Promise<{ ms: number; bytes: number; failed: number; errors: string[] }> {
+  const agent = newAgent();
+  try {
+    const t0 = performance.now();
+    const rs = await Promise.allSettled(
+      Array.from({ length: clients }, () => pullImage(agent, sys.url, img.repo, img.tag, { verify, expectDigest: img.image.digest })),
+    );
+    const ms = performance.now() - t0;
+    let bytes = 0;
+    const errors: string[] = [];
+    for (const r of rs) {
+      if (r.status === 'fulfilled') bytes += r.value.bytes;
+      else errors.push((r.reason as Error).message);
+    }
+    return { ms, bytes, failed: errors.length, errors };
+  } finally {
+    await agent.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 1: cold pull, one client
+
+async function scenario1(ctx: Ctx): Promise<void> {
+  const big = ctx.seed.big;
+  const times: Record<string, number[]> = { direct: [], regcache: [], distribution: [] };
+  const upstreamBytes: Record<string, number[]> = { direct: [], regcache: [], distribution: [] };
+  for (let rep = 0; rep < ctx.opts.reps[1]; rep++) {
+    for (const name of ['direct', 'regcache', 'distribution'] as const) {
+      const sys = name === 'direct' ? ctx.direct : await startProxy(ctx, name, `scenario 1 rep ${rep + 1}`);
+      try {
+        sys.fwd?.reset();
+        const r = await pullMany(sys, big, 1, true);
+        if (r.failed) throw new Error(r.errors[0]);
+        times[name]!.push(r.ms / 1000);
+        upstreamBytes[name]!.push(sys.fwd!.bytesFromTarget);
+        log(`1. cold pull, 1 client: ${name} rep ${rep + 1}: ${(r.ms / 1000).toFixed(2)} s`);
+      } catch (err) {
+        recordFailure(ctx, `scenario 1 ${name} rep ${rep + 1}`, err);
+      } finally {
+        if (name !== 'direct') await sys.stop();
+      }
+    }
+  }
+  ctx.raw.scenario1 = { unit: 's', times, upstreamBytes, imageBytes: big.totalBytes };
+  const rc = summarize(times.regcache!);
+  const dist = summarize(times.distribution!);
+  const direct = summarize(times.direct!);
+  const vsDirect = ratioOf(rc, direct);
+  ctx.rows.push({
+    scenario: '1. Cold pull, 1 client (3 layers in parallel)',
+    metric: 'time, s ↓',
+    better: 'lower',
+    cells: { regcache: rc, distribution: dist, direct },
+    ratio: ratioOf(rc, dist),
+    target: `≤ 1.15× direct${vsDirect !== undefined ? ` (${vsDirect.toFixed(2)}×)` : ''}`,
+    verdict: verdict(vsDirect === undefined ? undefined : vsDirect <= 1.15),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 2 (and 6): cold pull, N clients at once
+
+async function scenario2(ctx: Ctx): Promise<void> {
+  const big = ctx.seed.big;
+  const n = ctx.opts.clients;
+  const raw: Record<string, Array<Record<string, number>>> = { regcache: [], distribution: [] };
+  for (let rep = 0; rep < ctx.opts.reps[2]; rep++) {
+    for (const name of ['regcache', 'distribution'] as const) {
+      const sys = await startProxy(ctx, name, `scenario 2 rep ${rep + 1}`);
+      try {
+        sys.fwd!.reset();
+        const sampler = sys.pid !== undefined ? new RssSampler(sys.pid, 50).start() : undefined;
+        const r = await pullMany(sys, big, n, true);
+        const mem = sampler?.stop();
+        if (r.failed) throw new Error(`${r.failed}/${n} pulls failed, first: ${r.errors[0]}`);
+        const entry = {
+          s: r.ms / 1000,
+          upstreamBytes: sys.fwd!.bytesFromTarget,
+          upstreamRatio: sys.fwd!.bytesFromTarget / big.totalBytes,
+          upstreamRequests: sys.fwd!.requests.length,
+          peakRssMB: mem ? mem.peakRss / MB : NaN,
+          hwmMB: mem ? mem.hwm / MB : NaN,
+          rssSamples: mem?.samples ?? 0,
+        };
+        raw[name]!.push(entry);
+        log(`2. cold pull, ${n} clients: ${name} rep ${rep + 1}: ${entry.s.toFixed(2)} s, upstream ${entry.upstreamRatio.toFixed(2)}× image, ` +
+          `${entry.upstreamRequests} upstream requests, peak RSS ${entry.peakRssMB.toFixed(0)} MB`);
+      } catch (err) {
+        recordFailure(ctx, `scenario 2 ${name} rep ${rep + 1}`, err);
+      } finally {
+        await sys.stop();
+      }
+    }
+  }
+  ctx.raw.scenario2 = { clients: n, imageBytes: big.totalBytes, runs: raw };
+  const col = (name: string, k: string): Summary | undefined => summarize((raw[name] ?? []).map((e) => e[k]!));
+  const t = { regcache: col('regcache', 's'), distribution: col('distribution', 's') };
+  const u = { regcache: col('regcache', 'upstreamRatio'), distribution: col('distribution', 'upstreamRatio') };
+  const worstU = u.regcache?.max;
+  if (ctx.opts.only.has(2)) {
+    ctx.rows.push({
+      scenario: `2. Cold pull, ${n} clients at once`,
+      metric: 'wall time, s ↓',
+      better: 'lower',
+      cells: t,
+      ratio: ratioOf(t.regcache, t.distribution),
+    });
+    ctx.rows.push({
+      scenario: `2. Cold pull, ${n} clients at once`,
+      metric: 'upstream bytes ÷ image size ↓',
+      better: 'lower',
+      cells: u,
+      ratio: ratioOf(u.regcache, u.distribution),
+      target: '≤ 1.05 (every rep)',
+      verdict: verdict(worstU === undefined ? undefined : worstU <= 1.05),
+    });
+  }
+  if (ctx.opts.only.has(6)) {
+    const m = { regcache: col('regcache', 'peakRssMB'), distribution: col('distribution', 'peakRssMB') };
+    const worst = m.regcache?.max;
+    ctx.rows.push({
+      scenario: `6. Memory: peak RSS during scenario 2`,
+      metric: 'peak RSS, MB ↓',
+      better: 'lower',
+      cells: m,
+      ratio: ratioOf(m.regcache, m.distribution),
+      target: '< 150 MB (every rep)',
+      verdict: verdict(worst === undefined ? undefined : worst < 150),
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenarios 3 and 4 share long-running, warmed instances.
+
+async function scenario3(ctx: Ctx, systems: System[]): Promise<void> {
+  const big = ctx.seed.big;
+  const n = ctx.opts.clients;
+  const verifyPass: Record<string, { MBps: number; failed: number }> = {};
+  for (const sys of systems) {
+    // Verification pass: every client hashes every blob (untimed for the table; also warms page cache and JITs).
+    const r = await pullMany(sys, big, n, true);
+    if (r.failed) recordFailure(ctx, `scenario 3 ${sys.name} verification pass`, new Error(`${r.failed}/${n} failed, first: ${r.errors[0]}`));
+    verifyPass[sys.name] = { MBps: r.bytes / MB / (r.ms / 1000), failed: r.failed };
+    log(`3. warm pull, ${n} clients: ${sys.name} verification pass (sha256 of every blob): ${r.failed ? 'FAILED' : 'ok'}, ${verifyPass[sys.name]!.MBps.toFixed(0)} MB/s`);
+  }
+  const tput: Record<string, number[]> = {};
+  const upstreamReqs: Record<string, number[]> = {};
+  for (let rep = 0; rep < ctx.opts.reps[3]; rep++) {
+    for (const sys of systems) {
+      sys.fwd?.reset();
+      try {
+        const r = await pullMany(sys, big, n, false);
+        if (r.failed) throw new Error(`${r.failed}/${n} failed, first: ${r.errors[0]}`);
+        const v = r.bytes / MB / (r.ms / 1000);
+        (tput[sys.name] ??= []).push(v);
+        (upstreamReqs[sys.name] ??= []).push(sys.fwd?.requests.length ?? 0);
+        log(`3. warm pull, ${n} clients: ${sys.name} rep ${rep + 1}: ${v.toFixed(0)} MB/s (${(r.ms / 1000).toFixed(2)} s)`);
+      } catch (err) {
+        recordFailure(ctx, `scenario 3 ${sys.name} rep ${rep + 1}`, err);
+      }
+    }
+  }
+  ctx.raw.scenario3 = { clients: n, imageBytes: big.totalBytes, unit: 'MB/s', throughput: tput, upstreamRequests: upstreamReqs, verifyPass };
+  const c: Cells = {};
+  for (const [k, v] of Object.entries(tput)) c[k as SystemName] = summarize(v);
+  const vsDist = ratioOf(c.regcache, c.distribution);
+  const vsNginx = ratioOf(c.regcache, c.nginx);
+  ctx.rows.push({
+    scenario: `3. Warm pull, ${n} clients at once`,
+    metric: 'aggregate throughput, MB/s ↑',
+    better: 'higher',
+    cells: c,
+    ratio: vsDist,
+    target: `≥ 1.0× distribution, ≥ 0.8× nginx${vsNginx !== undefined ? ` (${vsNginx.toFixed(2)}× nginx)` : ''}`,
+    verdict: verdict(vsDist === undefined || vsNginx === undefined ? undefined : vsDist >= 1.0 && vsNginx >= 0.8),
+  });
+}
+
+async function scenario4(ctx: Ctx, systems: System[]): Promise<void> {
+  const { repo, tag, index } = ctx.seed.multi;
+  const results: Record<string, WrkResult[]> = {};
+  const upstreamReqs: Record<string, number[]> = {};
+  for (const sys of systems) {
+    // Warm it (regcache: caches the tag for tagTTL = 1h) and check the answer once.
+    const agent = newAgent();
+    try {
+      await getManifest(agent, sys.url, repo, tag, index.digest);
+    } finally {
+      await agent.close();
+    }
+  }
+  for (let rep = 0; rep < ctx.opts.reps[4]; rep++) {
+    for (const sys of systems) {
+      sys.fwd?.reset();
+      try {
+        const r = await runWrk({
+          url: `${sys.url}/v2/${repo}/manifests/${tag}`,
+          connections: ctx.opts.wrkConnections,
+          threads: 2,
+          durationS: ctx.opts.wrkSeconds,
+          headers: { Accept: ACCEPT_MANIFESTS },
+        });
+        (results[sys.name] ??= []).push(r);
+        (upstreamReqs[sys.name] ??= []).push(sys.fwd?.requests.length ?? 0);
+        if (r.non2xx || r.socketErrors) {
+          recordFailure(ctx, `scenario 4 ${sys.name} rep ${rep + 1}`, new Error(`${r.non2xx} non-2xx responses, ${r.socketErrors} socket errors`));
+        }
+        log(`4. manifest by tag, ${ctx.opts.wrkConnections} connections: ${sys.name} rep ${rep + 1}: ${r.rps.toFixed(0)} req/s, ` +
+          `p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, ${sys.fwd?.requests.length ?? 0} upstream requests`);
+      } catch (err) {
+        recordFailure(ctx, `scenario 4 ${sys.name} rep ${rep + 1}`, err);
+      }
+    }
+  }
+  ctx.raw.scenario4 = { connections: ctx.opts.wrkConnections, seconds: ctx.opts.wrkSeconds, wrk: results, upstreamRequests: upstreamReqs };
+  const cells = (k: keyof WrkResult): Cells => {
+    const c: Cells = {};
+    for (const [name, rs] of Object.entries(results)) c[name as SystemName] = summarize(rs.map((r) => r[k]));
+    return c;
+  };
+  const rps = cells('rps');
+  const p50 = cells('p50Ms');
+  const p99 = cells('p99Ms');
+  const vsDist = ratioOf(rps.regcache, rps.distribution);
+  const scenario = `4. Manifest GET by tag, warm, ${ctx.opts.wrkConnections} conns × ${ctx.opts.wrkSeconds} s`;
+  ctx.rows.push({
+    scenario,
+    metric: 'requests/s ↑',
+    better: 'higher',
+    cells: rps,
+    ratio: vsDist,
+    target: '≥ 10× distribution',
+    verdict: verdict(vsDist === undefined ? undefined : vsDist >= 10),
+  });
+  ctx.rows.push({ scenario, metric: 'p50 latency, ms ↓', better: 'lower', cells: p50, ratio: ratioOf(p50.regcache, p50.distribution) });
+  const worst = p99.regcache?.max;
+  ctx.rows.push({
+    scenario,
+    metric: 'p99 latency, ms ↓',
+    better: 'lower',
+    cells: p99,
+    ratio: ratioOf(p99.regcache, p99.distribution),
+    target: '< 10 ms (every rep)',
+    verdict: verdict(worst === undefined ? undefined : worst < 10),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 5: many small images, cold then warm
+
+async function pullSmall(ctx: Ctx, sys: System, verify: boolean): Promise<{ imagesPerS: number; failed: number; first?: string }> {
+  const agent = newAgent();
+  const errors: string[] = [];
+  try {
+    const t0 = performance.now();
+    await mapLimit(ctx.seed.small, ctx.opts.smallParallel, async (s) => {
+      try {
+        await pullImage(agent, sys.url, s.repo, s.tag, { verify, expectDigest: s.image.digest });
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    });
+    const s = (performance.now() - t0) / 1000;
+    return { imagesPerS: (ctx.seed.small.length - errors.length) / s, failed: errors.length, first: errors[0] };
+  } finally {
+    await agent.close();
+  }
+}
+
+async function scenario5(ctx: Ctx): Promise<void> {
+  const cold: Record<string, number[]> = {};
+  const warm: Record<string, number[]> = {};
+  const upstreamReqs: Record<string, number[]> = {};
+  const add = (m: Record<string, number[]>, k: string, v: number): void => void (m[k] ??= []).push(v);
+  for (let rep = 0; rep < ctx.opts.reps[5]; rep++) {
+    for (const name of ['direct', 'regcache', 'distribution', 'nginx'] as const) {
+      let sys: System;
+      if (name === 'direct') sys = ctx.direct;
+      else if (name === 'nginx') sys = ctx.nginx;
+      else sys = await startProxy(ctx, name, `scenario 5 rep ${rep + 1}`);
+      try {
+        if (name === 'regcache' || name === 'distribution') {
+          sys.fwd!.reset();
+          const c = await pullSmall(ctx, sys, true);
+          if (c.failed) throw new Error(`cold: ${c.failed} images failed, first: ${c.first}`);
+          add(cold, name, c.imagesPerS);
+          add(upstreamReqs, name, sys.fwd!.requests.length);
+          log(`5. ${ctx.seed.small.length} small images, cold: ${name} rep ${rep + 1}: ${c.imagesPerS.toFixed(1)} images/s, ${sys.fwd!.requests.length} upstream requests`);
+        }
+        const w = await pullSmall(ctx, sys, true);
+        if (w.failed) throw new Error(`warm: ${w.failed} images failed, first: ${w.first}`);
+        add(warm, name, w.imagesPerS);
+        if (name === 'direct') add(cold, name, w.imagesPerS);
+        log(`5. ${ctx.seed.small.length} small images, warm: ${name} rep ${rep + 1}: ${w.imagesPerS.toFixed(1)} images/s`);
+      } catch (err) {
+        recordFailure(ctx, `scenario 5 ${name} rep ${rep + 1}`, err);
+      } finally {
+        if (name === 'regcache' || name === 'distribution') await sys.stop();
+      }
+    }
+  }
+  ctx.raw.scenario5 = { images: ctx.seed.small.length, parallel: ctx.opts.smallParallel, unit: 'images/s', cold, warm, coldUpstreamRequests: upstreamReqs };
+  const cells = (m: Record<string, number[]>): Cells => {
+    const c: Cells = {};
+    for (const [k, v] of Object.entries(m)) c[k as SystemName] = summarize(v);
+    return c;
+  };
+  const c = cells(cold);
+  const w = cells(warm);
+  const scenario = `5. ${ctx.seed.small.length} small images, ${ctx.opts.smallParallel} in parallel`;
+  ctx.rows.push({ scenario, metric: 'cold, images/s ↑', better: 'higher', cells: c, ratio: ratioOf(c.regcache, c.distribution) });
+  ctx.rows.push({ scenario, metric: 'warm, images/s ↑', better: 'higher', cells: w, ratio: ratioOf(w.regcache, w.distribution) });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Output
+
+function table(rows: Row[]): string {
+  const head = ['Scenario', 'Metric', 'regcache', 'distribution', 'nginx', 'upstream direct', 'regcache ÷ distribution', 'Target', ''];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    lines.push(
+      `| ${[
+        r.scenario,
+        r.metric,
+        fmtSummary(r.cells.regcache),
+        fmtSummary(r.cells.distribution),
+        fmtSummary(r.cells.nginx),
+        fmtSummary(r.cells.direct),
+        r.ratio === undefined ? '—' : `${fmtNum(r.ratio)}×`,
+        r.target ?? '',
+        r.verdict ?? '',
+      ].join(' | ')} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+  installSignalHandlers();
+  ensureTools(['docker-registry', 'nginx', 'wrk']);
+  ensureBuilt();
+  const runStamp = stamp();
+  const outDir = join(REPO_ROOT, 'bench-results');
+  mkdirSync(outDir, { recursive: true });
+  const profDir = join(outDir, 'profiles', runStamp);
+  let regcacheEnv: Record<string, string> | undefined;
+  if (opts.cpuProf) {
+    mkdirSync(profDir, { recursive: true });
+    regcacheEnv = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}`.trim() };
+  }
+
+  const t0 = Date.now();
+  log(`generating content: big image ${opts.big.join('+')} MiB, multi-arch index, ${opts.small} small images`);
+  const seed = generateSeed({ bigLayersMiB: opts.big, smallCount: opts.small });
+  log('starting the upstream docker-registry and pushing');
+  const upstream = await startUpstream();
+  await pushSeed(upstream.url, seed);
+  const root = join(tmpDir('regcache-bench-static-'), 'root');
+  writeStaticTree(root, seed);
+  const nginx = await startNginxSystem({
+    root,
+    indexPaths: [`/v2/${seed.multi.repo}/manifests/${seed.multi.tag}`, `/v2/${seed.multi.repo}/manifests/${seed.multi.index.digest}`],
+  });
+  const direct = await startDirectSystem(upstream);
+  log(`seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s: big image ${(seed.big.totalBytes / MB).toFixed(1)} MB`);
+
+  const ctx: Ctx = { opts, upstream, seed, nginx, direct, regcacheEnv, raw: {}, rows: [], failures: [], profiled: new Map() };
+  if (opts.only.has(1)) await scenario1(ctx);
+  if (opts.only.has(2)) await scenario2(ctx);
+  if (opts.only.has(3) || opts.only.has(4)) {
+    const rc = await startProxy(ctx, 'regcache', 'scenarios 3+4');
+    const dist = await startProxy(ctx, 'distribution', 'scenarios 3+4');
+    try {
+      const systems = [rc, dist, nginx];
+      if (opts.only.has(3)) await scenario3(ctx, systems);
+      if (opts.only.has(4)) await scenario4(ctx, systems);
+    } finally {
+      await rc.stop();
+      await dist.stop();
+    }
+  }
+  if (opts.only.has(5)) await scenario5(ctx);
+
+  const md = table(ctx.rows);
+  const env = {
+    node: process.version,
+    cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
+    dockerRegistry: versionOf('docker-registry', ['--version']),
+    nginx: versionOf('nginx', ['-v']),
+    wrk: versionOf('wrk', ['-v']),
+  };
+  const header =
+    `regcache benchmark, ${new Date().toISOString()} — ${env.cpus}, node ${env.node}, ${env.dockerRegistry}, ${env.nginx}\n` +
+    `big image ${(seed.big.totalBytes / MB).toFixed(1)} MB (layers ${opts.big.join('/')} MiB); figures: median (min–max) over ` +
+    `${[1, 2, 3, 4, 5].map((s) => `${s}: ${opts.reps[s as 1]}`).join(', ')} repetitions; log level ${opts.logLevel}; ` +
+    `blobs sha256-verified in every pull except the timed reps of scenario 3 (a verification pass precedes them)`;
+  let profiles: Array<{ file: string; ran?: string; summary: ReturnType<typeof summarizeProfile> }> = [];
+  if (opts.cpuProf) {
+    profiles = readdirSync(profDir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => {
+        const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]);
+        return { file: join(profDir, f), ran: ctx.profiled.get(pid), summary: summarizeProfile(join(profDir, f)) };
+      });
+  }
+  const json = { env, options: { ...opts, only: [...opts.only] }, header, rows: ctx.rows, raw: ctx.raw, failures: ctx.failures, profiles: profiles.map((p) => ({ file: p.file, ran: p.ran, top: p.summary.top.slice(0, 30) })) };
+  const jsonPath = join(outDir, `bench-${runStamp}.json`);
+  writeFileSync(jsonPath, JSON.stringify(json, null, 2));
+  writeFileSync(join(outDir, 'latest.json'), JSON.stringify(json, null, 2));
+  const mdText = `${header}\n\n${md}\n${ctx.failures.length ? `\nFailures:\n${ctx.failures.map((f) => `- ${f}`).join('\n')}\n` : ''}`;
+  writeFileSync(join(outDir, 'latest.md'), mdText);
+
+  for (const p of profiles) {
+    process.stdout.write(`\nCPU profile ${p.file}${p.ran ? ` (regcache of ${p.ran})` : ''}\n${formatProfileSummary(p.summary, 15)}\n`);
+  }
+  process.stdout.write(`\n${mdText}\nresults: ${jsonPath}\n`);
+  const misses = ctx.rows.filter((r) => r.verdict === 'MISS').length;
+  log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${misses} target(s) missed, ${ctx.failures.length} failure(s)`);
+  return ctx.failures.length > 0 ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`bench failed: ${(err as Error).stack ?? err}`);
+} finally {
+  await runCleanup();
+}
+process.exit(code);
