@@ -203,8 +203,11 @@ export class ManifestCache {
         throw new OciError('UPSTREAM_ERROR', `upstream ${scope.upstream} answered HEAD without a usable digest or length`, undefined, { status: 502 });
       }
       const known = this.row(digest);
-      if (!req.isDigest && known && acceptsAllManifestTypes(req.accepted)) {
-        this.d.index.link(scope.upstream, scope.repo, digest);
+      // containerd resolves a tag with HEAD, then GETs by digest: record the tag now so the
+      // next pull resolves from cache (also with the upstream gone). A tag whose manifest is
+      // not cached yet is simply fetched on its next GET.
+      if (!req.isDigest && acceptsAllManifestTypes(req.accepted)) {
+        if (known) this.d.index.link(scope.upstream, scope.repo, digest);
         this.setTag(scope, reference, digest);
       }
       this.count(scope, 'miss');

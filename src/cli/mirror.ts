@@ -24,8 +24,9 @@ const USAGE = `usage: regcache mirror <list|add|remove> [flags]
          Remove an upstream. Its cached content stays until retention removes it.
 
 The config file is --config, else $REGCACHE_CONFIG, else config/regcache.yaml.
-regcache reads the config at start: restart it after add/remove, and regenerate the
-node configuration (regcache containerd-config) when you use per-host ports.
+A running \`regcache serve\` applies add/remove within a second (it watches the file; SIGHUP
+also reloads), without dropping in-flight pulls. Regenerate the node configuration
+(regcache containerd-config) when you use per-host ports.
 `;
 
 function readConfigText(file: string): string {
@@ -92,7 +93,7 @@ async function add(argv: string[], io: CliIo): Promise<number> {
   writeFileAtomic(file, plan.text);
   const where = plan.upstream.port === undefined ? 'no dedicated port (routed by ns)' : `port ${plan.upstream.port}`;
   io.stdout(`added ${host} -> ${plan.upstream.url}, ${where}, to ${file}\n`);
-  io.stdout('restart regcache to apply, and regenerate the node configuration (regcache containerd-config).\n');
+  io.stdout('a running regcache serve picks this up within a second; regenerate the node configuration (regcache containerd-config) if nodes use per-host ports.\n');
   return 0;
 }
 
@@ -104,7 +105,7 @@ async function remove(argv: string[], io: CliIo): Promise<number> {
   const plan = planRemove(readConfigText(file), io.env, host, file);
   writeFileAtomic(file, plan.text);
   io.stdout(`removed ${host} from ${file}\n`);
-  io.stdout('its cached content stays on disk until retention removes it; restart regcache to apply.\n');
+  io.stdout('its cached content stays on disk until retention removes it; a running regcache serve stops serving it within a second.\n');
   return 0;
 }
 

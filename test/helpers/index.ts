@@ -17,3 +17,4 @@ export * from './skopeo.js';
 export * from './tar.js';
 export * from './tmp.js';
 export * from './token-issuer.js';
+export * from './containerd.js';

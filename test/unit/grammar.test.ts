@@ -63,7 +63,9 @@ describe('parseTarget', () => {
   });
   it('never accepts a percent sign, NUL or dot-segment anywhere in a repository path (property)', () => {
     const evil = fc.constantFrom('%2e%2e', '%2f', '%00', '..', '\u0000', '%', '//', 'A');
-    fc.assert(fc.property(fc.string({ maxLength: 20 }), evil, fc.string({ maxLength: 20 }), (a, bad, b) => {
+    // '?' would start the query string: what follows is then not part of the path at all.
+    const part = fc.string({ maxLength: 20 }).filter((x) => !x.includes('?'));
+    fc.assert(fc.property(part, evil, part, (a, bad, b) => {
       const target = `/v2/${a}${bad}${b}/manifests/latest`;
       let ok = true;
       try {
