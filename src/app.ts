@@ -52,7 +52,9 @@ export class App {
     const lay = layout(config.dataDir);
     this.files = new BlobFiles(lay);
     this.files.initSync();
-    this.index = new IndexDb(lay.indexFile);
+    this.index = new IndexDb(lay.indexFile, {
+      onError: (err) => this.log.warn({ err: err.message }, 'cannot record last-pull times; will retry'),
+    });
     this.upstreams = new Upstreams(config.upstreams, {
       timeouts: config.upstreamTimeouts,
       health: config.upstreamHealth,
@@ -63,7 +65,7 @@ export class App {
     this.registry = new RegistryCache({
       config, index: this.index, files: this.files, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, now: this.now,
-      admit: (size) => this.admit(size),
+      admit: (size, inflight) => this.admit(size, inflight),
     });
     this.access = config.auth ? new Access(config.auth) : undefined;
     this.metrics.storeStats = () => {
@@ -80,21 +82,24 @@ export class App {
   /**
    * Whether a fill of `size` bytes may be stored: evicts least recently pulled images first
    * when it would cross retention.maxSize; false (stream through, do not cache) when
-   * nothing more can go or the disk is nearly full.
+   * nothing more can go or the disk would keep less than its reserve free, counting the
+   * bytes already promised to fills in flight.
    */
-  private async admit(size: number | undefined): Promise<boolean> {
+  private async admit(size: number | undefined, inflight: number): Promise<boolean> {
     const max = this.config.retention.maxSize;
     if (max !== undefined && size !== undefined) {
       if (size > max) return false;
-      const used = (): number => { const st = this.index.stats(); return st.blobBytes + st.manifestBytes; };
+      const used = (): number => { const st = this.index.stats(); return st.blobBytes + st.manifestBytes + inflight; };
       if (used() + size > max) {
-        await this.sweep({ targetSize: max - size });
+        await this.sweep({ targetSize: Math.max(0, max - size - inflight) });
         if (used() + size > max) return false;
       }
     }
     try {
-      const free = await this.files.freeBytes();
-      return free - (size ?? 0) > DISK_RESERVE;
+      const { free, total } = await this.files.space();
+      // Keep 256 MiB (or 5% of a small filesystem) free for the index and everything else.
+      const reserve = Math.min(DISK_RESERVE, total * 0.05);
+      return free - inflight - (size ?? 0) > reserve;
     } catch {
       return false;
     }

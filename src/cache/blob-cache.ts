@@ -4,6 +4,7 @@
  * without caching when the store has no room. See docs/cache.md.
  */
 import { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics, CacheResult } from '../metrics/metrics.js';
 import { OciError } from '../protocol/errors.js';
@@ -28,8 +29,11 @@ export interface BlobAnswer {
   source: CacheResult;
 }
 
-/** Decides whether a fill of `size` bytes may be stored (evicting first if needed). */
-export type AdmitFn = (size: number | undefined) => Promise<boolean>;
+/**
+ * Decides whether a fill of `size` bytes may be stored (evicting first if needed), given
+ * the bytes already promised to fills in flight.
+ */
+export type AdmitFn = (size: number | undefined, inflightBytes: number) => Promise<boolean>;
 
 export interface BlobCacheDeps {
   index: IndexDb;
@@ -57,6 +61,10 @@ function rangeOrThrow(header: string | undefined, size: number | undefined): { s
 
 export class BlobCache {
   private readonly pending = new Map<string, Pending>();
+  /** Bytes announced by fills in progress: admitted but not yet in the index totals. */
+  private inflightBytes = 0;
+  /** Digests whose last fill ran out of disk: stream them through for a while. */
+  private readonly noCache = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
 
   constructor(private readonly d: BlobCacheDeps) {}
 
@@ -88,6 +96,7 @@ export class BlobCache {
       return this.join(pending, scope, digest, method, rangeHeader, client);
     }
     if (method === 'HEAD') return this.headUpstream(client, scope, digest);
+    if (this.noCache.has(digest)) return this.passthrough(client, scope, digest, rangeHeader);
     const p: Pending = { scope, fill: this.startFill(client, scope, digest) };
     this.pending.set(digest, p);
     p.fill.then(
@@ -114,6 +123,8 @@ export class BlobCache {
   private async join(p: Pending, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined, client: UpstreamClient): Promise<BlobAnswer> {
     const fill = await p.fill;
     if (fill === 'passthrough') return this.passthrough(client, scope, digest, rangeHeader);
+    // Finished meanwhile and its temp file closed: it is on disk (or was not kept).
+    if (!fill.isOpen) return this.get(client, scope, digest, method, rangeHeader);
     const range = rangeOrThrow(rangeHeader, fill.size);
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
     if (method === 'HEAD') return { digest, size: fill.size, source: 'miss', ...(range ? { range } : {}) };
@@ -151,7 +162,7 @@ export class BlobCache {
   /** Fetches the headers, then pumps the body into a new fill in the background. */
   private async startFill(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobFill | 'passthrough'> {
     const { body, size } = await this.fetch(client, scope, digest);
-    if (!(await this.d.admit(size))) {
+    if (!(await this.d.admit(size, this.inflightBytes))) {
       drain(body);
       return 'passthrough';
     }
@@ -166,28 +177,40 @@ export class BlobCache {
     const { index, files, metrics, log } = this.d;
     const fill = new BlobFill(digest, size, temp, {
       commit: async (t, n) => {
-        await files.commit(t, digest);
-        index.putBlob(digest, n, scope, this.d.now());
-        this.pending.delete(digest);
+        try {
+          await files.commit(t, digest);
+          index.putBlob(digest, n, scope, this.d.now());
+        } finally {
+          this.pending.delete(digest);
+        }
       },
       discard: async (t) => {
         this.pending.delete(digest);
-        await t.handle.close().catch(() => undefined);
         await files.discard(t.path);
       },
       onBytes: (n) => metrics.upstreamBytes.inc({ upstream: scope.upstream }, n),
     });
+    const reserved = size ?? 0;
+    this.inflightBytes += reserved;
     metrics.fillsInFlight.inc();
     const started = Date.now();
     void fill.run(body).then(() => {
+      this.inflightBytes -= reserved;
       metrics.fillsInFlight.dec();
+      const where = { upstream: scope.upstream, repo: scope.repo, digest, bytes: fill.written };
       if (fill.state === 'done') {
-        log.debug({ upstream: scope.upstream, repo: scope.repo, digest, bytes: fill.written, ms: Date.now() - started }, 'blob cached');
+        if (fill.committed) log.debug({ ...where, ms: Date.now() - started }, 'blob cached');
+        else {
+          this.noCache.set(digest, true);
+          log.warn({ ...where, err: fill.commitError?.message }, 'blob verified and served but not stored');
+        }
         return;
       }
       const err = fill.error as FillError;
       if (err.reason === 'digest') metrics.digestMismatches.inc({ upstream: scope.upstream });
-      log.warn({ upstream: scope.upstream, repo: scope.repo, digest, reason: err.reason, err: err.message, bytes: fill.written }, 'blob fill failed; nothing stored');
+      if (err.reason === 'upstream') client.health.failure();
+      if (err.reason === 'disk') this.noCache.set(digest, true);
+      log.warn({ ...where, reason: err.reason, err: err.message }, 'blob fill failed; nothing stored');
     });
     return fill;
   }

@@ -31,18 +31,22 @@ const READ_CHUNK = 256 * 1024;
 export interface FillCallbacks {
   /** Called with the verified temp file; must move it into the store. */
   commit(temp: TempFile, size: number): Promise<void>;
+  /** Removes the temp file; must not close the handle (readers may still use it). */
   discard(temp: TempFile): Promise<void>;
   onBytes?(n: number): void;
 }
 
 export class BlobFill extends EventEmitter {
   state: FillState = 'filling';
+  /** After `done`: whether the verified blob made it into the store (disk full: no). */
+  committed = false;
+  commitError: Error | undefined;
   written = 0;
   error: Error | undefined;
   private readers = 0;
   private handleClosed = false;
   private readonly hash: Hash;
-  /** Settles when the fill is committed (resolves) or failed (rejects, handled). */
+  /** Settles when the bytes are verified (resolves) or the fill failed (rejects, handled). */
   readonly finished: Promise<void>;
 
   constructor(
@@ -60,6 +64,11 @@ export class BlobFill extends EventEmitter {
       this.once('failed', (err: Error) => reject(err));
     });
     this.finished.catch(() => undefined);
+  }
+
+  /** False once the temp file handle is closed: then readers must use the committed file. */
+  get isOpen(): boolean {
+    return !this.handleClosed;
   }
 
   get readerCount(): number {
@@ -91,7 +100,15 @@ export class BlobFill extends EventEmitter {
       if (actual !== this.digest) {
         throw new FillError('digest', `digest mismatch: upstream sent ${actual}`);
       }
-      await this.callbacks.commit(this.temp, this.written);
+      // Verified. Commit before readers may end, so a client that finished finds a hit; a
+      // commit that fails (disk full) still lets every reader finish: the bytes are good.
+      try {
+        await this.callbacks.commit(this.temp, this.written);
+        this.committed = true;
+      } catch (err) {
+        this.commitError = err as Error;
+        await this.callbacks.discard(this.temp).catch(() => undefined);
+      }
       this.state = 'done';
       this.emit('done');
     } catch (err) {
@@ -99,9 +116,8 @@ export class BlobFill extends EventEmitter {
       const e = err instanceof FillError ? err
         : new FillError('upstream', `upstream body failed: ${(err as Error).message}`);
       this.fail(e);
-    } finally {
-      this.maybeCloseHandle();
     }
+    this.maybeCloseHandle();
   }
 
   private fail(err: Error): void {

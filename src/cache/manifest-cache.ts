@@ -101,8 +101,23 @@ export class ManifestCache {
 
   private setTag(scope: Scope, tag: string, digest: string): void {
     const now = this.d.now();
-    this.d.index.putTag(scope.upstream, scope.repo, tag, digest, now);
     this.tags.set(this.tagKey(scope, tag), { digest, validatedAt: now });
+    this.write(() => this.d.index.putTag(scope.upstream, scope.repo, tag, digest, now), 'tag');
+  }
+
+  /** Index writes that fail (disk full) are logged; the verified answer is still served. */
+  private write(fn: () => void, what: string): boolean {
+    try {
+      fn();
+      return true;
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message, what }, 'cannot write to the index; serving without caching');
+      return false;
+    }
+  }
+
+  private link(scope: Scope, digest: string): void {
+    this.write(() => this.d.index.link(scope.upstream, scope.repo, digest), 'link');
   }
 
   private count(scope: Scope, result: CacheResult): void {
@@ -156,7 +171,7 @@ export class ManifestCache {
       }
       const moved = current && isValidDigest(current) ? this.row(current) : undefined;
       if (moved && accepts(req.accepted, moved.mediaType)) {
-        this.d.index.link(scope.upstream, scope.repo, moved.digest);
+        this.link(scope, moved.digest);
         this.setTag(scope, tag, moved.digest);
         return this.served(moved, req, 'revalidated');
       }
@@ -207,7 +222,7 @@ export class ManifestCache {
       // next pull resolves from cache (also with the upstream gone). A tag whose manifest is
       // not cached yet is simply fetched on its next GET.
       if (!req.isDigest && acceptsAllManifestTypes(req.accepted)) {
-        if (known) this.d.index.link(scope.upstream, scope.repo, digest);
+        if (known) this.link(scope, digest);
         this.setTag(scope, reference, digest);
       }
       this.count(scope, 'miss');
@@ -232,8 +247,7 @@ export class ManifestCache {
     const mediaType = (MANIFEST_TYPES as readonly string[]).includes(contentType) ? contentType : parsed.mediaType;
     const row: ManifestRow = { digest, mediaType, size: body.length, body };
     const refs = { blobs: parsed.blobs.map((b) => b.digest).filter(isValidDigest), manifests: parsed.manifests.map((m) => m.digest).filter(isValidDigest) };
-    this.d.index.putManifest(row, refs, scope, this.d.now());
-    this.rows.set(digest, row);
+    if (this.write(() => this.d.index.putManifest(row, refs, scope, this.d.now()), 'manifest')) this.rows.set(digest, row);
     if (!req.isDigest && acceptsAllManifestTypes(req.accepted)) this.setTag(scope, reference, digest);
     this.count(scope, 'miss');
     return answer(row, 'GET', 'miss');

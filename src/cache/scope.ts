@@ -24,7 +24,11 @@ export async function ensureLinked(index: IndexDb, client: UpstreamClient, scope
   }
   if (res.status === 200) {
     drain(res.body);
-    index.link(scope.upstream, scope.repo, digest);
+    try {
+      index.link(scope.upstream, scope.repo, digest);
+    } catch {
+      // Disk full: the upstream confirmed the repository has it; serve, just do not remember.
+    }
     return;
   }
   if (res.status === 404) {

@@ -1,6 +1,8 @@
 /** Turns upstream failures and non-2xx answers into the OCI errors clients receive. */
 import type { Readable } from 'node:stream';
 import { codeForUpstreamStatus, OciError } from '../protocol/errors.js';
+import { errors as undiciErrors } from 'undici';
+import { BodyTooLargeError, discard, readAtMost } from '../upstream/body.js';
 import { UpstreamError, type UpstreamResponse } from '../upstream/client.js';
 
 export function fromUpstreamFailure(err: unknown, upstream: string): OciError {
@@ -34,9 +36,9 @@ export function isTransient(errOrStatus: unknown): boolean {
   return errOrStatus instanceof UpstreamError && errOrStatus.reason !== 'auth' && errOrStatus.reason !== 'redirect';
 }
 
+/** Discards an upstream body we do not need (bounded: long bodies are cut). */
 export function drain(body: Readable): void {
-  body.on('error', () => undefined);
-  body.resume();
+  discard(body);
 }
 
 export function header(res: UpstreamResponse, name: string): string | undefined {
@@ -44,17 +46,18 @@ export function header(res: UpstreamResponse, name: string): string | undefined 
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Reads a body up to `limit` bytes; refuses (and stops reading) beyond it. */
+/**
+ * Reads a body up to `limit` bytes; refuses (and stops reading) beyond it. An upstream that
+ * fails mid-body is an upstream error (502), not an internal one.
+ */
 export async function readLimited(body: Readable, limit: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) {
-      body.destroy();
+  try {
+    return await readAtMost(body, limit);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) {
       throw new OciError('MANIFEST_INVALID', `${what} is larger than the ${limit}-byte limit`, undefined, { status: 502 });
     }
-    chunks.push(chunk);
+    const reason = err instanceof undiciErrors.BodyTimeoutError ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_ERROR';
+    throw new OciError(reason, `${what}: upstream failed mid-body (${(err as Error).message})`);
   }
-  return Buffer.concat(chunks, total);
 }

@@ -68,9 +68,9 @@ export class BlobFiles {
     });
   }
 
-  /** Free bytes on the filesystem holding the store. */
-  async freeBytes(): Promise<number> {
+  /** Free and total bytes of the filesystem holding the store. */
+  async space(): Promise<{ free: number; total: number }> {
     const s = await statfs(this.layout.root);
-    return s.bavail * s.bsize;
+    return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
   }
 }

@@ -33,7 +33,10 @@ export class IndexDb {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly s: Record<string, Stmt>;
 
-  constructor(file: string, opts: { touchFlushMs?: number } = {}) {
+  private readonly onError: (err: Error) => void;
+
+  constructor(file: string, opts: { touchFlushMs?: number; onError?: (err: Error) => void } = {}) {
+    this.onError = opts.onError ?? (() => undefined);
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -126,16 +129,25 @@ export class IndexDb {
     this.pendingTouches.set(digest, now);
   }
 
+  /**
+   * Writes the batched last-pull times. A failure (e.g. disk full) is reported and the batch
+   * kept for the next try: not recording a pull time must never take the server down.
+   */
   flushTouches(): void {
     if (this.pendingTouches.size === 0 || !this.db.open) return;
     const batch = [...this.pendingTouches];
     this.pendingTouches.clear();
-    this.db.transaction(() => {
-      for (const [digest, at] of batch) {
-        this.s.touchBlob!.run(at, digest);
-        this.s.touchManifest!.run(at, digest);
-      }
-    })();
+    try {
+      this.db.transaction(() => {
+        for (const [digest, at] of batch) {
+          this.s.touchBlob!.run(at, digest);
+          this.s.touchManifest!.run(at, digest);
+        }
+      })();
+    } catch (err) {
+      for (const [digest, at] of batch) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
+      this.onError(err as Error);
+    }
   }
 
   catalog(last: string, n: number): string[] {

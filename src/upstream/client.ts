@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { discard } from './body.js';
 import { parseChallenges } from './challenge.js';
 import { UpstreamHealth } from './health.js';
 import { TokenAuth } from './token-auth.js';
@@ -132,7 +133,7 @@ export class UpstreamClient {
       if (res.status === 401 && sameOrigin && !retriedAuth) {
         retriedAuth = true;
         const challenges = parseChallenges(res.headers['www-authenticate']);
-        await res.body.resume().once('error', () => undefined);
+        discard(res.body);
         try {
           authorization = await this.auth.onChallenge(challenges, scope);
         } catch (err) {
@@ -143,7 +144,7 @@ export class UpstreamClient {
         continue;
       }
       if (!REDIRECTS.has(res.status)) return res;
-      res.body.resume();
+      discard(res.body);
       const location = res.headers.location;
       if (typeof location !== 'string') throw new UpstreamError('redirect', `${this.host} sent a redirect without Location`);
       if (hop + 1 > MAX_REDIRECTS) throw new UpstreamError('redirect', `${this.host}: more than ${MAX_REDIRECTS} redirects`);

@@ -4,6 +4,7 @@
  * or to a token realm on the same host or over https; they never appear in errors.
  */
 import { Agent } from 'undici';
+import { readAtMost } from './body.js';
 import type { Challenge } from './challenge.js';
 
 export interface Credentials {
@@ -102,7 +103,12 @@ export class TokenAuth {
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     });
-    const text = await res.body.text();
+    let text: string;
+    try {
+      text = (await readAtMost(res.body, 64 * 1024)).toString('utf8');
+    } catch (err) {
+      throw new Error(`token endpoint ${url.host}: ${(err as Error).message}`);
+    }
     if (res.statusCode !== 200) throw new Error(`token endpoint ${url.host} answered ${res.statusCode}`);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
     try {

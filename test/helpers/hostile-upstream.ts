@@ -2,7 +2,7 @@
  * A scripted plain-HTTP "registry" for tests of hostile or broken upstreams: each test sets the handler
  * (`handle(fn)`) and the server answers whatever it is told to — oversized or wrong manifests, redirect loops,
  * redirects to other schemes, foreign Link headers, 429/5xx with Retry-After. It records every request and,
- * for bodies sent with `streamBody`, how many bytes were accepted before the peer went away.
+ * for bodies sent with `stream`, how many bytes were accepted before the peer went away.
  *
  * `serveImages` answers like a minimal registry (manifests by tag and digest, GET and HEAD, blobs) so a test
  * can start from healthy content and then turn hostile.
@@ -64,10 +64,6 @@ export function sendStatus(res: ServerResponse, status: number, headers: Outgoin
   res.end(body);
 }
 
-/**
- * Writes `total` bytes of `fill` in `chunk`-sized pieces with backpressure, stopping as soon as the peer goes away.
- * With `contentLength` false the body is chunked. Resolves when done or cut; the outcome is also in `streams`.
- */
 export interface StreamOptions {
   status?: number;
   headers?: OutgoingHttpHeaders;
@@ -80,6 +76,11 @@ export interface StreamOptions {
   paceMs?: number;
 }
 
+/**
+ * Writes `total` bytes of `fill` in `chunk`-sized pieces with backpressure, stopping as soon as the peer goes away.
+ * With `contentLength` false the body is chunked. Resolves when done or cut (`record` gets the live outcome
+ * object at once; `HostileUpstream.stream` uses it to fill `streams`).
+ */
 export function streamBody(res: ServerResponse, total: number, opts: StreamOptions = {}, record?: (o: StreamOutcome) => void): Promise<StreamOutcome> {
   const chunkSize = opts.chunk ?? 64 * 1024;
   const piece = Buffer.alloc(chunkSize, opts.fill ?? 0x20);
