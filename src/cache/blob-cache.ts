@@ -72,6 +72,16 @@ export class BlobCache {
     return this.pending.size;
   }
 
+  /** Resolves once every fill in flight now has been committed or has failed. */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) {
+      await Promise.allSettled([...this.pending.values()].map(async (p) => {
+        const f = await p.fill;
+        if (f !== 'passthrough') await f.settledPromise;
+      }));
+    }
+  }
+
   async get(client: UpstreamClient, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined): Promise<BlobAnswer> {
     const { index, metrics } = this.d;
     const cachedSize = index.blobSize(digest);
@@ -126,8 +136,10 @@ export class BlobCache {
     // Finished meanwhile and its temp file closed: it is on disk (or was not kept).
     if (!fill.isOpen) return this.get(client, scope, digest, method, rangeHeader);
     const range = rangeOrThrow(rangeHeader, fill.size);
-    this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
-    if (method === 'HEAD') return { digest, size: fill.size, source: 'miss', ...(range ? { range } : {}) };
+    // A fill that is already verified (committing) serves local bytes: that is a hit.
+    const source: CacheResult = fill.state === 'done' ? 'hit' : 'miss';
+    this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: source });
+    if (method === 'HEAD') return { digest, size: fill.size, source, ...(range ? { range } : {}) };
     const release = this.d.pins.pin(digest);
     const body = fill.createReader(range?.start ?? 0, range?.end);
     this.d.metrics.fillWaiters.inc();
@@ -135,7 +147,7 @@ export class BlobCache {
       this.d.metrics.fillWaiters.dec();
       release();
     });
-    return { digest, size: fill.size, body, source: 'miss', ...(range ? { range } : {}) };
+    return { digest, size: fill.size, body, source, ...(range ? { range } : {}) };
   }
 
   private async headUpstream(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobAnswer> {

@@ -27,6 +27,11 @@ export class FillError extends Error {
 }
 
 const READ_CHUNK = 256 * 1024;
+/**
+ * The most recent upstream chunks stay in memory (shared, never copied) so readers at the
+ * live edge are served without reading back what was just written.
+ */
+const RECENT_WINDOW = 4 * 1024 * 1024;
 
 export interface FillCallbacks {
   /** Called with the verified temp file; must move it into the store. */
@@ -44,7 +49,14 @@ export class BlobFill extends EventEmitter {
   written = 0;
   error: Error | undefined;
   private readers = 0;
+  private readonly recent: Array<{ offset: number; buf: Buffer }> = [];
+  private recentBytes = 0;
   private handleClosed = false;
+  /** True once nothing but readers needs the temp file handle (commit attempted, or failed). */
+  private settled = false;
+  private markSettled!: () => void;
+  /** Resolves when the fill is over: committed, not kept, or failed. */
+  readonly settledPromise = new Promise<void>((resolve) => { this.markSettled = resolve; });
   private readonly hash: Hash;
   /** Settles when the bytes are verified (resolves) or the fill failed (rejects, handled). */
   readonly finished: Promise<void>;
@@ -88,6 +100,9 @@ export class BlobFill extends EventEmitter {
         } catch (err) {
           throw new FillError('disk', `cannot write to the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
+        this.recent.push({ offset: this.written, buf: chunk });
+        this.recentBytes += chunk.length;
+        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
         this.written += chunk.length;
         this.callbacks.onBytes?.(chunk.length);
         this.emit('progress');
@@ -100,8 +115,11 @@ export class BlobFill extends EventEmitter {
       if (actual !== this.digest) {
         throw new FillError('digest', `digest mismatch: upstream sent ${actual}`);
       }
-      // Verified. Commit before readers may end, so a client that finished finds a hit; a
-      // commit that fails (disk full) still lets every reader finish: the bytes are good.
+      // Verified: every reader may finish now. The commit (fsync, rename, index row) follows;
+      // a request arriving meanwhile still joins this fill. A commit that fails (disk full)
+      // costs nothing to the readers: the bytes are good, they are just not kept.
+      this.state = 'done';
+      this.emit('done');
       try {
         await this.callbacks.commit(this.temp, this.written);
         this.committed = true;
@@ -109,14 +127,14 @@ export class BlobFill extends EventEmitter {
         this.commitError = err as Error;
         await this.callbacks.discard(this.temp).catch(() => undefined);
       }
-      this.state = 'done';
-      this.emit('done');
     } catch (err) {
       body.destroy();
       const e = err instanceof FillError ? err
         : new FillError('upstream', `upstream body failed: ${(err as Error).message}`);
       this.fail(e);
     }
+    this.settled = true;
+    this.markSettled();
     this.maybeCloseHandle();
   }
 
@@ -135,9 +153,26 @@ export class BlobFill extends EventEmitter {
     }
   }
 
+  /** Bytes at `pos` (up to `max`) from the in-memory window, or undefined if not there. */
+  private fromRecent(pos: number, max: number): Buffer | undefined {
+    const r = this.recent;
+    if (r.length === 0 || pos < r[0]!.offset) return undefined;
+    for (let i = r.length - 1; i >= 0; i--) {
+      const c = r[i]!;
+      if (pos >= c.offset) {
+        const from = pos - c.offset;
+        if (from >= c.buf.length) return undefined;
+        return c.buf.subarray(from, Math.min(c.buf.length, from + max));
+      }
+    }
+    return undefined;
+  }
+
   private maybeCloseHandle(): void {
-    if (this.handleClosed || this.readers > 0 || (this.state !== 'done' && this.state !== 'failed')) return;
+    if (this.handleClosed || this.readers > 0 || !this.settled) return;
     this.handleClosed = true;
+    this.recent.length = 0;
+    this.recentBytes = 0;
     void this.temp.handle.close().catch(() => undefined);
   }
 
@@ -218,6 +253,12 @@ export class BlobFill extends EventEmitter {
           if (avail <= 0) {
             wait();
             return;
+          }
+          const mem = fill.fromRecent(pos, avail);
+          if (mem) {
+            pos += mem.length;
+            if (!stream.push(mem)) return;
+            continue;
           }
           const len = Math.min(avail, READ_CHUNK);
           const buf = Buffer.allocUnsafe(len);

@@ -269,7 +269,8 @@ describe('upstream dies in the middle of a blob', () => {
     expect(ok.complete).toBe(true);
     expect(ok.digest).toBe(l.digest);
     expect(fwd.count('GET', `/v2/team/die/blobs/${l.digest}`)).toBe(gets + 1);
-    expect(existsSync(blobFile(rc.dataDir, l.digest))).toBe(true);
+    // The commit (fsync, rename) follows the verified last byte.
+    await waitUntil(() => existsSync(blobFile(rc.dataDir, l.digest)), { timeoutMs: 5_000 });
   });
 });
 

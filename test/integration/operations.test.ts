@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cleanupAll, CLI_PATH, httpProbe, makeImage, makeLayer, pushImage, runCommand, sha256, startForwarder, startRegcache,
-  startRegistry, stopAllChildren, type Forwarder, type Image, type Registry,
+  startRegistry, stopAllChildren, waitUntil, type Forwarder, type Image, type Registry,
 } from '../helpers/index.js';
 
 let upstream: Registry;
@@ -70,7 +70,10 @@ describe('metrics and health', () => {
       expect((await httpProbe(`${rc.url}/v2/ops/small/blobs/${layer.digest}`)).status).toBe(200); // miss
       expect((await httpProbe(`${rc.url}/v2/ops/small/blobs/${layer.digest}`)).status).toBe(200); // hit
       expect((await httpProbe(`${rc.url}/v2/Bad/manifests/v1`)).status).toBe(400);
-      const m = (await httpProbe(`${rc.url}/metrics`)).body.toString();
+      const scrape = async (): Promise<string> => (await httpProbe(`${rc.url}/metrics`)).body.toString();
+      // The blob's commit follows its last byte.
+      await waitUntil(async () => metric(await scrape(), 'regcache_store_blobs') === 1, { timeoutMs: 5000 });
+      const m = await scrape();
       expect(metric(m, 'regcache_cache_results_total', { upstream: 'docker.io', kind: 'manifest', result: 'miss' })).toBe(1);
       expect(metric(m, 'regcache_cache_results_total', { upstream: 'docker.io', kind: 'manifest', result: 'hit' })).toBe(1);
       expect(metric(m, 'regcache_cache_results_total', { upstream: 'docker.io', kind: 'blob', result: 'miss' })).toBe(1);

@@ -51,13 +51,16 @@ async function startApp(retention: Record<string, unknown>): Promise<Running> {
   return { app, url: `http://127.0.0.1:${app.mainPort}`, clock, dataDir, configFile };
 }
 
-async function pullImage(url: string, repo: string, img: Image): Promise<void> {
+async function pullImage(r: Running, repo: string, img: Image): Promise<void> {
+  const url = r.url;
   const m = await httpProbe(`${url}/v2/${repo}/manifests/v1`);
   expect(m.status).toBe(200);
   for (const b of [img.config, ...img.layers]) {
-    const r = await httpProbe(`${url}/v2/${repo}/blobs/${b.digest}`);
-    expect(r.status).toBe(200);
+    const res = await httpProbe(`${url}/v2/${repo}/blobs/${b.digest}`);
+    expect(res.status).toBe(200);
   }
+  // Commits (fsync, rename) follow the last byte; sweeps in these tests must see them.
+  await r.app.registry.blobs.idle();
 }
 
 const blobOnDisk = (dataDir: string, digest: string): boolean => existsSync(layout(dataDir).blobPath(digest));
@@ -66,11 +69,11 @@ describe('retention', () => {
   it('by age: counts from the last pull, evicts whole images, keeps a layer shared with a retained image', async () => {
     const r = await startApp({ maxAge: '1h' });
     try {
-      await pullImage(r.url, 'r/a', imgA);
-      await pullImage(r.url, 'r/b', imgB);
-      await pullImage(r.url, 'r/c', imgC);
+      await pullImage(r, 'r/a', imgA);
+      await pullImage(r, 'r/b', imgB);
+      await pullImage(r, 'r/c', imgC);
       r.clock.now += 30 * MIN;
-      await pullImage(r.url, 'r/a', imgA); // refreshes A's last pull
+      await pullImage(r, 'r/a', imgA); // refreshes A's last pull
       r.clock.now += 40 * MIN; // B and C: 70 min since last pull; A: 40 min
       const plan = await r.app.sweep();
       expect(plan.units.map((u) => u.digest).sort()).toEqual([imgB.digest, imgC.digest].sort());
@@ -82,7 +85,7 @@ describe('retention', () => {
       expect(r.app.index.getManifest(imgB.digest)).toBeUndefined();
       expect(r.app.index.getManifest(imgA.digest)).toBeDefined();
       // The evicted image pulls again (refetched from upstream).
-      await pullImage(r.url, 'r/b', imgB);
+      await pullImage(r, 'r/b', imgB);
       expect(blobOnDisk(r.dataDir, imgB.layers[1]!.digest)).toBe(true);
     } finally {
       await r.app.stop(1000);
@@ -92,9 +95,9 @@ describe('retention', () => {
   it('by size: least recently pulled image goes first, the shared layer stays', async () => {
     const r = await startApp({});
     try {
-      await pullImage(r.url, 'r/a', imgA);
+      await pullImage(r, 'r/a', imgA);
       r.clock.now += MIN;
-      await pullImage(r.url, 'r/b', imgB);
+      await pullImage(r, 'r/b', imgB);
       const total = r.app.index.stats().blobBytes + r.app.index.stats().manifestBytes;
       // Room for everything but A's own layer: A (least recent) must go, B and the shared layer stay.
       const plan = await r.app.sweep({ targetSize: total - 1 });
@@ -111,11 +114,11 @@ describe('retention', () => {
   it('maxSize is enforced when a fill would cross it: older images are evicted first', async () => {
     const r = await startApp({ maxSize: '1MiB' });
     try {
-      await pullImage(r.url, 'r/a', imgA); // ~500 KiB
+      await pullImage(r, 'r/a', imgA); // ~500 KiB
       r.clock.now += MIN;
-      await pullImage(r.url, 'r/c', imgC); // ~200 KiB, fits
+      await pullImage(r, 'r/c', imgC); // ~200 KiB, fits
       r.clock.now += MIN;
-      await pullImage(r.url, 'r/b', imgB); // B's own layer would cross 1 MiB? shared is cached; A is least recent
+      await pullImage(r, 'r/b', imgB); // B's own layer would cross 1 MiB? shared is cached; A is least recent
       const st = r.app.index.stats();
       expect(st.blobBytes + st.manifestBytes).toBeLessThanOrEqual(1024 * 1024);
     } finally {
@@ -126,7 +129,7 @@ describe('retention', () => {
   it('never deletes a blob that is being served', async () => {
     const r = await startApp({ maxAge: '1h' });
     try {
-      await pullImage(r.url, 'r/c', imgC);
+      await pullImage(r, 'r/c', imgC);
       const layer = imgC.layers[0]!;
       // A slow reader: open the response and do not read it yet.
       const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
@@ -151,7 +154,7 @@ describe('retention', () => {
 
   it('gc --dry-run lists what would go and changes nothing; gc removes it', async () => {
     const r = await startApp({ maxAge: '1h' });
-    await pullImage(r.url, 'r/c', imgC);
+    await pullImage(r, 'r/c', imgC);
     await r.app.stop(1000);
     // Real time is far beyond the fake clock's 2026-01-01 pull + 1h.
     const listing = (): string[] => readdirSync(join(r.dataDir, 'blobs'), { recursive: true }).map(String).sort();
