@@ -4,7 +4,7 @@
  * 4xx; regcache's RSS and open fds are sampled every second and their growth after the warm-up is reported.
  *
  *   node --import ./scripts/register-ts.mjs scripts/bench/soak.ts [--duration 300] [--clients 100] [--warmup S]
- *        [--think-ms 100] [--tag-ttl 10s] [--log-level info] [--max-rss-growth-mb 50] [--max-fd-growth 20]
+ *        [--think-ms 100] [--tag-ttl 10s] [--log-level info] [--max-rss-growth-mb 50] [--max-fd-growth 50]
  *
  * Traffic (each client loops: pick an operation, run it, sleep 0..think-ms):
  * - warm pull (40%): a random already-published small image (manifest by tag, config and layers in parallel);
@@ -30,7 +30,7 @@ import {
   startRegcache,
   type Image,
 } from '../../test/helpers/index.js';
-import { installSignalHandlers, onCleanup, runCleanup } from './lib/cleanup.js';
+import { installSignalHandlers, interruptedBy, onCleanup, runCleanup } from './lib/cleanup.js';
 import { ACCEPT_MANIFESTS, getBlob, pullImage } from './lib/client.js';
 import { ensureBuilt, ensureTools, log, parseFlags } from './lib/env.js';
 import { fdCount, procStatus } from './lib/proc.js';
@@ -110,7 +110,7 @@ async function main(): Promise<number> {
   const thinkMs = num('think-ms', 100);
   const pushEveryS = num('push-every', 2);
   const maxRssGrowthMB = num('max-rss-growth-mb', 50);
-  const maxFdGrowth = num('max-fd-growth', 20);
+  const maxFdGrowth = num('max-fd-growth', 50);
   const tagTTL = values.get('tag-ttl') ?? '10s';
   const logLevel = values.get('log-level') ?? 'info';
 
@@ -262,7 +262,8 @@ async function main(): Promise<number> {
               if (res.headers['docker-content-digest'] !== d) throw new Error('moving tag: Docker-Content-Digest does not match the body');
               const m = JSON.parse(body.toString('utf8')) as { config: { digest: string; size: number }; layers: Array<{ digest: string; size: number }> };
               for (const b of [m.config, ...m.layers]) {
-                stats.bytesVerified += await getBlob(agent, base, 'soak/moving', b, true);
+                const n = await getBlob(agent, base, 'soak/moving', b, true); // (not `+= await`: that would lose updates)
+                stats.bytesVerified += n;
                 stats.blobsVerified++;
               }
               break;
@@ -313,6 +314,7 @@ async function main(): Promise<number> {
   await pusher;
   clearInterval(sampler);
   clearInterval(progress);
+  if (interruptedBy()) throw new Error(`interrupted by ${interruptedBy()}: no results written`);
   const alive = rc.running;
   const wallS = (Date.now() - started) / 1000;
 

@@ -13,6 +13,12 @@ interface Entry {
 
 const stack: Entry[] = [];
 let running: Promise<void> | undefined;
+let interrupted: NodeJS.Signals | undefined;
+
+/** The signal that interrupted the run, if any (results are then not written). */
+export function interruptedBy(): NodeJS.Signals | undefined {
+  return interrupted;
+}
 
 /** Registers a stop function; the returned function unregisters it (call it after stopping normally). */
 export function onCleanup(name: string, fn: () => Promise<unknown> | unknown): () => void {
@@ -60,6 +66,7 @@ export function installSignalHandlers(): void {
         process.exit(code);
       }
       caught = true;
+      interrupted = sig;
       console.error(`\n${sig}: stopping everything the benchmark started...`);
       void runCleanup().finally(() => process.exit(code));
     });

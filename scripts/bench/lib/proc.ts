@@ -57,18 +57,6 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-/** User+system CPU time a process has used so far, in seconds (utime+stime from /proc/PID/stat). */
-export function cpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[11] = utime, fields[12] = stime (fields 14 and 15 of stat(5), counted from state = field 3).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Polls VmRSS of a process every `intervalMs` while running; stop() gives the peak seen and the kernel's VmHWM. */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;

@@ -6,14 +6,15 @@
  * - "direct": a forwarder straight to the upstream (the floor for cold pulls);
  * - nginx serving the same files statically (the ceiling for warm pulls).
  */
-import { rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import {
+  CLI_PATH,
+  REPO_ROOT,
   freePort,
-  liveChildren,
   spawnManaged,
   startForwarder,
-  startRegcache,
   startRegistry,
   tmpDir,
   waitForHttp,
@@ -34,6 +35,8 @@ export interface System {
   pid?: number;
   /** The forwarder between this system and the upstream (undefined for nginx). */
   fwd?: Forwarder;
+  /** Where the system's own log goes, when it is a file. */
+  logFile?: string;
   stop(): Promise<void>;
 }
 
@@ -54,72 +57,138 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Registr
 export interface RegcacheOptions {
   tagTTL?: string;
   logLevel?: string;
-  /** Extra environment (e.g. NODE_OPTIONS=--cpu-prof ...). */
-  env?: Record<string, string>;
+  /** Node flags before dist/cli.js (e.g. --cpu-prof, which NODE_OPTIONS does not allow). */
+  nodeArgs?: string[];
+  /** Extra config keys. */
+  config?: Record<string, unknown>;
 }
 
-function pidOf(configPath: string): number | undefined {
-  return liveChildren().find((p) => p.args.includes(configPath))?.pid;
-}
-
+/**
+ * `node [nodeArgs] dist/cli.js serve --config FILE` on a free port with a fresh data dir, behind its own forwarder.
+ * (Like the test helpers' startRegcache, plus node flags.)
+ */
 export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOptions = {}): Promise<System> {
   const fwd = await startForwarder(upstream);
   const unFwd = onCleanup('regcache forwarder', () => fwd.close());
-  const rc = await startRegcache({
-    config: {
+  const port = await freePort();
+  const dir = tmpDir('regcache-bench-rc-');
+  const dataDir = join(dir, 'data');
+  const configPath = join(dir, 'regcache.yaml');
+  writeFileSync(
+    configPath,
+    stringify({
+      listen: `127.0.0.1:${port}`,
+      dataDir,
       logLevel: opts.logLevel ?? 'info',
+      logFormat: 'json',
       cache: { tagTTL: opts.tagTTL ?? '1h' },
       upstreams: { 'bench.upstream': { url: fwd.url } },
       defaultUpstream: 'bench.upstream',
       server: { shutdownGrace: '5s' },
-    },
-    env: opts.env,
-  });
+      ...opts.config,
+    }),
+  );
+  // Logs go to a file, as a deployment would ship them, not through a pipe into this (busy) process.
+  const p = spawnManaged('sh', ['-c', `exec "$0" "$@" >>${dir}/regcache.log 2>&1`, process.execPath, ...(opts.nodeArgs ?? []), CLI_PATH, 'serve', '--config', configPath], { cwd: REPO_ROOT });
+  const url = `http://127.0.0.1:${port}`;
   const stopRc = async (): Promise<void> => {
-    await rc.stop('SIGTERM', 10_000);
+    await p.stop('SIGTERM', 10_000);
   };
   const unRc = onCleanup('regcache', stopRc);
+  try {
+    await waitForHttp(`${url}/v2/`, {
+      timeoutMs: 15_000,
+      abortIf: () => (p.running ? undefined : `regcache exited (code ${p.exitResult?.code}): ${readLog(dir)}`),
+    });
+  } catch (e) {
+    await stopRc();
+    unRc();
+    await fwd.close();
+    unFwd();
+    throw new Error(`regcache did not start: ${(e as Error).message}`);
+  }
   return {
     name: 'regcache',
-    url: rc.url,
-    pid: rc.proc.pid,
+    url,
+    pid: p.pid,
     fwd,
+    logFile: join(dir, 'regcache.log'),
     async stop() {
       await stopRc();
       unRc();
       await fwd.close();
       unFwd();
-      rmSync(rc.dataDir, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+function readLog(dir: string, name = 'regcache.log'): string {
+  try {
+    return readFileSync(join(dir, name), 'utf8').slice(-4000);
+  } catch {
+    return '';
+  }
 }
 
 export interface DistributionOptions {
   logLevel?: string;
 }
 
+/**
+ * distribution's pull-through cache: `docker-registry serve CONFIG` with `proxy.remoteurl` = its own forwarder to the
+ * upstream, fresh filesystem storage, logging (access log included at info) to a file like regcache.
+ */
 export async function startDistributionSystem(upstream: Registry, opts: DistributionOptions = {}): Promise<System> {
   const fwd = await startForwarder(upstream);
   const unFwd = onCleanup('distribution forwarder', () => fwd.close());
   const level = opts.logLevel ?? 'info';
-  const reg = await startRegistry({
-    extraConfig: {
+  const port = await freePort();
+  const dir = tmpDir('regcache-bench-dist-');
+  const storage = join(dir, 'storage');
+  mkdirSync(storage);
+  const configPath = join(dir, 'config.yml');
+  writeFileSync(
+    configPath,
+    stringify({
+      version: 0.1,
+      log: { level: ['silent', 'fatal'].includes(level) ? 'error' : level, formatter: 'text', accesslog: { disabled: !['info', 'debug'].includes(level) } },
+      storage: { filesystem: { rootdirectory: storage }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
+      http: { addr: `127.0.0.1:${port}`, secret: 'regcache-bench-secret' },
+      health: { storagedriver: { enabled: false } },
       proxy: { remoteurl: fwd.url },
-      log: { level, formatter: 'text', accesslog: { disabled: level !== 'info' && level !== 'debug' } },
-    },
-  });
-  const unReg = onCleanup('distribution proxy', () => reg.stop());
+    }),
+  );
+  const p = spawnManaged('sh', ['-c', `exec "$0" "$@" >>${dir}/registry.log 2>&1`, 'docker-registry', 'serve', configPath], { cwd: dir });
+  const url = `http://127.0.0.1:${port}`;
+  const stopReg = async (): Promise<void> => {
+    await p.stop('SIGTERM', 5_000);
+  };
+  const unReg = onCleanup('distribution proxy', stopReg);
+  try {
+    await waitForHttp(`${url}/v2/`, {
+      timeoutMs: 15_000,
+      abortIf: () => (p.running ? undefined : `docker-registry exited (code ${p.exitResult?.code}): ${readLog(dir, 'registry.log')}`),
+    });
+  } catch (e) {
+    await stopReg();
+    unReg();
+    await fwd.close();
+    unFwd();
+    throw new Error(`distribution proxy did not start: ${(e as Error).message}`);
+  }
   return {
     name: 'distribution',
-    url: reg.url,
-    pid: pidOf(reg.configPath),
+    url,
+    pid: p.pid,
     fwd,
+    logFile: join(dir, 'registry.log'),
     async stop() {
-      await reg.stop();
+      await stopReg();
       unReg();
       await fwd.close();
       unFwd();
-      rmSync(reg.storageDir, { recursive: true, force: true });
+      rmSync(storage, { recursive: true, force: true });
     },
   };
 }
@@ -190,10 +259,18 @@ ${indexLocations}
   );
   const p = spawnManaged('nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'], { cwd: dir });
   const url = `http://127.0.0.1:${port}`;
+  let workers: number[] = [];
   const stop = async (): Promise<void> => {
-    // SIGQUIT = graceful; the master stops its workers. SIGKILL after 5 s (workers then exit on their own
-    // when they notice the master is gone; the reaper also knows their pids).
-    await p.stop('SIGQUIT', 5_000);
+    // SIGTERM = fast shutdown (SIGQUIT would wait for open transfers); the master stops its workers. Any worker
+    // still there afterwards (master SIGKILLed after 5 s) is killed by pid.
+    await p.stop('SIGTERM', 5_000);
+    for (const w of workers) {
+      try {
+        if (readFileSync(`/proc/${w}/cmdline`, 'utf8').startsWith('nginx')) process.kill(w, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
   };
   const un = onCleanup('nginx', stop);
   try {
@@ -206,7 +283,8 @@ ${indexLocations}
     un();
     throw new Error(`nginx did not start: ${(e as Error).message}\n${p.stderr()}`);
   }
-  for (const w of childPids(p.pid!)) reapPid(w);
+  workers = childPids(p.pid!);
+  for (const w of workers) reapPid(w);
   return {
     name: 'nginx',
     url,
