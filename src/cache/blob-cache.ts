@@ -3,7 +3,7 @@
  * (every concurrent requester streams from the growing temp file), or streamed through
  * without caching when the store has no room. See docs/cache.md.
  */
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics, CacheResult } from '../metrics/metrics.js';
@@ -18,14 +18,27 @@ import { ensureLinked, type Scope } from './scope.js';
 import { drain, fromUpstreamFailure, fromUpstreamStatus, header } from './upstream-errors.js';
 import { verifyingStream } from './verify-stream.js';
 
+/**
+ * A body that writes itself to a plain writable with pooled buffers (a file from the
+ * store: storage/file-body.ts), or gives a stream for anything else.
+ */
+export interface SelfWritingBody {
+  writeTo(dest: Writable): Promise<number>;
+  stream(): Readable;
+}
+
+export function isSelfWriting(body: Readable | SelfWritingBody): body is SelfWritingBody {
+  return typeof (body as SelfWritingBody).writeTo === 'function';
+}
+
 export interface BlobAnswer {
   digest: string;
   /** Full blob size; undefined only for a chunked upstream answer during a fill. */
   size: number | undefined;
   /** Set for a 206 answer: inclusive byte range. */
   range?: { start: number; end: number };
-  /** The body for GET; absent for HEAD. */
-  body?: Readable;
+  /** The body for GET (a file from the store, or a stream); absent for HEAD. */
+  body?: Readable | SelfWritingBody;
   source: CacheResult;
 }
 
@@ -121,12 +134,12 @@ export class BlobCache {
   private async fromDisk(digest: string, size: number, range: { start: number; end: number } | undefined, method: 'GET' | 'HEAD'): Promise<BlobAnswer | undefined> {
     if (method === 'HEAD') return { digest, size, source: 'hit', ...(range ? { range } : {}) };
     const release = this.d.pins.pin(digest);
-    const body = await this.d.files.openRead(digest, range?.start, range?.end);
+    const body = await this.d.files.openRead(digest, size, range?.start, range?.end);
     if (!body) {
       release();
       return undefined;
     }
-    body.once('close', release);
+    body.onClose(release);
     return { digest, size, body, source: 'hit', ...(range ? { range } : {}) };
   }
 

@@ -202,7 +202,8 @@ export class BlobFill extends EventEmitter {
       this.maybeCloseHandle();
     };
     const stream = new Readable({
-      highWaterMark: READ_CHUNK,
+      // Small: a reader at the live edge takes shared chunks; nothing needs to queue here.
+      highWaterMark: 64 * 1024,
       read(): void {
         void pump();
       },

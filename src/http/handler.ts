@@ -3,7 +3,9 @@
  * ports). Order: parse and check the grammar, check the method, route to an upstream,
  * then ask the cache. One log line and one metrics sample per request.
  */
-import { pipeline } from 'node:stream';
+import { ServerResponse } from 'node:http';
+import { pipeline, type Readable } from 'node:stream';
+import { isSelfWriting, type SelfWritingBody } from '../cache/blob-cache.js';
 import type { Logger } from 'pino';
 import type { RegistryCache } from '../cache/registry.js';
 import type { Metrics, CacheResult } from '../metrics/metrics.js';
@@ -183,18 +185,33 @@ async function handle(deps: HandlerDeps, fixedHost: string | undefined, req: Req
   }
 }
 
-function streamBody(deps: HandlerDeps, res: Res, body: NodeJS.ReadableStream & { destroy(err?: Error): void }, source: 'cache' | 'upstream', state: RequestState): Promise<void> {
+function streamBody(deps: HandlerDeps, res: Res, body: Readable | SelfWritingBody, source: 'cache' | 'upstream', state: RequestState): Promise<void> {
+  const done = (err: Error | null | undefined): void => {
+    deps.metrics.bytesServed.inc({ source }, state.bytes);
+    if (err) {
+      state.error = err.message;
+      // Never end cleanly after a failed body: the client must see an aborted response.
+      abort(res);
+    }
+  };
+  // HTTP/1.1: the file writes itself with pooled buffers. HTTP/2 gets a plain stream.
+  if (isSelfWriting(body) && res instanceof ServerResponse) {
+    return body.writeTo(res).then(
+      (n) => {
+        state.bytes = n;
+        res.end();
+        done(null);
+      },
+      (err: Error) => done(err),
+    );
+  }
+  const src = isSelfWriting(body) ? body.stream() : body;
   return new Promise((resolve) => {
-    body.on('data', (c: Buffer) => {
+    src.on('data', (c: Buffer) => {
       state.bytes += c.length;
-      deps.metrics.bytesServed.inc({ source }, c.length);
     });
-    pipeline(body, res as NodeJS.WritableStream, (err) => {
-      if (err) {
-        state.error = (err as Error).message;
-        // Never end cleanly after a failed body: the client must see an aborted response.
-        abort(res);
-      }
+    pipeline(src, res as NodeJS.WritableStream, (err) => {
+      done(err);
       resolve();
     });
   });

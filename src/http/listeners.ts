@@ -69,7 +69,6 @@ export function createServer(config: Config, handler: Handler): AnyServer {
       // Node checks header/request timeouts on this period (default 30 s, too coarse for slowloris).
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(s.headersTimeout / 2))),
       maxHeaderSize: 16 * 1024,
-      highWaterMark: 256 * 1024,
     } as http.ServerOptions, handler as http.RequestListener);
     server = hs;
   }

@@ -3,9 +3,10 @@
  * Knows nothing about upstreams or the index.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, mkdirSync, type ReadStream } from 'node:fs';
+import { constants, mkdirSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { FileBody } from './file-body.js';
 import type { Layout } from './layout.js';
 
 export interface TempFile {
@@ -56,16 +57,17 @@ export class BlobFiles {
     await rm(this.layout.blobPath(digest), { force: true });
   }
 
-  /** Opens a committed blob; undefined when it is not there (e.g. evicted meanwhile). */
-  openRead(digest: string, start?: number, end?: number): Promise<ReadStream | undefined> {
-    return new Promise((resolve) => {
-      const opts: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: 256 * 1024 };
-      if (start !== undefined) opts.start = start;
-      if (end !== undefined) opts.end = end;
-      const s = createReadStream(this.layout.blobPath(digest), opts);
-      s.once('open', () => resolve(s));
-      s.once('error', () => resolve(undefined));
-    });
+  /**
+   * Opens a committed blob for bytes [start, end] (inclusive; default all); undefined when
+   * it is not there (e.g. evicted meanwhile).
+   */
+  async openRead(digest: string, size: number, start = 0, end = size - 1): Promise<FileBody | undefined> {
+    try {
+      const handle = await open(this.layout.blobPath(digest), 'r');
+      return new FileBody(handle, start, end);
+    } catch {
+      return undefined;
+    }
   }
 
   /** Free and total bytes of the filesystem holding the store. */

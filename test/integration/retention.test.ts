@@ -24,12 +24,15 @@ const shared = makeLayer({ randomBytes: 300 * 1024, seed: 'shared' });
 const imgA = makeImage({ format: 'oci', layers: [shared, makeLayer({ randomBytes: 200 * 1024, seed: 'a' })] });
 const imgB = makeImage({ format: 'oci', layers: [shared, makeLayer({ randomBytes: 200 * 1024, seed: 'b' })] });
 const imgC = makeImage({ format: 'oci', layers: [makeLayer({ randomBytes: 200 * 1024, seed: 'c' })] });
+// Larger than what the kernel's socket buffers take at once, so the server is still reading it while the client pauses.
+const imgD = makeImage({ format: 'oci', layers: [makeLayer({ randomBytes: 32 * 1024 * 1024, seed: 'd' })] });
 
 beforeAll(async () => {
   upstream = await startRegistry();
   await pushImage(upstream.url, 'r/a', 'v1', imgA);
   await pushImage(upstream.url, 'r/b', 'v1', imgB);
   await pushImage(upstream.url, 'r/c', 'v1', imgC);
+  await pushImage(upstream.url, 'r/d', 'v1', imgD);
 });
 
 afterAll(async () => {
@@ -129,11 +132,11 @@ describe('retention', () => {
   it('never deletes a blob that is being served', async () => {
     const r = await startApp({ maxAge: '1h' });
     try {
-      await pullImage(r, 'r/c', imgC);
-      const layer = imgC.layers[0]!;
+      await pullImage(r, 'r/d', imgD);
+      const layer = imgD.layers[0]!;
       // A slow reader: open the response and do not read it yet.
       const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
-        const req = request(`${r.url}/v2/r/c/blobs/${layer.digest}`, { agent: false }, resolve);
+        const req = request(`${r.url}/v2/r/d/blobs/${layer.digest}`, { agent: false }, resolve);
         req.on('error', reject);
         req.end();
       });
