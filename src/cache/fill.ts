@@ -43,6 +43,9 @@ export interface FillCallbacks {
 
 export class BlobFill extends EventEmitter {
   state: FillState = 'filling';
+  /** Bytes received from the upstream (hashed, in the memory window). */
+  received = 0;
+  /** Bytes written to the temp file (<= received). */
   /** After `done`: whether the verified blob made it into the store (disk full: no). */
   committed = false;
   commitError: Error | undefined;
@@ -91,20 +94,25 @@ export class BlobFill extends EventEmitter {
   async run(body: Readable): Promise<void> {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (this.size !== undefined && this.written + chunk.length > this.size) {
+        if (this.size !== undefined && this.received + chunk.length > this.size) {
           throw new FillError('size', `upstream sent more than the announced ${this.size} bytes`);
         }
         this.hash.update(chunk);
+        // Readers at the live edge may take the chunk from memory at once ...
+        const offset = this.received;
+        this.recent.push({ offset, buf: chunk });
+        this.recentBytes += chunk.length;
+        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
+        this.received += chunk.length;
+        this.callbacks.onBytes?.(chunk.length);
+        this.emit('progress');
+        // ... while readers behind the window read the file only up to what was written.
         try {
-          await this.writeAll(chunk);
+          await this.writeAll(chunk, offset);
         } catch (err) {
           throw new FillError('disk', `cannot write to the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
-        this.recent.push({ offset: this.written, buf: chunk });
-        this.recentBytes += chunk.length;
-        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
         this.written += chunk.length;
-        this.callbacks.onBytes?.(chunk.length);
         this.emit('progress');
       }
       if (this.size !== undefined && this.written !== this.size) {
@@ -145,10 +153,10 @@ export class BlobFill extends EventEmitter {
     this.emit('failed', err);
   }
 
-  private async writeAll(chunk: Buffer): Promise<void> {
+  private async writeAll(chunk: Buffer, position: number): Promise<void> {
     let off = 0;
     while (off < chunk.length) {
-      const { bytesWritten } = await this.temp.handle.write(chunk, off, chunk.length - off, this.written + off);
+      const { bytesWritten } = await this.temp.handle.write(chunk, off, chunk.length - off, position + off);
       off += bytesWritten;
     }
   }
@@ -178,9 +186,9 @@ export class BlobFill extends EventEmitter {
 
   /** Bytes a reader may take now: all once verified, otherwise all but the last byte. */
   private readable(): number {
-    if (this.state === 'done') return this.written;
-    if (this.size !== undefined) return Math.min(this.written, this.size - 1);
-    return this.written;
+    if (this.state === 'done') return this.received;
+    if (this.size !== undefined) return Math.min(this.received, this.size - 1);
+    return this.received;
   }
 
   /**
@@ -242,7 +250,7 @@ export class BlobFill extends EventEmitter {
             return;
           }
           const last = end ?? (fill.size !== undefined ? fill.size - 1 : undefined);
-          if (fill.state === 'done' && pos > (last ?? fill.written - 1)) {
+          if (fill.state === 'done' && pos > (last ?? fill.received - 1)) {
             stream.push(null);
             release();
             return;
@@ -250,16 +258,21 @@ export class BlobFill extends EventEmitter {
           // Until verified, hold back the last byte of the blob and of the range.
           let limit = fill.readable();
           if (last !== undefined) limit = Math.min(limit, fill.state === 'done' ? last + 1 : last);
-          const avail = limit - pos;
-          if (avail <= 0) {
+          if (limit - pos <= 0) {
             wait();
             return;
           }
-          const mem = fill.fromRecent(pos, avail);
+          const mem = fill.fromRecent(pos, limit - pos);
           if (mem) {
             pos += mem.length;
             if (!stream.push(mem)) return;
             continue;
+          }
+          // Behind the memory window: from the file, up to what is written.
+          const avail = Math.min(limit, fill.written) - pos;
+          if (avail <= 0) {
+            wait();
+            return;
           }
           const len = Math.min(avail, READ_CHUNK);
           const buf = Buffer.allocUnsafe(len);
