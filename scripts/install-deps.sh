@@ -15,6 +15,7 @@ check openssl openssl
 if [[ "${1:-}" == "--bench" ]]; then
   check nginx nginx-light
   check wrk wrk
+  check curl curl
 fi
 
 if ((${#need[@]})); then

@@ -38,6 +38,19 @@ interface RequestState {
 
 const API_VERSION = 'registry/2.0';
 
+/** Clients send the same few Accept headers over and over: parse each once. */
+const acceptCache = new Map<string, string[]>();
+function acceptedTypes(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  let parsed = acceptCache.get(header);
+  if (!parsed) {
+    parsed = parseAccept(header);
+    if (acceptCache.size >= 256) acceptCache.clear();
+    acceptCache.set(header, parsed);
+  }
+  return parsed;
+}
+
 export function createHandler(deps: HandlerDeps, fixedHost?: string): (req: Req, res: Res) => void {
   return (req, res) => {
     const started = performance.now();
@@ -132,7 +145,7 @@ async function handle(deps: HandlerDeps, fixedHost: string | undefined, req: Req
       state.kind = 'manifest';
       const acceptRaw = req.headers.accept;
       const acceptHeader = Array.isArray(acceptRaw) ? acceptRaw.join(', ') : acceptRaw;
-      const a = await deps.registry.manifest(scope, ep.reference, ep.isDigest, m, acceptHeader, parseAccept(acceptRaw));
+      const a = await deps.registry.manifest(scope, ep.reference, ep.isDigest, m, acceptHeader, acceptedTypes(acceptHeader));
       state.cache = a.source;
       res.statusCode = 200;
       res.setHeader('content-type', a.mediaType);
