@@ -23,6 +23,7 @@ import { verifyingStream } from './verify-stream.js';
  * store: storage/file-body.ts), or gives a stream for anything else.
  */
 export interface SelfWritingBody {
+  canWritePooled(): boolean;
   writeTo(dest: Writable): Promise<number>;
   stream(): Readable;
 }

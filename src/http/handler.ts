@@ -208,7 +208,7 @@ function streamBody(deps: HandlerDeps, res: Res, body: Readable | SelfWritingBod
     }
   };
   // HTTP/1.1: the file writes itself with pooled buffers. HTTP/2 gets a plain stream.
-  if (isSelfWriting(body) && res instanceof ServerResponse) {
+  if (isSelfWriting(body) && res instanceof ServerResponse && body.canWritePooled()) {
     return body.writeTo(res).then(
       (n) => {
         state.bytes = n;

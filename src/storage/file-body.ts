@@ -10,16 +10,27 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 
 const CHUNK = 1024 * 1024;
-/** Buffers kept for reuse; beyond this, buffers are left to the GC. */
-const POOL_MAX = 32;
+/**
+ * At most this many pooled buffers exist (in use or idle): 64 MiB, i.e. 32 responses at
+ * full speed. Further concurrent responses get an ordinary 256 KiB-chunk stream, so memory
+ * stays bounded however many clients pull at once.
+ */
+const POOL_BUDGET = 64;
 const pool: Buffer[] = [];
+let outstanding = 0;
 
 function take(): Buffer {
+  outstanding++;
   return pool.pop() ?? Buffer.allocUnsafe(CHUNK);
 }
 
 function give(b: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(b);
+  pool.push(b);
+}
+
+/** A buffer that may still be referenced (the client went away mid-write) is left to the GC. */
+function forget(): void {
+  outstanding--;
 }
 
 export class FileBody {
@@ -53,10 +64,15 @@ export class FileBody {
     return this.close();
   }
 
-  /** A plain stream of the bytes, for destinations that are not a plain writable (HTTP/2). */
+  /** Whether writeTo can have its two pooled buffers now (else use stream()). */
+  canWritePooled(): boolean {
+    return outstanding + 2 <= POOL_BUDGET;
+  }
+
+  /** A plain stream of the bytes, for HTTP/2 and when the buffer pool is spent. */
   stream(): Readable {
     this.used = true;
-    const s = this.handle.createReadStream({ start: this.start, end: this.end, highWaterMark: CHUNK, autoClose: false });
+    const s = this.handle.createReadStream({ start: this.start, end: this.end, highWaterMark: 256 * 1024, autoClose: false });
     s.once('close', () => void this.close());
     return s;
   }
@@ -106,6 +122,8 @@ export class FileBody {
       give(bufs[1]!);
       return sent;
     } finally {
+      forget();
+      forget();
       await this.close();
     }
   }
