@@ -91,7 +91,12 @@ export class App {
       if (size > max) return false;
       const used = (): number => { const st = this.index.stats(); return st.blobBytes + st.manifestBytes + inflight; };
       if (used() + size > max) {
-        await this.sweep({ targetSize: Math.max(0, max - size - inflight) });
+        try {
+          await this.sweep({ targetSize: Math.max(0, max - size - inflight) });
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'eviction before a fill failed; streaming through');
+          return false;
+        }
         if (used() + size > max) return false;
       }
     }
@@ -111,8 +116,7 @@ export class App {
       const isPinned = (d: string): boolean => this.pins.has(d);
       const plan = planSweep(this.index, this.config.retention, this.now(), isPinned, opts.targetSize);
       if (opts.dryRun || plan.units.length === 0) return plan;
-      const manifests = await applySweep(this.index, this.files.layout, plan, isPinned);
-      this.registry.manifests.forget(manifests);
+      await applySweep(this.index, this.files.layout, plan, isPinned, (manifests) => this.registry.manifests.forget(manifests));
       for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
       this.metrics.evictedBytes.inc(plan.bytesFreed);
       this.log.info({ units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] }, 'retention sweep');
@@ -192,9 +196,10 @@ export class App {
   async reload(next: Config): Promise<{ added: string[]; removed: string[]; changed: string[]; restartNeeded: string[] }> {
     const restartNeeded: string[] = [];
     const prev = this.config;
-    for (const k of ['listen', 'dataDir', 'tls', 'metrics', 'server', 'auth'] as const) {
+    for (const k of ['listen', 'dataDir', 'tls', 'metrics', 'server', 'auth', 'upstreamTimeouts', 'upstreamHealth', 'logLevel', 'logFormat'] as const) {
       if (JSON.stringify(prev[k]) !== JSON.stringify(next[k])) restartNeeded.push(k);
     }
+    if (prev.cache.maxManifestSize !== next.cache.maxManifestSize) restartNeeded.push('cache.maxManifestSize');
     const diff = this.upstreams.update(next.upstreams);
     this.config = next;
     this.registry.setConfig(next);

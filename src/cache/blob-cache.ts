@@ -65,6 +65,8 @@ interface Pending {
 }
 
 function rangeOrThrow(header: string | undefined, size: number | undefined): { start: number; end: number } | undefined {
+  // Size unknown (a chunked upstream answer): the whole blob, 200 (clients accept that).
+  if (size === undefined) return undefined;
   const r = parseRange(header, size);
   if (r.kind === 'none') return undefined;
   if (r.kind === 'range') return { start: r.start, end: r.end };
@@ -146,9 +148,12 @@ export class BlobCache {
 
   private async join(p: Pending, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined, client: UpstreamClient): Promise<BlobAnswer> {
     const fill = await p.fill;
-    if (fill === 'passthrough') return this.passthrough(client, scope, digest, rangeHeader);
-    // Finished meanwhile and its temp file closed: it is on disk (or was not kept).
-    if (!fill.isOpen) return this.get(client, scope, digest, method, rangeHeader);
+    if (fill === 'passthrough') {
+      return method === 'HEAD' ? this.headUpstream(client, scope, digest) : this.passthrough(client, scope, digest, rangeHeader);
+    }
+    // Over meanwhile (temp file closed, or failed): start again from the top, which finds
+    // the committed blob or starts a fresh fill.
+    if (!fill.isOpen || fill.state === 'failed') return this.get(client, scope, digest, method, rangeHeader);
     const range = rangeOrThrow(rangeHeader, fill.size);
     // A fill that is already verified (committing) serves local bytes: that is a hit.
     const source: CacheResult = fill.state === 'done' ? 'hit' : 'miss';
@@ -188,15 +193,21 @@ export class BlobCache {
   /** Fetches the headers, then pumps the body into a new fill in the background. */
   private async startFill(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobFill | 'passthrough'> {
     const { body, size } = await this.fetch(client, scope, digest);
-    if (!(await this.d.admit(size, this.inflightBytes))) {
-      drain(body);
-      return 'passthrough';
-    }
+    // Reserve before any await, so fills admitted in parallel see each other.
+    const reserved = size ?? 0;
+    const others = this.inflightBytes;
+    this.inflightBytes += reserved;
     let temp;
     try {
+      if (!(await this.d.admit(size, others))) {
+        this.inflightBytes -= reserved;
+        drain(body);
+        return 'passthrough';
+      }
       temp = await this.d.files.createTemp();
     } catch (err) {
-      this.d.log.warn({ err: (err as Error).message }, 'cannot create a temp file; streaming through');
+      this.inflightBytes -= reserved;
+      this.d.log.warn({ err: (err as Error).message }, 'cannot start a fill; streaming through');
       drain(body);
       return 'passthrough';
     }
@@ -216,8 +227,6 @@ export class BlobCache {
       },
       onBytes: (n) => metrics.upstreamBytes.inc({ upstream: scope.upstream }, n),
     });
-    const reserved = size ?? 0;
-    this.inflightBytes += reserved;
     metrics.fillsInFlight.inc();
     const started = Date.now();
     void fill.run(body).then(() => {

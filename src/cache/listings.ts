@@ -8,7 +8,7 @@ import { OciError } from '../protocol/errors.js';
 import type { IndexDb } from '../storage/index-db.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import type { Scope } from './scope.js';
-import { fromUpstreamFailure, fromUpstreamStatus, header, isTransient, readLimited } from './upstream-errors.js';
+import { drain, fromUpstreamFailure, fromUpstreamStatus, header, isTransient, readLimited } from './upstream-errors.js';
 
 const MAX_LISTING = 16 * 1024 * 1024;
 
@@ -33,7 +33,7 @@ export async function tagsList(client: UpstreamClient, index: IndexDb, metrics: 
   }
   if (res.status !== 200) {
     if (isTransient(res.status)) {
-      res.body.resume();
+      drain(res.body);
       return cachedTags(index, metrics, scope, clientName, n, last, new Error(`status ${res.status}`));
     }
     throw fromUpstreamStatus(res, scope.upstream, 'other');

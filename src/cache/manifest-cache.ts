@@ -172,10 +172,27 @@ export class ManifestCache {
       const moved = current && isValidDigest(current) ? this.row(current) : undefined;
       if (moved && accepts(req.accepted, moved.mediaType)) {
         this.link(scope, moved.digest);
-        this.setTag(scope, tag, moved.digest);
+        // Only answers for clients that take every type may move the shared tag.
+        if (acceptsAllManifestTypes(req.accepted)) this.setTag(scope, tag, moved.digest);
         return this.served(moved, req, 'revalidated');
       }
-      return this.fetch(client, req);
+      const length = header(res, 'content-length');
+      if (req.method === 'HEAD' && current && isValidDigest(current) && length !== undefined && /^\d+$/.test(length)) {
+        // The tag moved to a digest not cached yet: answer the HEAD from this HEAD. The tag
+        // keeps its old, cached digest (the stale fallback) until the new one is cached.
+        this.count(scope, 'miss');
+        return { digest: current, mediaType: bareMediaType(header(res, 'content-type')) || row.mediaType, size: Number(length), source: 'miss' };
+      }
+      try {
+        return await this.fetch(client, req);
+      } catch (err) {
+        // The new manifest cannot be had right now (429, 5xx, down): the old one still can.
+        if (err instanceof OciError && (err.status === 429 || err.status >= 500) && err.code !== 'MANIFEST_INVALID') {
+          this.d.log.warn({ upstream: scope.upstream, repo: scope.repo, tag, err: err.message }, 'moved tag not fetchable; serving stale');
+          return this.served(row, req, 'stale');
+        }
+        throw err;
+      }
     }
     if (isTransient(res.status)) {
       drain(res.body);
@@ -222,8 +239,14 @@ export class ManifestCache {
       // next pull resolves from cache (also with the upstream gone). A tag whose manifest is
       // not cached yet is simply fetched on its next GET.
       if (!req.isDigest && acceptsAllManifestTypes(req.accepted)) {
-        if (known) this.link(scope, digest);
-        this.setTag(scope, reference, digest);
+        if (known) {
+          this.link(scope, digest);
+          this.setTag(scope, reference, digest);
+        } else {
+          // Never replace a cached digest (the stale fallback) with one not cached yet.
+          const prev = this.tag(scope, reference);
+          if (!prev || !this.row(prev.digest)) this.setTag(scope, reference, digest);
+        }
       }
       this.count(scope, 'miss');
       return { digest, mediaType: contentType || known?.mediaType || 'application/octet-stream', size: Number(length), source: 'miss' };

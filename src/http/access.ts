@@ -38,6 +38,11 @@ export function parseHtpasswd(text: string, file: string): Map<string, string> {
 export class Access {
   private readonly users: Map<string, string>;
   private readonly verified = new LRUCache<string, true>({ max: 1000, ttl: 60_000 });
+  /** Recently refused credentials: answered without another bcrypt run (a flood of bad logins costs no CPU). */
+  private readonly refused = new LRUCache<string, true>({ max: 10_000, ttl: 60_000 });
+  /** bcrypt runs on the main thread: at most this many at once, the rest wait. */
+  private running = 0;
+  private readonly queue: Array<() => void> = [];
 
   constructor(private readonly opts: AccessOptions) {
     this.users = parseHtpasswd(readFileSync(opts.htpasswd, 'utf8'), opts.htpasswd);
@@ -45,6 +50,17 @@ export class Access {
 
   private challenge(message: string): OciError {
     return new OciError('UNAUTHORIZED', message, undefined, { headers: { 'www-authenticate': 'Basic realm="regcache"' } });
+  }
+
+  private async limited<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= 2) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.queue.shift()?.();
+    }
   }
 
   /** Resolves to an error to send, or undefined to let the request through. */
@@ -57,15 +73,19 @@ export class Access {
     const key = createHash('sha256').update(header).digest();
     const keyHex = key.toString('hex');
     if (this.verified.has(keyHex)) return undefined;
+    if (this.refused.has(keyHex)) return this.challenge('invalid username or password');
     const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     const user = colon === -1 ? decoded : decoded.slice(0, colon);
     const password = colon === -1 ? '' : decoded.slice(colon + 1);
     const hash = this.users.get(user);
-    const ok = await bcrypt.compare(password, hash ?? DUMMY_HASH);
+    const ok = await this.limited(() => bcrypt.compare(password, hash ?? DUMMY_HASH));
     // Both branches ran bcrypt; combine without short-circuiting on the user lookup.
     const known = timingSafeEqual(Buffer.from([hash === undefined ? 0 : 1]), Buffer.from([1]));
-    if (!(ok && known)) return this.challenge('invalid username or password');
+    if (!(ok && known)) {
+      this.refused.set(keyHex, true);
+      return this.challenge('invalid username or password');
+    }
     this.verified.set(keyHex, true);
     return undefined;
   }

@@ -60,7 +60,8 @@ export function createHandler(deps: HandlerDeps, fixedHost?: string): (req: Req,
       if (logged) return;
       logged = true;
       const seconds = (performance.now() - started) / 1000;
-      const method = req.method ?? '-';
+      // Bounded label values: any other method (HTTP/2 accepts any token) is 'other'.
+      const method = req.method === 'GET' || req.method === 'HEAD' ? req.method : 'other';
       const complete = res.writableFinished;
       const status = complete ? res.statusCode : 499;
       if (state.kind !== 'health') {
@@ -68,7 +69,7 @@ export function createHandler(deps: HandlerDeps, fixedHost?: string): (req: Req,
         deps.metrics.requestDuration.observe({ upstream: state.upstream, kind: state.kind, method }, seconds);
       }
       const line = {
-        method, path: req.url, status, bytes: state.bytes, ms: Math.round(seconds * 10000) / 10,
+        method: req.method, path: req.url, status, bytes: state.bytes, ms: Math.round(seconds * 10000) / 10,
         upstream: state.upstream, kind: state.kind, cache: state.cache, error: state.error,
         ...(complete ? {} : { aborted: true }),
       };

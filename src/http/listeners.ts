@@ -42,8 +42,9 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(reply);
 }
 
-/** Open HTTP/2 sessions per TLS server, so a shutdown past its grace period can cut them. */
+/** Open HTTP/2 sessions and TLS sockets per TLS server, so a shutdown past its grace period can cut them. */
 const sessions = new WeakMap<AnyServer, Set<http2.ServerHttp2Session>>();
+const tlsSockets = new WeakMap<AnyServer, Set<Socket>>();
 
 export function createServer(config: Config, handler: Handler): AnyServer {
   const s = config.server;
@@ -60,6 +61,13 @@ export function createServer(config: Config, handler: Handler): AnyServer {
     server.on('session', (session: http2.ServerHttp2Session) => {
       open.add(session);
       session.once('close', () => open.delete(session));
+    });
+    // HTTP/1.1-over-TLS connections (allowHTTP1) are not sessions: track their sockets too.
+    const sockets = new Set<Socket>();
+    tlsSockets.set(server, sockets);
+    server.on('secureConnection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
     });
   } else {
     const hs = http.createServer({
@@ -108,6 +116,7 @@ export async function closeListener(l: Listener, graceMs: number): Promise<void>
   if (r === 'timeout') {
     if ('closeAllConnections' in server) server.closeAllConnections();
     for (const s of sessions.get(l.server) ?? []) s.destroy();
+    for (const s of tlsSockets.get(l.server) ?? []) s.destroy();
     await closed;
   }
 }

@@ -7,7 +7,7 @@
  * busy time in allocation and GC. Anything else gets an ordinary stream.
  */
 import type { FileHandle } from 'node:fs/promises';
-import type { Readable, Writable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 
 const CHUNK = 1024 * 1024;
 /**
@@ -73,8 +73,25 @@ export class FileBody {
   stream(): Readable {
     this.used = true;
     const s = this.handle.createReadStream({ start: this.start, end: this.end, highWaterMark: 256 * 1024, autoClose: false });
-    s.once('close', () => void this.close());
-    return s;
+    const expected = this.length;
+    let seen = 0;
+    // Counts the bytes and fails (instead of ending) if the file is shorter than its index row.
+    const checked = new Transform({
+      transform(chunk: Buffer, _enc, cb: TransformCallback): void {
+        seen += chunk.length;
+        cb(null, chunk);
+      },
+      flush(cb: TransformCallback): void {
+        cb(seen === expected ? null : new Error(`blob file gave ${seen} of ${expected} bytes`));
+      },
+    });
+    s.once('error', (err) => checked.destroy(err));
+    s.once('end', () => void this.close());
+    checked.once('close', () => {
+      s.destroy();
+      void this.close();
+    });
+    return s.pipe(checked);
   }
 
   /**

@@ -40,7 +40,6 @@ interface Unit {
   manifests: string[];
   blobs: Set<string>;
   recency: number;
-  manifestBytes: number;
 }
 
 export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, isPinned: (d: string) => boolean, targetSize?: number): SweepPlan {
@@ -70,7 +69,7 @@ export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, 
   const referenced = new Set<string>();
   for (const [digest, m] of manifests) {
     if (isChild.has(digest)) continue;
-    const unit: Unit = { kind: 'image', digest, manifests: [digest], blobs: new Set(), recency: m.last, manifestBytes: m.size };
+    const unit: Unit = { kind: 'image', digest, manifests: [digest], blobs: new Set(), recency: m.last };
     const stack = [digest];
     const seen = new Set<string>([digest]);
     while (stack.length) {
@@ -81,7 +80,6 @@ export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, 
         if (!cm || seen.has(c)) continue;
         seen.add(c);
         unit.manifests.push(c);
-        unit.manifestBytes += cm.size;
         unit.recency = Math.max(unit.recency, cm.last);
         stack.push(c);
       }
@@ -90,13 +88,16 @@ export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, 
   }
   for (const [digest, b] of blobs) {
     if (referenced.has(digest)) continue;
-    units.push({ kind: 'blob', digest, manifests: [], blobs: new Set([digest]), recency: b.last, manifestBytes: 0 });
+    units.push({ kind: 'blob', digest, manifests: [], blobs: new Set([digest]), recency: b.last });
   }
   units.sort((a, b) => a.recency - b.recency);
 
-  // How many retained units reference each blob.
+  // How many retained units reference each blob, and each manifest (an index child can be
+  // shared by several indexes: it goes only with the last of them).
   const refCount = new Map<string, number>();
   for (const u of units) for (const b of u.blobs) refCount.set(b, (refCount.get(b) ?? 0) + 1);
+  const manifestRefs = new Map<string, number>();
+  for (const u of units) for (const m of u.manifests) manifestRefs.set(m, (manifestRefs.get(m) ?? 0) + 1);
 
   let total = 0;
   for (const m of manifests.values()) total += m.size;
@@ -106,7 +107,16 @@ export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, 
 
   const evict = (u: Unit, reason: 'age' | 'size'): void => {
     const freed: string[] = [];
-    let bytes = u.manifestBytes;
+    const freedManifests: string[] = [];
+    let bytes = 0;
+    for (const m of u.manifests) {
+      const n = (manifestRefs.get(m) ?? 1) - 1;
+      manifestRefs.set(m, n);
+      if (n === 0) {
+        freedManifests.push(m);
+        bytes += manifests.get(m)?.size ?? 0;
+      }
+    }
     for (const b of u.blobs) {
       const n = (refCount.get(b) ?? 1) - 1;
       refCount.set(b, n);
@@ -117,7 +127,7 @@ export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, 
       }
     }
     total -= bytes;
-    evicted.push({ kind: u.kind, digest: u.digest, reason, lastPulledAt: u.recency, manifests: u.manifests, blobs: freed, bytes });
+    evicted.push({ kind: u.kind, digest: u.digest, reason, lastPulledAt: u.recency, manifests: freedManifests, blobs: freed, bytes });
   };
 
   const remaining: Unit[] = [];
@@ -137,8 +147,12 @@ export function planSweep(index: IndexDb, policy: RetentionPolicy, now: number, 
   return { units: evicted, bytesBefore, bytesFreed: bytesBefore - total };
 }
 
-/** Deletes what a plan names: index rows first (one transaction), then files. */
-export async function applySweep(index: IndexDb, layout: Layout, plan: SweepPlan, isPinned: (d: string) => boolean): Promise<string[]> {
+/**
+ * Deletes what a plan names: index rows first (one transaction), then `afterRows` (drop
+ * memory caches), then files — each only if no new fill has committed that digest again
+ * meanwhile and nobody is reading it.
+ */
+export async function applySweep(index: IndexDb, layout: Layout, plan: SweepPlan, isPinned: (d: string) => boolean, afterRows: (manifests: string[]) => void = () => undefined): Promise<string[]> {
   const db = index.db;
   const manifests = plan.units.flatMap((u) => u.manifests);
   const blobs = plan.units.flatMap((u) => u.blobs).filter((b) => !isPinned(b));
@@ -159,8 +173,9 @@ export async function applySweep(index: IndexDb, layout: Layout, plan: SweepPlan
       delLinks.run(b);
     }
   })();
+  afterRows(manifests);
   for (const b of blobs) {
-    if (isPinned(b)) continue;
+    if (isPinned(b) || index.blobSize(b) !== undefined) continue;
     await rm(layout.blobPath(b), { force: true });
   }
   return manifests;

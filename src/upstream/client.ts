@@ -9,22 +9,15 @@ import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent, errors as undiciErrors } from 'undici';
+import { Agent } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { discard } from './body.js';
+import { networkError, UpstreamError } from './errors.js';
 import { parseChallenges } from './challenge.js';
 import { UpstreamHealth } from './health.js';
 import { TokenAuth } from './token-auth.js';
 
-export type UpstreamFailure = 'down' | 'unreachable' | 'timeout' | 'redirect' | 'auth' | 'protocol';
-
-/** A failure to get an HTTP answer from the upstream. Its message never holds credentials. */
-export class UpstreamError extends Error {
-  override name = 'UpstreamError';
-  constructor(readonly reason: UpstreamFailure, message: string) {
-    super(message);
-  }
-}
+export { UpstreamError, type UpstreamFailure } from './errors.js';
 
 export interface UpstreamRequest {
   method: 'GET' | 'HEAD';
@@ -59,10 +52,6 @@ export interface UpstreamClientOptions {
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-function isTimeout(err: unknown): boolean {
-  return err instanceof undiciErrors.ConnectTimeoutError || err instanceof undiciErrors.HeadersTimeoutError
-    || err instanceof undiciErrors.BodyTimeoutError;
-}
 
 export class UpstreamClient {
   readonly host: string;
@@ -137,6 +126,7 @@ export class UpstreamClient {
         try {
           authorization = await this.auth.onChallenge(challenges, scope);
         } catch (err) {
+          if (err instanceof UpstreamError) throw err;
           throw new UpstreamError('auth', `authentication with ${this.host} failed: ${(err as Error).message}`);
         }
         if (authorization === undefined) return this.dispatch(url, req, { 'user-agent': this.opts.userAgent, ...req.headers });
@@ -166,6 +156,9 @@ export class UpstreamClient {
     try {
       return await this.auth.headerFor(scope);
     } catch (err) {
+      // A realm that cannot be reached is the upstream being unreachable (stale tags are
+      // served, the failure detector counts it); only a refusal is an auth failure.
+      if (err instanceof UpstreamError) throw err;
       throw new UpstreamError('auth', `authentication with ${this.host} failed: ${(err as Error).message}`);
     }
   }
@@ -183,9 +176,7 @@ export class UpstreamClient {
       const res = await this.agent.request(opts);
       return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, url };
     } catch (err) {
-      if (isTimeout(err)) throw new UpstreamError('timeout', `${this.host}: ${(err as Error).message}`);
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new UpstreamError('unreachable', `${this.host} unreachable (${code ?? (err as Error).message})`);
+      throw networkError(this.host, err);
     }
   }
 

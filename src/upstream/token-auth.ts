@@ -4,7 +4,9 @@
  * or to a token realm on the same host or over https; they never appear in errors.
  */
 import { Agent } from 'undici';
+import { LRUCache } from 'lru-cache';
 import { readAtMost } from './body.js';
+import { networkError } from './errors.js';
 import type { Challenge } from './challenge.js';
 
 export interface Credentials {
@@ -18,7 +20,8 @@ interface CachedToken {
 }
 
 export class TokenAuth {
-  private readonly tokens = new Map<string, CachedToken>();
+  /** Bounded: clients can name any repository, each with its own scope. */
+  private readonly tokens = new LRUCache<string, CachedToken>({ max: 2000 });
   private readonly inflight = new Map<string, Promise<string>>();
   /** The last Bearer challenge seen: lets later requests fetch a token before the first 401. */
   private bearer: { realm: string; service?: string } | undefined;
@@ -95,14 +98,19 @@ export class TokenAuth {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, accept: 'application/json' };
     const basic = this.basicHeader();
     if (basic && this.credentialsAllowedFor(url)) headers.authorization = basic;
-    const res = await this.agent.request({
-      origin: url.origin,
-      path: url.pathname + url.search,
-      method: 'GET',
-      headers,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-    });
+    let res;
+    try {
+      res = await this.agent.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: 'GET',
+        headers,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (err) {
+      throw networkError(`token realm ${url.host}`, err);
+    }
     let text: string;
     try {
       text = (await readAtMost(res.body, 64 * 1024)).toString('utf8');
