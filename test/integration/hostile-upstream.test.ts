@@ -405,6 +405,18 @@ describe('broken bodies and greedy answers', () => {
     await waitUntil(() => readdirSync(join(rc.dataDir, 'tmp')).length === 0, { timeoutMs: 5_000, message: 'temp files left behind' });
   });
 
+  it('a Range request on a chunked blob (size unknown) gets the whole blob with 200, not a hang', async () => {
+    const blob = makeLayer({ randomBytes: 1024 * 1024, seed: 'hostile-chunked-range' });
+    hostile.handle((req, res) => {
+      if (pathOf(req) !== `/v2/chunky/range/blobs/${blob.digest}`) return sendStatus(res, 404);
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: chunked
+      res.end(blob.bytes);
+    });
+    const r = await get(`/v2/${H}/chunky/range/blobs/${blob.digest}`, { headers: { range: 'bytes=1000-' }, timeoutMs: 10_000 });
+    expect(r.status).toBe(200);
+    expect(r.body.equals(blob.bytes)).toBe(true);
+  });
+
   it('a token endpoint that answers with an endless body is not buffered', async () => {
     const HUGE = 64 * 1024 * 1024;
     hostile.handle(async (req, res) => {

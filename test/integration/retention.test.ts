@@ -11,7 +11,7 @@ import { App } from '../../src/app.js';
 import { validateConfig } from '../../src/config/validate.js';
 import { layout } from '../../src/storage/layout.js';
 import {
-  cleanupAll, CLI_PATH, httpProbe, makeImage, makeLayer, pushImage, runCommand, startRegistry, stopAllChildren, tmpDir,
+  cleanupAll, CLI_PATH, httpProbe, makeImage, makeIndex, makeLayer, pushImage, pushIndex, runCommand, startRegistry, stopAllChildren, tmpDir,
   type Image, type Registry,
 } from '../helpers/index.js';
 import { request } from 'node:http';
@@ -24,6 +24,12 @@ const shared = makeLayer({ randomBytes: 300 * 1024, seed: 'shared' });
 const imgA = makeImage({ format: 'oci', layers: [shared, makeLayer({ randomBytes: 200 * 1024, seed: 'a' })] });
 const imgB = makeImage({ format: 'oci', layers: [shared, makeLayer({ randomBytes: 200 * 1024, seed: 'b' })] });
 const imgC = makeImage({ format: 'oci', layers: [makeLayer({ randomBytes: 200 * 1024, seed: 'c' })] });
+// Two indexes sharing the amd64 child.
+const sharedChild = makeImage({ format: 'oci', arch: 'amd64', layers: [makeLayer({ randomBytes: 100 * 1024, seed: 'child-x' })] });
+const only1 = makeImage({ format: 'oci', arch: 'arm64', layers: [makeLayer({ randomBytes: 100 * 1024, seed: 'child-y1' })] });
+const only2 = makeImage({ format: 'oci', arch: 'arm64', layers: [makeLayer({ randomBytes: 100 * 1024, seed: 'child-y2' })] });
+const index1 = makeIndex('oci', [sharedChild, only1]);
+const index2 = makeIndex('oci', [sharedChild, only2]);
 // Larger than what the kernel's socket buffers take at once, so the server is still reading it while the client pauses.
 const imgD = makeImage({ format: 'oci', layers: [makeLayer({ randomBytes: 32 * 1024 * 1024, seed: 'd' })] });
 
@@ -33,6 +39,8 @@ beforeAll(async () => {
   await pushImage(upstream.url, 'r/b', 'v1', imgB);
   await pushImage(upstream.url, 'r/c', 'v1', imgC);
   await pushImage(upstream.url, 'r/d', 'v1', imgD);
+  await pushIndex(upstream.url, 'r/multi', 'one', index1);
+  await pushIndex(upstream.url, 'r/multi', 'two', index2);
 });
 
 afterAll(async () => {
@@ -124,6 +132,35 @@ describe('retention', () => {
       await pullImage(r, 'r/b', imgB); // B's own layer would cross 1 MiB? shared is cached; A is least recent
       const st = r.app.index.stats();
       expect(st.blobBytes + st.manifestBytes).toBeLessThanOrEqual(1024 * 1024);
+    } finally {
+      await r.app.stop(1000);
+    }
+  });
+
+  it('by size: an index child shared with a retained index stays', async () => {
+    const r = await startApp({});
+    try {
+      const get = async (path: string): Promise<void> => expect((await httpProbe(`${r.url}/v2/r/multi/${path}`)).status).toBe(200);
+      await get('manifests/one');
+      for (const img of [sharedChild, only1]) {
+        await get(`manifests/${img.digest}`);
+        for (const b of [img.config, ...img.layers]) await get(`blobs/${b.digest}`);
+      }
+      r.clock.now += MIN;
+      await get('manifests/two');
+      await get(`manifests/${only2.digest}`);
+      for (const b of [only2.config, ...only2.layers]) await get(`blobs/${b.digest}`);
+      await r.app.registry.blobs.idle();
+      const st = r.app.index.stats();
+      // Evict exactly one unit: the least recent, index1.
+      const plan = await r.app.sweep({ targetSize: st.blobBytes + st.manifestBytes - 1 });
+      expect(plan.units.map((u) => u.digest)).toEqual([index1.digest]);
+      expect(r.app.index.getManifest(index1.digest)).toBeUndefined();
+      expect(r.app.index.getManifest(only1.digest)).toBeUndefined();
+      expect(r.app.index.getManifest(sharedChild.digest)).toBeDefined();
+      expect(r.app.index.getManifest(index2.digest)).toBeDefined();
+      expect(blobOnDisk(r.dataDir, sharedChild.layers[0]!.digest)).toBe(true);
+      expect(blobOnDisk(r.dataDir, only1.layers[0]!.digest)).toBe(false);
     } finally {
       await r.app.stop(1000);
     }
