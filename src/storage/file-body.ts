@@ -1,6 +1,6 @@
 /**
  * A committed blob (or a byte range of it) on its way to a client. On a plain writable
- * (an HTTP/1.1 response) it writes itself with two pooled 1 MiB buffers, reading the next
+ * (an HTTP/1.1 response) it writes itself with two pooled 512 KiB buffers, reading the next
  * chunk while the previous one is being sent and reusing a buffer only after the socket
  * has taken it (the write callback): no allocation and no garbage per chunk. Measured in
  * the benchmark (scenario 3, warm pull by 20 clients), per-chunk buffers cost ~25% of the
@@ -9,13 +9,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 
-const CHUNK = 1024 * 1024;
+const CHUNK = 512 * 1024;
 /**
- * At most this many pooled buffers exist (in use or idle): 64 MiB, i.e. 32 responses at
+ * At most this many pooled 512 KiB buffers exist (in use or idle): 64 MiB, i.e. 64 responses at
  * full speed. Further concurrent responses get an ordinary 256 KiB-chunk stream, so memory
  * stays bounded however many clients pull at once.
  */
-const POOL_BUDGET = 64;
+const POOL_BUDGET = 128;
 const pool: Buffer[] = [];
 let outstanding = 0;
 
