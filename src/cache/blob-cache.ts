@@ -3,6 +3,7 @@
  * (every concurrent requester streams from the growing temp file), or streamed through
  * without caching when the store has no room. See docs/cache.md.
  */
+import { discard } from '../upstream/body.js';
 import { Readable, type Writable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -15,7 +16,7 @@ import type { UpstreamClient } from '../upstream/client.js';
 import { BlobFill, FillError } from './fill.js';
 import type { Pins } from './pins.js';
 import { ensureLinked, type Scope } from './scope.js';
-import { drain, fromUpstreamFailure, fromUpstreamStatus, header } from './upstream-errors.js';
+import { fromUpstreamFailure, fromUpstreamStatus, header } from './upstream-errors.js';
 import { verifyingStream } from './verify-stream.js';
 
 /**
@@ -83,10 +84,6 @@ export class BlobCache {
   private readonly noCache = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
 
   constructor(private readonly d: BlobCacheDeps) {}
-
-  get fillsInFlight(): number {
-    return this.pending.size;
-  }
 
   /** Resolves once every fill in flight now has been committed or has failed. */
   async idle(): Promise<void> {
@@ -171,7 +168,7 @@ export class BlobCache {
 
   private async headUpstream(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobAnswer> {
     const { body, size } = await this.fetch(client, scope, digest, 'HEAD');
-    drain(body);
+    discard(body);
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
     return { digest, size, source: 'miss' };
   }
@@ -201,14 +198,14 @@ export class BlobCache {
     try {
       if (!(await this.d.admit(size, others))) {
         this.inflightBytes -= reserved;
-        drain(body);
+        discard(body);
         return 'passthrough';
       }
       temp = await this.d.files.createTemp();
     } catch (err) {
       this.inflightBytes -= reserved;
       this.d.log.warn({ err: (err as Error).message }, 'cannot start a fill; streaming through');
-      drain(body);
+      discard(body);
       return 'passthrough';
     }
     const { index, files, metrics, log } = this.d;
@@ -257,7 +254,7 @@ export class BlobCache {
     try {
       range = rangeOrThrow(rangeHeader, size);
     } catch (err) {
-      drain(body);
+      discard(body);
       throw err;
     }
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'passthrough' });

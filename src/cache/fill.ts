@@ -46,10 +46,10 @@ export class BlobFill extends EventEmitter {
   /** Bytes received from the upstream (hashed, in the memory window). */
   received = 0;
   /** Bytes written to the temp file (<= received). */
+  written = 0;
   /** After `done`: whether the verified blob made it into the store (disk full: no). */
   committed = false;
   commitError: Error | undefined;
-  written = 0;
   error: Error | undefined;
   private readers = 0;
   private readonly recent: Array<{ offset: number; buf: Buffer }> = [];
@@ -61,8 +61,6 @@ export class BlobFill extends EventEmitter {
   /** Resolves when the fill is over: committed, not kept, or failed. */
   readonly settledPromise = new Promise<void>((resolve) => { this.markSettled = resolve; });
   private readonly hash: Hash;
-  /** Settles when the bytes are verified (resolves) or the fill failed (rejects, handled). */
-  readonly finished: Promise<void>;
 
   constructor(
     readonly digest: string,
@@ -74,20 +72,11 @@ export class BlobFill extends EventEmitter {
     super();
     this.setMaxListeners(0);
     this.hash = createHash(digestAlgorithm(digest));
-    this.finished = new Promise<void>((resolve, reject) => {
-      this.once('done', () => resolve());
-      this.once('failed', (err: Error) => reject(err));
-    });
-    this.finished.catch(() => undefined);
   }
 
   /** False once the temp file handle is closed: then readers must use the committed file. */
   get isOpen(): boolean {
     return !this.handleClosed;
-  }
-
-  get readerCount(): number {
-    return this.readers;
   }
 
   /** Pumps the upstream body into the temp file. Never throws; the outcome is `state`. */

@@ -4,11 +4,12 @@
  * unreachable, tags/list falls back to the tags regcache has cached.
  */
 import type { Metrics } from '../metrics/metrics.js';
+import { discard } from '../upstream/body.js';
 import { OciError } from '../protocol/errors.js';
 import type { IndexDb } from '../storage/index-db.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import type { Scope } from './scope.js';
-import { drain, fromUpstreamFailure, fromUpstreamStatus, header, isTransient, readLimited } from './upstream-errors.js';
+import { fromUpstreamFailure, fromUpstreamStatus, header, isTransient, readLimited } from './upstream-errors.js';
 
 const MAX_LISTING = 16 * 1024 * 1024;
 
@@ -33,7 +34,7 @@ export async function tagsList(client: UpstreamClient, index: IndexDb, metrics: 
   }
   if (res.status !== 200) {
     if (isTransient(res.status)) {
-      drain(res.body);
+      discard(res.body);
       return cachedTags(index, metrics, scope, clientName, n, last, new Error(`status ${res.status}`));
     }
     throw fromUpstreamStatus(res, scope.upstream, 'other');

@@ -5,6 +5,7 @@
  * Hot manifests and tags are answered from memory (LRU) without touching SQLite.
  * A client HEAD never causes an upstream GET.
  */
+import { discard } from '../upstream/body.js';
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -15,7 +16,7 @@ import { accepts, acceptsAllManifestTypes, bareMediaType, DEFAULT_MANIFEST_ACCEP
 import type { IndexDb, ManifestRow } from '../storage/index-db.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { ensureLinked, type Scope } from './scope.js';
-import { drain, fromUpstreamFailure, fromUpstreamStatus, header, isTransient, readLimited } from './upstream-errors.js';
+import { fromUpstreamFailure, fromUpstreamStatus, header, isTransient, readLimited } from './upstream-errors.js';
 
 export interface ManifestAnswer {
   digest: string;
@@ -163,7 +164,7 @@ export class ManifestCache {
       return this.served(row, req, 'stale');
     }
     if (res.status === 200) {
-      drain(res.body);
+      discard(res.body);
       const current = header(res, 'docker-content-digest');
       if (current === t.digest) {
         this.setTag(scope, tag, t.digest);
@@ -195,7 +196,7 @@ export class ManifestCache {
       }
     }
     if (isTransient(res.status)) {
-      drain(res.body);
+      discard(res.body);
       this.d.log.warn({ upstream: scope.upstream, repo: scope.repo, tag, status: res.status }, 'tag revalidation failed; serving stale');
       return this.served(row, req, 'stale');
     }
@@ -229,7 +230,7 @@ export class ManifestCache {
     const length = header(res, 'content-length');
 
     if (req.method === 'HEAD') {
-      drain(res.body);
+      discard(res.body);
       const digest = req.isDigest ? reference : headerDigest;
       if (!digest || !isValidDigest(digest) || length === undefined || !/^\d+$/.test(length)) {
         throw new OciError('UPSTREAM_ERROR', `upstream ${scope.upstream} answered HEAD without a usable digest or length`, undefined, { status: 502 });

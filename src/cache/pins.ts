@@ -21,7 +21,4 @@ export class Pins {
     return this.counts.has(digest);
   }
 
-  get size(): number {
-    return this.counts.size;
-  }
 }

@@ -4,10 +4,11 @@
  * upstream repository is asked first (HEAD) and the link recorded, so a private layer
  * never leaks through another repository's name.
  */
+import { discard } from '../upstream/body.js';
 import { OciError } from '../protocol/errors.js';
 import type { IndexDb } from '../storage/index-db.js';
 import type { UpstreamClient } from '../upstream/client.js';
-import { drain, fromUpstreamFailure, fromUpstreamStatus } from './upstream-errors.js';
+import { fromUpstreamFailure, fromUpstreamStatus } from './upstream-errors.js';
 
 export interface Scope {
   upstream: string;
@@ -23,7 +24,7 @@ export async function ensureLinked(index: IndexDb, client: UpstreamClient, scope
     throw fromUpstreamFailure(err, scope.upstream);
   }
   if (res.status === 200) {
-    drain(res.body);
+    discard(res.body);
     try {
       index.link(scope.upstream, scope.repo, digest);
     } catch {
@@ -32,7 +33,7 @@ export async function ensureLinked(index: IndexDb, client: UpstreamClient, scope
     return;
   }
   if (res.status === 404) {
-    drain(res.body);
+    discard(res.body);
     throw new OciError(kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', `${kind} unknown to repository ${scope.repo}`, { digest });
   }
   throw fromUpstreamStatus(res, scope.upstream, kind);

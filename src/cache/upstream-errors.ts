@@ -17,7 +17,7 @@ export function fromUpstreamFailure(err: unknown, upstream: string): OciError {
 
 /** An OCI error for a non-2xx upstream answer; drains the body. */
 export function fromUpstreamStatus(res: UpstreamResponse, upstream: string, kind: 'manifest' | 'blob' | 'other'): OciError {
-  drain(res.body);
+  discard(res.body);
   const code = codeForUpstreamStatus(res.status, kind);
   const status = res.status >= 400 && res.status < 600 && res.status !== 401 ? res.status : undefined;
   const headers: Record<string, string> = {};
@@ -34,11 +34,6 @@ export function fromUpstreamStatus(res: UpstreamResponse, upstream: string, kind
 export function isTransient(errOrStatus: unknown): boolean {
   if (typeof errOrStatus === 'number') return errOrStatus >= 500 || errOrStatus === 429 || errOrStatus === 408;
   return errOrStatus instanceof UpstreamError && errOrStatus.reason !== 'auth' && errOrStatus.reason !== 'redirect';
-}
-
-/** Discards an upstream body we do not need (bounded: long bodies are cut). */
-export function drain(body: Readable): void {
-  discard(body);
 }
 
 export function header(res: UpstreamResponse, name: string): string | undefined {

@@ -10,10 +10,6 @@ export const MANIFEST_TYPES = [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFE
 /** What regcache asks an upstream for when the client did not say (or said `*\/*`). */
 export const DEFAULT_MANIFEST_ACCEPT = MANIFEST_TYPES.join(', ');
 
-export function isIndexType(mediaType: string): boolean {
-  return mediaType === OCI_INDEX || mediaType === DOCKER_MANIFEST_LIST;
-}
-
 /** Strips parameters and whitespace: `application/json; charset=utf-8` -> `application/json`. */
 export function bareMediaType(value: string | undefined): string {
   return (value ?? '').split(';')[0]!.trim().toLowerCase();

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants, mkdirSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FileBody } from './file-body.js';
 import type { Layout } from './layout.js';
@@ -20,15 +20,6 @@ export class BlobFiles {
   initSync(): void {
     mkdirSync(this.layout.blobsDir, { recursive: true });
     mkdirSync(this.layout.tmpDir, { recursive: true });
-  }
-
-  /** Size of a committed blob, or undefined when absent. */
-  async size(digest: string): Promise<number | undefined> {
-    try {
-      return (await stat(this.layout.blobPath(digest))).size;
-    } catch {
-      return undefined;
-    }
   }
 
   /** A new, exclusively created temp file under tmp/. */
@@ -51,10 +42,6 @@ export class BlobFiles {
 
   async discard(path: string): Promise<void> {
     await rm(path, { force: true });
-  }
-
-  async remove(digest: string): Promise<void> {
-    await rm(this.layout.blobPath(digest), { force: true });
   }
 
   /**

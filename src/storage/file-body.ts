@@ -58,12 +58,6 @@ export class FileBody {
     for (const fn of this.closeHooks.splice(0)) fn();
   }
 
-  /** Releases the file without sending it (HEAD, or an error before the body). */
-  discard(): Promise<void> {
-    this.used = true;
-    return this.close();
-  }
-
   /** Whether writeTo can have its two pooled buffers now (else use stream()). */
   canWritePooled(): boolean {
     return outstanding + 2 <= POOL_BUDGET;
