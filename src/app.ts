@@ -1,22 +1,27 @@
 /**
- * Builds a running regcache from a Config: store, index, upstream clients, cache, handler
- * and listeners. Used by `regcache serve` and by tests in-process. Touches no process.*.
+ * The composition root: builds a running regcache from a Config as a list of services
+ * (stores, upstreams, retention, listeners), starts them in order and stops them in
+ * reverse. Policy lives in the services and the registry, not here. Touches no process.*
+ * and does no I/O before start().
  */
-import { accessSync, constants } from 'node:fs';
 import type { Logger } from 'pino';
-import { RegistryCache } from './cache/registry.js';
-import { Pins } from './cache/pins.js';
-import { Upstreams } from './cache/upstreams.js';
 import type { Config } from './config/types.js';
 import { Access } from './http/access.js';
-import { createHandler, type HandlerDeps } from './http/handler.js';
-import { closeListener, createServer, listen, type Listener } from './http/listeners.js';
+import { HttpService } from './http/http-service.js';
+import type { HttpDeps } from './http/route.js';
 import { Metrics } from './metrics/metrics.js';
-import { BlobFiles } from './storage/blob-files.js';
-import { IndexDb } from './storage/index-db.js';
-import { layout } from './storage/layout.js';
-import { recover, type RecoveryReport } from './storage/recovery.js';
-import { applySweep, planSweep, type SweepPlan } from './storage/retention.js';
+import { Namespace } from './registry/namespace.js';
+import { Admission } from './registry/proxy/admission.js';
+import { Pins } from './registry/proxy/pins.js';
+import { Proxy } from './registry/proxy/proxy.js';
+import type { Service } from './service.js';
+import type { SweepOptions, SweepPlan } from './store/eviction.js';
+import { FsBlobStore } from './store/fs/fs-blob-store.js';
+import { RetentionService } from './store/retention-service.js';
+import type { RecoveryReport } from './store/recovery.js';
+import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
+import { StoreService } from './store/store-service.js';
+import { Upstreams } from './upstream/upstreams.js';
 import { USER_AGENT } from './version.js';
 
 export interface AppOptions {
@@ -25,219 +30,152 @@ export interface AppOptions {
   defaultMetrics?: boolean;
 }
 
-/** Free space kept on the store's filesystem; fills that would eat into it stream through instead. */
-const DISK_RESERVE = 256 * 1024 * 1024;
+/** Keys that a running server applies only at start. */
+const RESTART_KEYS = ['listen', 'dataDir', 'tls', 'metrics', 'server', 'auth', 'upstreamTimeouts', 'upstreamHealth', 'logLevel', 'logFormat'] as const;
+
+export function restartNeeded(running: Config, next: Config): string[] {
+  const out: string[] = RESTART_KEYS.filter((k) => JSON.stringify(running[k]) !== JSON.stringify(next[k]));
+  if (running.cache.maxManifestSize !== next.cache.maxManifestSize) out.push('cache.maxManifestSize');
+  return out;
+}
+
+export interface ReloadSummary {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  restartNeeded: string[];
+  /** Changes asked for that did not apply (e.g. a port that would not bind). */
+  failed: string[];
+}
 
 export class App {
   readonly metrics: Metrics;
-  readonly index: IndexDb;
-  readonly files: BlobFiles;
+  readonly log: Logger;
+  readonly blobs: FsBlobStore;
+  readonly meta: SqliteMetadataStore;
   readonly pins = new Pins();
   readonly upstreams: Upstreams;
-  readonly registry: RegistryCache;
-  readonly log: Logger;
-  listeners: Listener[] = [];
-  private readonly access: Access | undefined;
-  recovery: RecoveryReport | undefined;
+  readonly proxy: Proxy;
+  readonly namespace: Namespace;
+  readonly store: StoreService;
+  readonly retention: RetentionService;
+  readonly http: HttpService;
+  private readonly services: Service[];
   private config: Config;
+  /** The config the restart-only keys were taken from. */
+  private readonly startConfig: Config;
   private readonly now: () => number;
-  private sweeping: Promise<unknown> = Promise.resolve();
-  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(config: Config, opts: AppOptions) {
     this.config = config;
+    this.startConfig = config;
     this.log = opts.log;
     this.now = opts.now ?? Date.now;
+    const now = this.now;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-    const lay = layout(config.dataDir);
-    this.files = new BlobFiles(lay);
-    this.files.initSync();
-    this.index = new IndexDb(lay.indexFile, {
+    this.blobs = new FsBlobStore(config.dataDir);
+    this.meta = new SqliteMetadataStore(this.blobs.layout.indexFile, {
       onError: (err) => this.log.warn({ err: err.message }, 'cannot record last-pull times; will retry'),
     });
-    this.upstreams = new Upstreams(config.upstreams, {
-      timeouts: config.upstreamTimeouts,
-      health: config.upstreamHealth,
-      userAgent: USER_AGENT,
-      observer: this.metrics,
-      now: this.now,
+    this.store = new StoreService(this.blobs, this.meta, now);
+    this.upstreams = new Upstreams({
+      timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, observer: this.metrics, now,
     });
-    this.registry = new RegistryCache({
-      config, index: this.index, files: this.files, pins: this.pins, metrics: this.metrics, log: this.log,
-      upstreams: this.upstreams, now: this.now,
-      admit: (size, inflight) => this.admit(size, inflight),
+    this.upstreams.update(config.upstreams);
+    this.retention = new RetentionService(config, {
+      blobs: this.blobs, meta: this.meta,
+      isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
+      onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
+    }, this.log, {
+      evicted: (plan: SweepPlan) => {
+        for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
+        this.metrics.evictedBytes.inc(plan.bytesFreed);
+      },
+    }, now);
+    const admission = new Admission({
+      used: () => { const t = this.meta.totals(); return t.blobBytes + t.manifestBytes; },
+      maxSize: () => this.config.retention.maxSize,
+      disk: () => this.blobs.space(),
+      evict: (targetSize) => this.retention.sweep({ targetSize }),
     });
-    this.access = config.auth ? new Access(config.auth) : undefined;
-    this.metrics.storeStats = () => {
-      const st = this.index.stats();
-      for (const c of this.upstreams.all()) this.metrics.upstreamUp.set({ upstream: c.host }, c.health.isDown ? 0 : 1);
-      return { bytes: st.blobBytes + st.manifestBytes, blobs: st.blobs, manifests: st.manifests };
+    this.proxy = new Proxy({
+      config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
+      upstreams: this.upstreams, admission, now,
+    });
+    this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
+    const access = config.auth ? new Access(config.auth) : undefined;
+    const deps: HttpDeps = {
+      namespace: this.namespace, metrics: this.metrics, log: this.log,
+      ready: () => this.ready(),
+      catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
     };
+    if (access) deps.authorize = (req, ep) => access.authorize(req, ep);
+    this.http = new HttpService(config, deps, this.log);
+    this.metrics.storeStats = () => {
+      for (const c of this.upstreams.all()) this.metrics.upstreamUp.set({ upstream: c.host }, c.health.isDown ? 0 : 1);
+      const t = this.meta.totals();
+      return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
+    };
+    this.services = [this.store, this.upstreams, this.retention, this.http];
   }
 
   get currentConfig(): Config {
     return this.config;
   }
 
-  /**
-   * Whether a fill of `size` bytes may be stored: evicts least recently pulled images first
-   * when it would cross retention.maxSize; false (stream through, do not cache) when
-   * nothing more can go or the disk would keep less than its reserve free, counting the
-   * bytes already promised to fills in flight.
-   */
-  private async admit(size: number | undefined, inflight: number): Promise<boolean> {
-    const max = this.config.retention.maxSize;
-    if (max !== undefined && size !== undefined) {
-      if (size > max) return false;
-      const used = (): number => { const st = this.index.stats(); return st.blobBytes + st.manifestBytes + inflight; };
-      if (used() + size > max) {
-        try {
-          await this.sweep({ targetSize: Math.max(0, max - size - inflight) });
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'eviction before a fill failed; streaming through');
-          return false;
-        }
-        if (used() + size > max) return false;
-      }
-    }
-    try {
-      const { free, total } = await this.files.space();
-      // Keep 256 MiB (or 5% of a small filesystem) free for the index and everything else.
-      const reserve = Math.min(DISK_RESERVE, total * 0.05);
-      return free - inflight - (size ?? 0) > reserve;
-    } catch {
-      return false;
-    }
+  get recovery(): RecoveryReport | undefined {
+    return this.store.recovery;
   }
 
-  /** One retention sweep (serialised with any other); dryRun only plans. */
-  sweep(opts: { dryRun?: boolean; targetSize?: number } = {}): Promise<SweepPlan> {
-    const run = async (): Promise<SweepPlan> => {
-      const isPinned = (d: string): boolean => this.pins.has(d);
-      const plan = planSweep(this.index, this.config.retention, this.now(), isPinned, opts.targetSize);
-      if (opts.dryRun || plan.units.length === 0) return plan;
-      await applySweep(this.index, this.files.layout, plan, isPinned, (manifests) => this.registry.manifests.forget(manifests));
-      for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
-      this.metrics.evictedBytes.inc(plan.bytesFreed);
-      this.log.info({ units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] }, 'retention sweep');
-      return plan;
-    };
-    const p = this.sweeping.then(run, run);
-    this.sweeping = p.catch(() => undefined);
-    return p;
+  get listeners(): HttpService['listeners'] {
+    return this.http.listeners;
   }
 
-  private scheduleSweeps(): void {
-    clearInterval(this.sweepTimer);
-    this.sweepTimer = undefined;
-    const every = this.config.retention.interval;
-    if (every <= 0 || (this.config.retention.maxAge === undefined && this.config.retention.maxSize === undefined)) return;
-    this.sweepTimer = setInterval(() => {
-      this.sweep().catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'retention sweep failed'));
-    }, every);
-    this.sweepTimer.unref();
+  get mainPort(): number | undefined {
+    return this.http.mainPort;
   }
 
-  ready(): { ok: boolean; checks: Record<string, string> } {
-    const checks: Record<string, string> = {};
-    let ok = true;
-    try {
-      accessSync(this.files.layout.tmpDir, constants.W_OK);
-      checks.store = 'writable';
-    } catch {
-      checks.store = 'not writable';
-      ok = false;
-    }
-    checks.index = this.index.db.open ? 'open' : 'closed';
-    if (!this.index.db.open) ok = false;
-    return { ok, checks };
+  /** One retention sweep now (serialised with any other); dryRun only plans. */
+  sweep(opts: SweepOptions = {}): Promise<SweepPlan> {
+    return this.retention.sweep(opts);
   }
 
-  /** Recovers the store, then binds every listener. */
+  async ready(): Promise<{ ok: boolean; checks: Record<string, string> }> {
+    const s = await this.store.status();
+    const checks = { store: String(s.store), index: String(s.index) };
+    return { ok: checks.store === 'writable' && checks.index === 'open', checks };
+  }
+
+  /** Starts every service in order; on a failure, stops what started. */
   async start(): Promise<void> {
-    this.recovery = await recover(this.files.layout, this.index, { repair: true });
-    this.scheduleSweeps();
-    const base = this.handlerBase();
-    const cfg = this.config;
-    const main = createServer(cfg, createHandler({ ...base, serveMetrics: cfg.metrics.listen === undefined }));
+    const started: Service[] = [];
     try {
-      this.listeners.push(await listen({ name: 'main', host: cfg.listen.host, port: cfg.listen.port, server: main }));
-      for (const u of cfg.upstreams) {
-        if (u.port === undefined) continue;
-        await this.addPortListener(u.host, u.port);
-      }
-      if (cfg.metrics.listen) {
-        const ms = createServer(cfg, createHandler({ ...base, serveMetrics: true }));
-        this.listeners.push(await listen({ name: 'metrics', host: cfg.metrics.listen.host, port: cfg.metrics.listen.port, server: ms }));
+      for (const s of this.services) {
+        await s.start();
+        started.push(s);
       }
     } catch (err) {
-      await this.stop(0);
+      for (const s of started.reverse()) await s.stop(0).catch(() => undefined);
       throw err;
     }
   }
 
-  private handlerBase(): Omit<HandlerDeps, 'serveMetrics'> {
-    const base: Omit<HandlerDeps, 'serveMetrics'> = {
-      registry: this.registry, metrics: this.metrics, log: this.log,
-      ready: () => this.ready(),
-      defaultUpstream: () => this.config.defaultUpstream,
-    };
-    const access = this.access;
-    if (access) base.authorize = (req, ep) => access.authorize(req, ep);
-    return base;
-  }
-
-  private async addPortListener(upstream: string, port: number): Promise<void> {
-    const server = createServer(this.config, createHandler({ ...this.handlerBase(), serveMetrics: false }, upstream));
-    this.listeners.push(await listen({ name: `upstream ${upstream}`, host: this.config.listen.host, port, server, upstream }));
-  }
-
-  /** Applies a changed config: upstreams and their ports, tag TTLs, retention. Other keys need a restart. */
-  async reload(next: Config): Promise<{ added: string[]; removed: string[]; changed: string[]; restartNeeded: string[] }> {
-    const restartNeeded: string[] = [];
+  /** Applies a changed config: every service takes what it can apply live. */
+  async reload(next: Config): Promise<ReloadSummary> {
     const prev = this.config;
-    for (const k of ['listen', 'dataDir', 'tls', 'metrics', 'server', 'auth', 'upstreamTimeouts', 'upstreamHealth', 'logLevel', 'logFormat'] as const) {
-      if (JSON.stringify(prev[k]) !== JSON.stringify(next[k])) restartNeeded.push(k);
-    }
-    if (prev.cache.maxManifestSize !== next.cache.maxManifestSize) restartNeeded.push('cache.maxManifestSize');
-    const diff = this.upstreams.update(next.upstreams);
     this.config = next;
-    this.registry.setConfig(next);
-    this.scheduleSweeps();
-    // Per-host ports: close listeners whose upstream or port went away, open new ones.
-    const wanted = new Map(next.upstreams.filter((u) => u.port !== undefined).map((u) => [u.host, u.port!]));
-    const keep: Listener[] = [];
-    for (const l of this.listeners) {
-      if (l.upstream !== undefined && wanted.get(l.upstream) !== l.port) {
-        void closeListener(l, next.server.shutdownGrace);
-        continue;
-      }
-      keep.push(l);
+    this.proxy.setConfig(next);
+    const summary: ReloadSummary = { added: [], removed: [], changed: [], restartNeeded: restartNeeded(this.startConfig, next), failed: [] };
+    for (const s of this.services) {
+      const r = await s.reload(next, prev);
+      summary.failed.push(...r.failed);
+      if (s === this.upstreams && r.changes) Object.assign(summary, r.changes);
     }
-    this.listeners = keep;
-    for (const [host, port] of wanted) {
-      if (this.listeners.some((l) => l.upstream === host)) continue;
-      try {
-        await this.addPortListener(host, port);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'config reload: cannot open port');
-      }
-    }
-    return { ...diff, restartNeeded };
+    return summary;
   }
 
-  /** Stops accepting, lets in-flight responses finish up to `graceMs`, closes the index. */
+  /** Stops accepting, lets in-flight responses finish up to `graceMs`, then stops the rest. */
   async stop(graceMs: number): Promise<void> {
-    clearInterval(this.sweepTimer);
-    const ls = this.listeners;
-    this.listeners = [];
-    await Promise.all(ls.map((l) => closeListener(l, graceMs)));
-    await this.upstreams.destroy();
-    await this.sweeping;
-    this.index.close();
-  }
-
-  get mainPort(): number | undefined {
-    return this.listeners.find((l) => l.name === 'main')?.port;
+    for (const s of [...this.services].reverse()) await s.stop(graceMs);
   }
 }

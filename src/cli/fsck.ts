@@ -1,5 +1,5 @@
 /** `regcache fsck [--repair]`: checks the store against the index; repairs on request. */
-import { recover } from '../storage/recovery.js';
+import { recover } from '../store/recovery.js';
 import { parseArgs, type CliIo, type Command } from './args.js';
 import { openStore } from './store-command.js';
 
@@ -17,12 +17,12 @@ export const fsck: Command = async (argv: string[], io: CliIo): Promise<number> 
     io.stdout(HELP);
     return 0;
   }
-  const store = openStore(args, io);
+  const store = await openStore(args, io);
   try {
     const repair = args.booleans.has('repair');
-    const r = await recover(store.layout, store.index, { repair });
+    const r = await recover(store.blobs, store.meta, { repair });
     const verb = repair ? 'fixed' : 'found';
-    io.stdout(`${repair ? 'repaired' : 'checked (no changes made; use --repair)'}: ${store.layout.root}\n`);
+    io.stdout(`${repair ? 'repaired' : 'checked (no changes made; use --repair)'}: ${store.blobs.layout.root}\n`);
     io.stdout(`  temp files left by an earlier run   ${verb}: ${r.tempFilesRemoved}\n`);
     io.stdout(`  index rows with no file              ${verb}: ${r.missingBlobRowsDropped}\n`);
     io.stdout(`  files with no index row, intact      ${repair ? 'adopted' : 'found'}: ${r.orphansAdopted}\n`);
@@ -32,6 +32,6 @@ export const fsck: Command = async (argv: string[], io: CliIo): Promise<number> 
     const problems = r.tempFilesRemoved + r.missingBlobRowsDropped + r.orphansAdopted + r.orphansRemoved + r.sizeMismatchesRemoved + r.strayFilesRemoved;
     return problems > 0 && !repair ? 3 : 0;
   } finally {
-    store.index.close();
+    await store.meta.close();
   }
 };

@@ -1,6 +1,6 @@
 /** `regcache gc [--dry-run]`: one retention sweep now, printing what goes and the bytes freed. */
 import { formatBytes } from '../config/units.js';
-import { applySweep, planSweep } from '../storage/retention.js';
+import { sweep } from '../store/eviction.js';
 import { parseArgs, type CliIo, type Command } from './args.js';
 import { openStore } from './store-command.js';
 
@@ -19,19 +19,20 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
     io.stdout(HELP);
     return 0;
   }
-  const store = openStore(args, io);
+  const store = await openStore(args, io);
   try {
     const dry = args.booleans.has('dry-run');
     const { maxAge, maxSize } = store.config.retention;
-    const plan = planSweep(store.index, { maxAge, maxSize }, Date.now(), () => false);
+    const plan = await sweep({ blobs: store.blobs, meta: store.meta, isPinned: () => false }, { maxAge, maxSize }, Date.now(), { dryRun: dry, withNames: true });
     for (const u of plan.units) {
       const age = new Date(u.lastPulledAt).toISOString();
-      io.stdout(`${dry ? 'would remove' : 'remove'} ${u.kind} ${u.digest} (${u.reason}; last pulled ${age}; ${u.manifests.length} manifest(s), ${u.blobs.length} blob(s), ${formatBytes(u.bytes)})\n`);
+      const names = u.names?.length ? ` [${u.names.join(', ')}]` : '';
+      io.stdout(`${dry ? 'would remove' : 'remove'} ${u.kind} ${u.digest}${names} (${u.reason}; last pulled ${age}; ${u.manifests.length} manifest(s), ${u.blobs.length} blob(s), ${formatBytes(u.bytes)})\n`);
     }
-    if (!dry && plan.units.length) await applySweep(store.index, store.layout, plan, () => false);
-    io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${plan.units.length} unit(s)\n`);
+    const images = plan.units.filter((u) => u.kind === 'image').length;
+    io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${images} image(s), ${plan.units.length - images} unreferenced blob(s)\n`);
     return 0;
   } finally {
-    store.index.close();
+    await store.meta.close();
   }
 };

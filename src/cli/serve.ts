@@ -93,7 +93,8 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
         return;
       }
       const r = await app.reload(next);
-      log.info({ why, ...r }, 'config reloaded');
+      if (r.failed.length) log.error({ why, ...r }, 'config reloaded only in part: these changes did not apply');
+      else log.info({ why, ...r }, 'config reloaded');
       if (r.restartNeeded.length) log.warn({ keys: r.restartNeeded }, 'these changed keys apply only after a restart');
     });
   };

@@ -1,19 +1,21 @@
-/** Shared setup of the offline store commands (gc, fsck): config, layout, index. */
+/** Shared setup of the offline store commands (gc, fsck): config and the two stores. */
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { IndexDb } from '../storage/index-db.js';
-import { layout, type Layout } from '../storage/layout.js';
+import { FsBlobStore } from '../store/fs/fs-blob-store.js';
+import { SqliteMetadataStore } from '../store/sqlite/sqlite-metadata-store.js';
 import { applyOverrides } from './serve.js';
 import { configPath, type ParsedArgs, type CliIo } from './args.js';
 
 export interface OpenStore {
   config: Config;
-  layout: Layout;
-  index: IndexDb;
+  blobs: FsBlobStore;
+  meta: SqliteMetadataStore;
 }
 
-export function openStore(args: ParsedArgs, io: CliIo): OpenStore {
+export async function openStore(args: ParsedArgs, io: CliIo): Promise<OpenStore> {
   const config = applyOverrides(loadConfigFile(configPath(args.flags, io.env), io.env), args.flags, io.env);
-  const lay = layout(config.dataDir);
-  return { config, layout: lay, index: new IndexDb(lay.indexFile) };
+  const blobs = new FsBlobStore(config.dataDir);
+  const meta = new SqliteMetadataStore(blobs.layout.indexFile);
+  await meta.init();
+  return { config, blobs, meta };
 }

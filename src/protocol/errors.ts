@@ -1,36 +1,59 @@
 /**
- * OCI distribution error codes, each registered once with its HTTP status
- * (spec: "Error Codes"). Every client-facing failure becomes an OciError.
+ * Every error code regcache answers with, registered once with its HTTP status (the
+ * distribution spec's "Error Codes" table, plus regcache's own). A throw site names a code
+ * and may add a message, detail and headers; it can never change the status. Codes of
+ * regcache's own that describe an upstream fault carry the spec code clients understand on
+ * the wire (`wire`), with a status that says the fault is upstream (502/503/504).
  */
 
-export const ERROR_STATUS = {
-  BLOB_UNKNOWN: 404,
-  BLOB_UPLOAD_INVALID: 400,
-  BLOB_UPLOAD_UNKNOWN: 404,
-  DIGEST_INVALID: 400,
-  MANIFEST_BLOB_UNKNOWN: 404,
-  MANIFEST_INVALID: 400,
-  MANIFEST_UNKNOWN: 404,
-  NAME_INVALID: 400,
-  NAME_UNKNOWN: 404,
-  SIZE_INVALID: 400,
-  TAG_INVALID: 400,
-  UNAUTHORIZED: 401,
-  DENIED: 403,
-  UNSUPPORTED: 405,
-  TOOMANYREQUESTS: 429,
-  // Not in the spec's table but used by registries and understood by clients.
-  RANGE_INVALID: 416,
-  PAGINATION_NUMBER_INVALID: 400,
-  UNAVAILABLE: 503,
-  UPSTREAM_ERROR: 502,
-  UPSTREAM_TIMEOUT: 504,
-  REQUEST_INVALID: 400,
-  NOT_FOUND: 404,
-  INTERNAL: 500,
-} as const;
+interface CodeSpec {
+  status: number;
+  /** The `code` sent in the body; defaults to the key. */
+  wire?: string;
+}
 
-export type ErrorCode = keyof typeof ERROR_STATUS;
+export const ERROR_CODES = {
+  // The spec's table.
+  BLOB_UNKNOWN: { status: 404 },
+  BLOB_UPLOAD_INVALID: { status: 400 },
+  BLOB_UPLOAD_UNKNOWN: { status: 404 },
+  DIGEST_INVALID: { status: 400 },
+  MANIFEST_BLOB_UNKNOWN: { status: 404 },
+  MANIFEST_INVALID: { status: 400 },
+  MANIFEST_UNKNOWN: { status: 404 },
+  NAME_INVALID: { status: 400 },
+  NAME_UNKNOWN: { status: 404 },
+  SIZE_INVALID: { status: 400 },
+  TAG_INVALID: { status: 400 },
+  UNAUTHORIZED: { status: 401 },
+  DENIED: { status: 403 },
+  UNSUPPORTED: { status: 405 },
+  TOOMANYREQUESTS: { status: 429 },
+  // Used by registries and understood by clients.
+  RANGE_INVALID: { status: 416 },
+  PAGINATION_NUMBER_INVALID: { status: 400 },
+  REQUEST_INVALID: { status: 400 },
+  REQUEST_TOO_LONG: { status: 414, wire: 'REQUEST_INVALID' },
+  NOT_FOUND: { status: 404 },
+  INTERNAL: { status: 500 },
+  // Upstream faults: the client's request was fine, the upstream failed it.
+  UNAVAILABLE: { status: 503 },
+  UPSTREAM_ERROR: { status: 502 },
+  UPSTREAM_TIMEOUT: { status: 504 },
+  UPSTREAM_MANIFEST_INVALID: { status: 502, wire: 'MANIFEST_INVALID' },
+  UPSTREAM_BLOB_INVALID: { status: 502, wire: 'UPSTREAM_ERROR' },
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function statusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}
+
+export function wireCode(code: ErrorCode): string {
+  const spec: CodeSpec = ERROR_CODES[code];
+  return spec.wire ?? code;
+}
 
 export class OciError extends Error {
   override name = 'OciError';
@@ -41,26 +64,30 @@ export class OciError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly detail?: unknown,
-    opts: { status?: number; headers?: Record<string, string> } = {},
+    opts: { headers?: Record<string, string> } = {},
   ) {
     super(message);
-    this.status = opts.status ?? ERROR_STATUS[code];
+    this.status = statusOf(code);
     this.headers = opts.headers ?? {};
   }
 
   body(): string {
-    const e: { code: string; message: string; detail?: unknown } = { code: this.code, message: this.message };
+    const e: { code: string; message: string; detail?: unknown } = { code: wireCode(this.code), message: this.message };
     if (this.detail !== undefined) e.detail = this.detail;
     return JSON.stringify({ errors: [e] });
   }
 }
 
-/** Maps an upstream error status to the code regcache answers with. */
+/**
+ * The code regcache answers with for an upstream's non-2xx status. 404 keeps its meaning
+ * (the content is unknown there); 403 and 429 are passed on; everything else is the
+ * upstream's fault, never the client's (a 401 means regcache's own credentials failed).
+ */
 export function codeForUpstreamStatus(status: number, kind: 'manifest' | 'blob' | 'other'): ErrorCode {
   if (status === 404) return kind === 'manifest' ? 'MANIFEST_UNKNOWN' : kind === 'blob' ? 'BLOB_UNKNOWN' : 'NAME_UNKNOWN';
-  if (status === 401) return 'UNAUTHORIZED';
   if (status === 403) return 'DENIED';
   if (status === 429) return 'TOOMANYREQUESTS';
-  if (status === 400) return kind === 'manifest' ? 'MANIFEST_INVALID' : 'REQUEST_INVALID';
+  if (status === 503) return 'UNAVAILABLE';
+  if (status === 504 || status === 408) return 'UPSTREAM_TIMEOUT';
   return 'UPSTREAM_ERROR';
 }

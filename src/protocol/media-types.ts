@@ -55,6 +55,8 @@ export interface ManifestRefs {
   blobs: Array<{ digest: string; size?: number; mediaType?: string }>;
   manifests: Array<{ digest: string; size?: number; mediaType?: string }>;
   subject?: string;
+  /** The manifest's artifactType, or (image manifests) its config media type, as the referrers API reports it. */
+  artifactType?: string;
 }
 
 interface Descriptor { digest?: unknown; size?: unknown; mediaType?: unknown }
@@ -81,7 +83,7 @@ export function parseManifest(body: Buffer, headerType: string): ManifestRefs | 
     return undefined;
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
-  const m = doc as { mediaType?: unknown; config?: unknown; layers?: unknown; manifests?: unknown; subject?: unknown };
+  const m = doc as { mediaType?: unknown; config?: unknown; layers?: unknown; manifests?: unknown; subject?: unknown; artifactType?: unknown };
   let mediaType = typeof m.mediaType === 'string' ? m.mediaType : bareMediaType(headerType);
   if (!mediaType || mediaType === 'application/json' || mediaType === 'application/octet-stream') {
     mediaType = Array.isArray(m.manifests) ? OCI_INDEX : OCI_MANIFEST;
@@ -93,5 +95,22 @@ export function parseManifest(body: Buffer, headerType: string): ManifestRefs | 
   if (Array.isArray(m.manifests)) for (const c of m.manifests) { const d = desc(c); if (d) out.manifests.push(d); }
   const subject = desc(m.subject);
   if (subject) out.subject = subject.digest;
+  if (typeof m.artifactType === 'string') out.artifactType = m.artifactType;
+  else if (config?.mediaType) out.artifactType = config.mediaType;
   return out;
+}
+
+/** RFC 6838 restricted-name characters: no spaces, quotes, CR or LF. */
+const SAFE_TYPE = /^application\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
+
+/**
+ * A media type regcache may store and send as a manifest's Content-Type: a registered
+ * manifest type, or a well-formed application/ type (artifacts). Never text/html or a value
+ * with control characters, whatever an upstream says.
+ */
+export function manifestMediaType(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if ((MANIFEST_TYPES as readonly string[]).includes(value)) return value;
+  if (value === 'application/json' || value === 'application/octet-stream') return undefined;
+  return SAFE_TYPE.test(value) ? value : undefined;
 }

@@ -12,7 +12,7 @@ export type Endpoint =
   | { kind: 'catalog'; n?: number; last?: string }
   | { kind: 'manifest'; name: string; reference: string; isDigest: boolean }
   | { kind: 'blob'; name: string; digest: string }
-  | { kind: 'upload'; name: string }
+  | { kind: 'upload'; name: string; session?: string }
   | { kind: 'tags'; name: string; n?: number; last?: string }
   | { kind: 'referrers'; name: string; digest: string; artifactType?: string }
   | { kind: 'healthz' }
@@ -49,7 +49,7 @@ function pageSize(query: URLSearchParams): number | undefined {
 }
 
 export function parseTarget(target: string): ParsedTarget {
-  if (target.length > MAX_TARGET_LENGTH) throw new OciError('REQUEST_INVALID', 'request target too long', undefined, { status: 414 });
+  if (target.length > MAX_TARGET_LENGTH) throw new OciError('REQUEST_TOO_LONG', 'request target too long');
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
   const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
@@ -85,8 +85,15 @@ export function parseTarget(target: string): ParsedTarget {
     }
     return result(e);
   }
-  m = /^(.+)\/blobs\/uploads(?:\/.*)?$/.exec(rest);
-  if (m) return result({ kind: 'upload', name: nameFromPath(m[1]!) });
+  m = /^(.+)\/blobs\/uploads(?:\/([^/]*))?$/.exec(rest);
+  if (m) {
+    const e: Endpoint = { kind: 'upload', name: nameFromPath(m[1]!) };
+    if (m[2]) {
+      if (!/^[A-Za-z0-9_-]{1,128}$/.test(m[2])) throw new OciError('BLOB_UPLOAD_INVALID', 'invalid upload session id');
+      e.session = m[2];
+    }
+    return result(e);
+  }
 
   m = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/.exec(rest);
   if (!m) throw new OciError('NOT_FOUND', 'unknown registry endpoint');

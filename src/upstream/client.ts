@@ -14,18 +14,23 @@ import type { UpstreamConfig } from '../config/types.js';
 import { discard } from './body.js';
 import { networkError, UpstreamError } from './errors.js';
 import { parseChallenges } from './challenge.js';
+import { classify } from './classify.js';
 import { UpstreamHealth } from './health.js';
 import { TokenAuth } from './token-auth.js';
 
 export { UpstreamError, type UpstreamFailure } from './errors.js';
 
 export interface UpstreamRequest {
-  method: 'GET' | 'HEAD';
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
   /** Path and query on the upstream, starting with /v2/. */
   path: string;
   headers?: Record<string, string>;
-  /** Repository the request is for: the token scope is `repository:<repo>:pull`. */
+  /** Repository the request is for: the token scope is `repository:<repo>:pull` (or `pull,push`). */
   repo?: string;
+  /** Ask for push rights on `repo` (writes: uploads, manifest PUT, DELETE). */
+  push?: boolean;
+  /** Request body (writes). A stream cannot be replayed: it is sent once, after auth is known. */
+  body?: Buffer | Readable;
   signal?: AbortSignal;
 }
 
@@ -90,15 +95,12 @@ export class UpstreamClient {
     try {
       const res = await this.send(req);
       statusLabel = String(res.status);
-      if (res.status >= 500 || res.status === 429) this.health.failure();
+      if (classify(res.status).countsAsFailure) this.health.failure();
       else this.health.success();
       return res;
     } catch (err) {
-      if (!(err instanceof UpstreamError && (err.reason === 'redirect' || err.reason === 'auth' || err.reason === 'protocol'))) {
-        this.health.failure();
-      } else {
-        this.health.success();
-      }
+      if (classify(err).countsAsFailure) this.health.failure();
+      else this.health.success();
       throw err;
     } finally {
       this.opts.observer?.request(this.host, req.method, statusLabel, (performance.now() - started) / 1000);
@@ -106,7 +108,7 @@ export class UpstreamClient {
   }
 
   private async send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const scope = req.repo ? `repository:${req.repo}:pull` : '';
+    const scope = req.repo ? `repository:${req.repo}:${req.push ? 'pull,push' : 'pull'}` : '';
     let authorization = await this.authHeader(scope);
     let url = new URL(this.baseUrl.pathname.replace(/\/$/, '') + req.path, this.baseUrl);
     let retriedAuth = false;
@@ -172,6 +174,7 @@ export class UpstreamClient {
         headers,
         highWaterMark: 256 * 1024,
       };
+      if (req.body !== undefined) opts.body = req.body;
       if (req.signal) opts.signal = req.signal;
       const res = await this.agent.request(opts);
       return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, url };

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../src/app.js';
 import { validateConfig } from '../../src/config/validate.js';
-import { layout } from '../../src/storage/layout.js';
+import { layout } from '../../src/store/fs/layout.js';
 import {
   cleanupAll, CLI_PATH, httpProbe, makeImage, makeIndex, makeLayer, pushImage, pushIndex, runCommand, startRegistry, stopAllChildren, tmpDir,
   type Image, type Registry,
@@ -71,7 +71,7 @@ async function pullImage(r: Running, repo: string, img: Image): Promise<void> {
     expect(res.status).toBe(200);
   }
   // Commits (fsync, rename) follow the last byte; sweeps in these tests must see them.
-  await r.app.registry.blobs.idle();
+  await r.app.proxy.blobs.idle();
 }
 
 const blobOnDisk = (dataDir: string, digest: string): boolean => existsSync(layout(dataDir).blobPath(digest));
@@ -93,8 +93,8 @@ describe('retention', () => {
       expect(blobOnDisk(r.dataDir, imgA.layers[1]!.digest)).toBe(true);
       expect(blobOnDisk(r.dataDir, imgB.layers[1]!.digest)).toBe(false);
       expect(blobOnDisk(r.dataDir, imgC.layers[0]!.digest)).toBe(false);
-      expect(r.app.index.getManifest(imgB.digest)).toBeUndefined();
-      expect(r.app.index.getManifest(imgA.digest)).toBeDefined();
+      expect(await r.app.meta.getManifest(imgB.digest)).toBeUndefined();
+      expect(await r.app.meta.getManifest(imgA.digest)).toBeDefined();
       // The evicted image pulls again (refetched from upstream).
       await pullImage(r, 'r/b', imgB);
       expect(blobOnDisk(r.dataDir, imgB.layers[1]!.digest)).toBe(true);
@@ -109,7 +109,7 @@ describe('retention', () => {
       await pullImage(r, 'r/a', imgA);
       r.clock.now += MIN;
       await pullImage(r, 'r/b', imgB);
-      const total = r.app.index.stats().blobBytes + r.app.index.stats().manifestBytes;
+      const total = r.app.meta.totals().blobBytes + r.app.meta.totals().manifestBytes;
       // Room for everything but A's own layer: A (least recent) must go, B and the shared layer stay.
       const plan = await r.app.sweep({ targetSize: total - 1 });
       expect(plan.units.map((u) => u.digest)).toEqual([imgA.digest]);
@@ -130,7 +130,7 @@ describe('retention', () => {
       await pullImage(r, 'r/c', imgC); // ~200 KiB, fits
       r.clock.now += MIN;
       await pullImage(r, 'r/b', imgB); // B's own layer would cross 1 MiB? shared is cached; A is least recent
-      const st = r.app.index.stats();
+      const st = r.app.meta.totals();
       expect(st.blobBytes + st.manifestBytes).toBeLessThanOrEqual(1024 * 1024);
     } finally {
       await r.app.stop(1000);
@@ -150,15 +150,15 @@ describe('retention', () => {
       await get('manifests/two');
       await get(`manifests/${only2.digest}`);
       for (const b of [only2.config, ...only2.layers]) await get(`blobs/${b.digest}`);
-      await r.app.registry.blobs.idle();
-      const st = r.app.index.stats();
+      await r.app.proxy.blobs.idle();
+      const st = r.app.meta.totals();
       // Evict exactly one unit: the least recent, index1.
       const plan = await r.app.sweep({ targetSize: st.blobBytes + st.manifestBytes - 1 });
       expect(plan.units.map((u) => u.digest)).toEqual([index1.digest]);
-      expect(r.app.index.getManifest(index1.digest)).toBeUndefined();
-      expect(r.app.index.getManifest(only1.digest)).toBeUndefined();
-      expect(r.app.index.getManifest(sharedChild.digest)).toBeDefined();
-      expect(r.app.index.getManifest(index2.digest)).toBeDefined();
+      expect(await r.app.meta.getManifest(index1.digest)).toBeUndefined();
+      expect(await r.app.meta.getManifest(only1.digest)).toBeUndefined();
+      expect(await r.app.meta.getManifest(sharedChild.digest)).toBeDefined();
+      expect(await r.app.meta.getManifest(index2.digest)).toBeDefined();
       expect(blobOnDisk(r.dataDir, sharedChild.layers[0]!.digest)).toBe(true);
       expect(blobOnDisk(r.dataDir, only1.layers[0]!.digest)).toBe(false);
     } finally {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileBody } from '../../src/storage/file-body.js';
+import { FileBody } from '../../src/store/fs/file-body.js';
 import { cleanupAll, tmpDir } from '../helpers/tmp.js';
 
 afterAll(cleanupAll);

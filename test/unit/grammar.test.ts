@@ -13,7 +13,7 @@ function codeOf(fn: () => unknown): string | undefined {
     fn();
     return undefined;
   } catch (err) {
-    if (err instanceof OciError) return `${err.status} ${err.code}`;
+    if (err instanceof OciError) return `${err.status} ${JSON.parse(err.body()).errors[0].code}`;
     throw err;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { digestAlgorithm } from '../protocol/grammar.js';
+import { digestAlgorithm } from '../../protocol/grammar.js';
 import { FillError } from './fill.js';
 
 export function verifyingStream(digest: string, onMismatch: () => void): Transform {

@@ -10,7 +10,7 @@
  * digest has been verified.
  */
 import { join } from 'node:path';
-import { digestAlgorithm, digestHex } from '../protocol/grammar.js';
+import { digestAlgorithm, digestHex } from '../../protocol/grammar.js';
 
 export interface Layout {
   root: string;

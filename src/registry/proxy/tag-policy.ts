@@ -1,5 +1,5 @@
 /** Per-upstream tag freshness: tagTTL (override or global) and immutable tag globs. */
-import type { UpstreamConfig } from '../config/types.js';
+import type { UpstreamConfig } from '../../config/types.js';
 import type { TagPolicy } from './manifest-cache.js';
 
 /** `*` matches any run of characters, `?` one character; everything else is literal. */

@@ -1,62 +1,34 @@
 /**
- * Blob GET/HEAD: from disk when cached, otherwise through one coalesced fill per digest
- * (every concurrent requester streams from the growing temp file), or streamed through
- * without caching when the store has no room. See docs/cache.md.
+ * Blob GET/HEAD for proxied repositories: from the blob store when cached, otherwise
+ * through one coalesced fill per digest (every concurrent requester streams from the
+ * growing spool), or streamed through without caching when admission refuses. See
+ * docs/cache.md.
  */
-import { discard } from '../upstream/body.js';
-import { Readable, type Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { Metrics, CacheResult } from '../metrics/metrics.js';
-import { OciError } from '../protocol/errors.js';
-import { parseRange } from '../protocol/range.js';
-import type { BlobFiles } from '../storage/blob-files.js';
-import type { IndexDb } from '../storage/index-db.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import type { Metrics, CacheResult } from '../../metrics/metrics.js';
+import { OciError } from '../../protocol/errors.js';
+import { parseRange } from '../../protocol/range.js';
+import type { BlobStore } from '../../store/blob-store.js';
+import type { MetadataStore } from '../../store/metadata-store.js';
+import { discard } from '../../upstream/body.js';
+import type { RegistryClient } from '../../upstream/registry-client.js';
+import type { BlobAnswer } from '../repository.js';
+import type { Admission } from './admission.js';
 import { BlobFill, FillError } from './fill.js';
 import type { Pins } from './pins.js';
+import { toClientError } from './remote-errors.js';
 import { ensureLinked, type Scope } from './scope.js';
-import { fromUpstreamFailure, fromUpstreamStatus, header } from './upstream-errors.js';
 import { verifyingStream } from './verify-stream.js';
 
-/**
- * A body that writes itself to a plain writable with pooled buffers (a file from the
- * store: storage/file-body.ts), or gives a stream for anything else.
- */
-export interface SelfWritingBody {
-  canWritePooled(): boolean;
-  writeTo(dest: Writable): Promise<number>;
-  stream(): Readable;
-}
-
-export function isSelfWriting(body: Readable | SelfWritingBody): body is SelfWritingBody {
-  return typeof (body as SelfWritingBody).writeTo === 'function';
-}
-
-export interface BlobAnswer {
-  digest: string;
-  /** Full blob size; undefined only for a chunked upstream answer during a fill. */
-  size: number | undefined;
-  /** Set for a 206 answer: inclusive byte range. */
-  range?: { start: number; end: number };
-  /** The body for GET (a file from the store, or a stream); absent for HEAD. */
-  body?: Readable | SelfWritingBody;
-  source: CacheResult;
-}
-
-/**
- * Decides whether a fill of `size` bytes may be stored (evicting first if needed), given
- * the bytes already promised to fills in flight.
- */
-export type AdmitFn = (size: number | undefined, inflightBytes: number) => Promise<boolean>;
-
 export interface BlobCacheDeps {
-  index: IndexDb;
-  files: BlobFiles;
+  blobs: BlobStore;
+  meta: MetadataStore;
   pins: Pins;
   metrics: Metrics;
   log: Logger;
-  admit: AdmitFn;
+  admission: Admission;
   now: () => number;
 }
 
@@ -78,12 +50,15 @@ function rangeOrThrow(header: string | undefined, size: number | undefined): { s
 
 export class BlobCache {
   private readonly pending = new Map<string, Pending>();
-  /** Bytes announced by fills in progress: admitted but not yet in the index totals. */
-  private inflightBytes = 0;
   /** Digests whose last fill ran out of disk: stream them through for a while. */
   private readonly noCache = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
 
   constructor(private readonly d: BlobCacheDeps) {}
+
+  /** Whether a fill of `digest` is in progress (retention leaves it alone). */
+  isFilling(digest: string): boolean {
+    return this.pending.has(digest);
+  }
 
   /** Resolves once every fill in flight now has been committed or has failed. */
   async idle(): Promise<void> {
@@ -95,15 +70,15 @@ export class BlobCache {
     }
   }
 
-  async get(client: UpstreamClient, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined): Promise<BlobAnswer> {
-    const { index, metrics } = this.d;
-    const cachedSize = index.blobSize(digest);
+  async get(client: RegistryClient, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined): Promise<BlobAnswer> {
+    const { meta, metrics } = this.d;
+    const cachedSize = await meta.blobSize(digest);
     if (cachedSize !== undefined) {
-      await ensureLinked(index, client, scope, digest, 'blob');
+      await ensureLinked(meta, client, scope, digest, 'blob');
       const range = rangeOrThrow(rangeHeader, cachedSize);
       const answer = await this.fromDisk(digest, cachedSize, range, method);
       if (answer) {
-        index.touch(digest, this.d.now());
+        meta.touch(digest, this.d.now());
         metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'hit' });
         return answer;
       }
@@ -114,7 +89,7 @@ export class BlobCache {
     const pending = this.pending.get(digest);
     if (pending) {
       if (pending.scope.upstream !== scope.upstream || pending.scope.repo !== scope.repo) {
-        await ensureLinked(index, client, scope, digest, 'blob');
+        await ensureLinked(meta, client, scope, digest, 'blob');
       }
       return this.join(pending, scope, digest, method, rangeHeader, client);
     }
@@ -134,7 +109,7 @@ export class BlobCache {
   private async fromDisk(digest: string, size: number, range: { start: number; end: number } | undefined, method: 'GET' | 'HEAD'): Promise<BlobAnswer | undefined> {
     if (method === 'HEAD') return { digest, size, source: 'hit', ...(range ? { range } : {}) };
     const release = this.d.pins.pin(digest);
-    const body = await this.d.files.openRead(digest, size, range?.start, range?.end);
+    const body = await this.d.blobs.open(digest, size, range?.start, range?.end);
     if (!body) {
       release();
       return undefined;
@@ -143,7 +118,7 @@ export class BlobCache {
     return { digest, size, body, source: 'hit', ...(range ? { range } : {}) };
   }
 
-  private async join(p: Pending, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined, client: UpstreamClient): Promise<BlobAnswer> {
+  private async join(p: Pending, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined, client: RegistryClient): Promise<BlobAnswer> {
     const fill = await p.fill;
     if (fill === 'passthrough') {
       return method === 'HEAD' ? this.headUpstream(client, scope, digest) : this.passthrough(client, scope, digest, rangeHeader);
@@ -166,68 +141,70 @@ export class BlobCache {
     return { digest, size: fill.size, body, source, ...(range ? { range } : {}) };
   }
 
-  private async headUpstream(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobAnswer> {
-    const { body, size } = await this.fetch(client, scope, digest, 'HEAD');
-    discard(body);
+  private async headUpstream(client: RegistryClient, scope: Scope, digest: string): Promise<BlobAnswer> {
+    let size;
+    try {
+      ({ size } = await client.headBlob(scope.repo, digest));
+    } catch (err) {
+      throw toClientError(err, scope.upstream, 'blob');
+    }
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
     return { digest, size, source: 'miss' };
   }
 
-  /** An upstream GET or HEAD of the blob; non-200 answers become OCI errors. */
-  private async fetch(client: UpstreamClient, scope: Scope, digest: string, method: 'GET' | 'HEAD' = 'GET'): Promise<{ body: Readable; size: number | undefined }> {
-    let res;
+  /** An upstream GET of the blob; failures become OCI errors. */
+  private async fetch(client: RegistryClient, scope: Scope, digest: string): Promise<{ body: Readable; size: number | undefined }> {
     try {
-      res = await client.request({ method, path: `/v2/${scope.repo}/blobs/${digest}`, repo: scope.repo });
+      return await client.getBlob(scope.repo, digest);
     } catch (err) {
-      throw fromUpstreamFailure(err, scope.upstream);
+      throw toClientError(err, scope.upstream, 'blob');
     }
-    if (res.status !== 200) throw fromUpstreamStatus(res, scope.upstream, 'blob');
-    const len = header(res, 'content-length');
-    const size = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
-    return { body: res.body, size };
   }
 
   /** Fetches the headers, then pumps the body into a new fill in the background. */
-  private async startFill(client: UpstreamClient, scope: Scope, digest: string): Promise<BlobFill | 'passthrough'> {
+  private async startFill(client: RegistryClient, scope: Scope, digest: string): Promise<BlobFill | 'passthrough'> {
     const { body, size } = await this.fetch(client, scope, digest);
-    // Reserve before any await, so fills admitted in parallel see each other.
-    const reserved = size ?? 0;
-    const others = this.inflightBytes;
-    this.inflightBytes += reserved;
+    let reservation;
     let temp;
     try {
-      if (!(await this.d.admit(size, others))) {
-        this.inflightBytes -= reserved;
+      reservation = await this.d.admission.admit(size);
+      if (!reservation) {
         discard(body);
         return 'passthrough';
       }
-      temp = await this.d.files.createTemp();
+      temp = await this.d.blobs.createSpool();
     } catch (err) {
-      this.inflightBytes -= reserved;
+      reservation?.release();
       this.d.log.warn({ err: (err as Error).message }, 'cannot start a fill; streaming through');
       discard(body);
       return 'passthrough';
     }
-    const { index, files, metrics, log } = this.d;
+    const { blobs, meta, metrics, log } = this.d;
     const fill = new BlobFill(digest, size, temp, {
       commit: async (t, n) => {
         try {
-          await files.commit(t, digest);
-          index.putBlob(digest, n, scope, this.d.now());
+          await blobs.commit(t, digest);
+          try {
+            await meta.putBlob(digest, n, scope, this.d.now());
+          } catch (err) {
+            // No row, no blob: never leave bytes the metadata store does not know.
+            await blobs.delete(digest).catch(() => undefined);
+            throw err;
+          }
         } finally {
           this.pending.delete(digest);
         }
       },
       discard: async (t) => {
         this.pending.delete(digest);
-        await files.discard(t.path);
+        await blobs.discard(t);
       },
       onBytes: (n) => metrics.upstreamBytes.inc({ upstream: scope.upstream }, n),
     });
     metrics.fillsInFlight.inc();
     const started = Date.now();
     void fill.run(body).then(() => {
-      this.inflightBytes -= reserved;
+      reservation.release();
       metrics.fillsInFlight.dec();
       const where = { upstream: scope.upstream, repo: scope.repo, digest, bytes: fill.written };
       if (fill.state === 'done') {
@@ -248,7 +225,7 @@ export class BlobCache {
   }
 
   /** No room in the store: this client gets its own upstream stream, verified but not kept. */
-  private async passthrough(client: UpstreamClient, scope: Scope, digest: string, rangeHeader: string | undefined): Promise<BlobAnswer> {
+  private async passthrough(client: RegistryClient, scope: Scope, digest: string, rangeHeader: string | undefined): Promise<BlobAnswer> {
     const { body, size } = await this.fetch(client, scope, digest);
     let range;
     try {

@@ -13,9 +13,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import type { FileHandle } from 'node:fs/promises';
-import { digestAlgorithm } from '../protocol/grammar.js';
-import type { TempFile } from '../storage/blob-files.js';
+import { digestAlgorithm } from '../../protocol/grammar.js';
+import type { Spool } from '../../store/blob-store.js';
 
 export type FillState = 'filling' | 'verifying' | 'done' | 'failed';
 
@@ -35,9 +34,9 @@ const RECENT_WINDOW = 4 * 1024 * 1024;
 
 export interface FillCallbacks {
   /** Called with the verified temp file; must move it into the store. */
-  commit(temp: TempFile, size: number): Promise<void>;
+  commit(temp: Spool, size: number): Promise<void>;
   /** Removes the temp file; must not close the handle (readers may still use it). */
-  discard(temp: TempFile): Promise<void>;
+  discard(temp: Spool): Promise<void>;
   onBytes?(n: number): void;
 }
 
@@ -66,7 +65,7 @@ export class BlobFill extends EventEmitter {
     readonly digest: string,
     /** From the upstream's Content-Length; undefined for a chunked answer. */
     readonly size: number | undefined,
-    private readonly temp: TempFile,
+    private readonly temp: Spool,
     private readonly callbacks: FillCallbacks,
   ) {
     super();
@@ -142,12 +141,8 @@ export class BlobFill extends EventEmitter {
     this.emit('failed', err);
   }
 
-  private async writeAll(chunk: Buffer, position: number): Promise<void> {
-    let off = 0;
-    while (off < chunk.length) {
-      const { bytesWritten } = await this.temp.handle.write(chunk, off, chunk.length - off, position + off);
-      off += bytesWritten;
-    }
+  private writeAll(chunk: Buffer, position: number): Promise<void> {
+    return this.temp.write(chunk, position);
   }
 
   /** Bytes at `pos` (up to `max`) from the in-memory window, or undefined if not there. */
@@ -170,7 +165,7 @@ export class BlobFill extends EventEmitter {
     this.handleClosed = true;
     this.recent.length = 0;
     this.recentBytes = 0;
-    void this.temp.handle.close().catch(() => undefined);
+    void this.temp.close();
   }
 
   /** Bytes a reader may take now: all once verified, otherwise all but the last byte. */
@@ -186,7 +181,7 @@ export class BlobFill extends EventEmitter {
    */
   createReader(start = 0, end?: number): Readable {
     this.readers++;
-    const handle: FileHandle = this.temp.handle;
+    const spool = this.temp;
     const fill = this;
     let pos = start;
     let busy = false;
@@ -265,7 +260,7 @@ export class BlobFill extends EventEmitter {
           }
           const len = Math.min(avail, READ_CHUNK);
           const buf = Buffer.allocUnsafe(len);
-          const { bytesRead } = await handle.read(buf, 0, len, pos);
+          const bytesRead = await spool.read(buf, 0, len, pos);
           if (stream.destroyed) return;
           if (bytesRead === 0) {
             stream.destroy(new FillError('disk', 'temp file shorter than written'));

@@ -1,0 +1,84 @@
+/** /v2/<name>/blobs/<digest>: GET (Range supported) and HEAD; DELETE as the repository allows. */
+import { ServerResponse } from 'node:http';
+import { pipeline, type Readable } from 'node:stream';
+import type { BlobBody } from '../../store/blob-store.js';
+import { abort } from '../respond.js';
+import type { Route, RouteContext } from '../route.js';
+import { repositoryOf } from './repository.js';
+
+type BlobEndpoint = { kind: 'blob'; name: string; digest: string };
+
+function isBlobBody(body: Readable | BlobBody): body is BlobBody {
+  return typeof (body as BlobBody).writeTo === 'function';
+}
+
+function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache' | 'upstream'): Promise<void> {
+  const { res, state, deps } = ctx;
+  const done = (err: Error | null | undefined): void => {
+    deps.metrics.bytesServed.inc({ source }, state.bytes);
+    if (err) {
+      state.error = err.message;
+      // Never end cleanly after a failed body: the client must see an aborted response.
+      abort(res);
+    }
+  };
+  // HTTP/1.1: a committed blob writes itself with pooled buffers. HTTP/2 gets a plain stream.
+  if (isBlobBody(body) && res instanceof ServerResponse && body.canWritePooled()) {
+    return body.writeTo(res).then(
+      (n) => {
+        state.bytes = n;
+        res.end();
+        done(null);
+      },
+      (err: Error) => done(err),
+    );
+  }
+  const src = isBlobBody(body) ? body.stream() : body;
+  return new Promise((resolve) => {
+    src.on('data', (c: Buffer) => {
+      state.bytes += c.length;
+    });
+    pipeline(src, res as NodeJS.WritableStream, (err) => {
+      done(err);
+      resolve();
+    });
+  });
+}
+
+const get = async (ctx: RouteContext): Promise<void> => {
+  const { req, res, state } = ctx;
+  const ep = ctx.target.endpoint as BlobEndpoint;
+  const repo = repositoryOf(ctx, ep.name);
+  const range = req.headers.range;
+  const method = ctx.method === 'HEAD' ? 'HEAD' : 'GET';
+  const a = await repo.getBlob(ep.digest, { method, range: typeof range === 'string' ? range : undefined });
+  state.cache = a.source;
+  res.setHeader('content-type', 'application/octet-stream');
+  res.setHeader('docker-content-digest', a.digest);
+  res.setHeader('accept-ranges', 'bytes');
+  res.setHeader('etag', `"${a.digest}"`);
+  if (a.range) {
+    res.statusCode = 206;
+    res.setHeader('content-range', `bytes ${a.range.start}-${a.range.end}/${a.size ?? '*'}`);
+    res.setHeader('content-length', a.range.end - a.range.start + 1);
+  } else {
+    res.statusCode = 200;
+    if (a.size !== undefined) res.setHeader('content-length', a.size);
+  }
+  if (!a.body) return void res.end();
+  return streamBody(ctx, a.body, a.source === 'hit' ? 'cache' : 'upstream');
+};
+
+export const blobs: Route = {
+  endpoint: 'blob', kind: 'blob', authorize: true,
+  methods: {
+    GET: get,
+    HEAD: get,
+    DELETE: async (ctx) => {
+      const ep = ctx.target.endpoint as BlobEndpoint;
+      await repositoryOf(ctx, ep.name).deleteBlob(ep.digest);
+      ctx.res.statusCode = 202;
+      ctx.res.end();
+    },
+  },
+};

@@ -1,0 +1,10 @@
+/** Resolves the repository a route addresses, and records its upstream for logs and metrics. */
+import type { Repository } from '../../registry/repository.js';
+import type { RouteContext } from '../route.js';
+
+export function repositoryOf(ctx: RouteContext, name: string): Repository {
+  const repo = ctx.deps.namespace.resolve(ctx.listener, ctx.target.ns, name);
+  ctx.state.upstream = repo.name.upstream;
+  if (ctx.target.ns !== undefined) ctx.res.setHeader('oci-namespace', repo.name.upstream);
+  return repo;
+}

@@ -1,0 +1,58 @@
+/**
+ * A Repository that is a pull-through cache of one upstream repository. Reads go through
+ * the shared Proxy (fills, manifest cache, listings); writes answer 405 UNSUPPORTED naming
+ * what would allow them.
+ */
+import { OciError } from '../../protocol/errors.js';
+import type {
+  BlobAnswer, BlobGet, ListingAnswer, ManifestAnswer, ManifestGet, Repository, RepositoryName, TagsAnswer, UploadAnswer,
+} from '../repository.js';
+import type { Proxy } from './proxy.js';
+
+function readOnly(what: string): OciError {
+  return new OciError('UNSUPPORTED', `${what} is not supported: regcache is a pull-through cache for this repository`, undefined, {
+    headers: { allow: 'GET, HEAD' },
+  });
+}
+
+export class ProxyRepository implements Repository {
+  readonly kind = 'proxy' as const;
+
+  constructor(private readonly proxy: Proxy, readonly name: RepositoryName) {}
+
+  getManifest(reference: string, isDigest: boolean, opts: ManifestGet): Promise<ManifestAnswer> {
+    const client = this.proxy.client(this.name.upstream);
+    return this.proxy.manifests.get(client, {
+      scope: this.name, reference, isDigest, method: opts.method, accepted: opts.accepted, acceptHeader: opts.acceptHeader,
+      policy: this.proxy.policy(client),
+    });
+  }
+
+  async putManifest(): Promise<never> {
+    throw readOnly('pushing');
+  }
+
+  async deleteManifest(): Promise<never> {
+    throw readOnly('deleting');
+  }
+
+  getBlob(digest: string, opts: BlobGet): Promise<BlobAnswer> {
+    return this.proxy.blobs.get(this.proxy.client(this.name.upstream), this.name, digest, opts.method, opts.range);
+  }
+
+  async deleteBlob(): Promise<never> {
+    throw readOnly('deleting');
+  }
+
+  async upload(): Promise<UploadAnswer> {
+    throw readOnly('pushing');
+  }
+
+  listTags(n: number | undefined, last: string | undefined): Promise<TagsAnswer> {
+    return this.proxy.listings.tags(this.proxy.client(this.name.upstream), this.name, n, last);
+  }
+
+  referrers(digest: string, artifactType: string | undefined): Promise<ListingAnswer> {
+    return this.proxy.listings.referrers(this.proxy.client(this.name.upstream), this.name, digest, artifactType);
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Retention sweeps over the two stores (docs/retention.md): age- and size-based eviction
+ * by image (a top-level manifest with its index children), never by a loose layer that a
+ * retained image uses. Candidates come from the metadata store in bounded batches, oldest
+ * first; each batch is removed (rows in one transaction, then files) before the next is
+ * read, and the event loop gets a turn between batches, so a sweep over a large store
+ * never stalls requests. Pinned digests (being served or fetched) are never deleted.
+ */
+import { setImmediate as turn } from 'node:timers/promises';
+import type { BlobStore } from './blob-store.js';
+import type { EvictionUnit, MetadataStore } from './metadata-store.js';
+
+export interface RetentionPolicy {
+  maxAge?: number | undefined;
+  maxSize?: number | undefined;
+}
+
+export interface EvictedUnit {
+  kind: 'image' | 'blob';
+  digest: string;
+  reason: 'age' | 'size';
+  lastPulledAt: number;
+  manifests: string[];
+  /** Blobs this eviction freed (no longer referenced by anything retained). */
+  blobs: string[];
+  bytes: number;
+  /** Tags (or repositories) that named the unit, when asked for. */
+  names?: string[];
+}
+
+export interface SweepPlan {
+  units: EvictedUnit[];
+  bytesBefore: number;
+  bytesFreed: number;
+}
+
+export interface SweepOptions {
+  dryRun?: boolean;
+  /** Evict by size down to this many bytes instead of policy.maxSize. */
+  targetSize?: number;
+  /** Fill in `names` of each unit (operators' output). */
+  withNames?: boolean;
+  /** Units per batch (default 256). */
+  batch?: number;
+}
+
+export interface EvictionDeps {
+  blobs: BlobStore;
+  meta: MetadataStore;
+  isPinned(digest: string): boolean;
+  /** Called with the manifests whose rows were removed (memory caches drop them). */
+  onRemoved?(manifests: string[]): void;
+}
+
+const BATCH = 256;
+
+function used(meta: MetadataStore): number {
+  const t = meta.totals();
+  return t.blobBytes + t.manifestBytes;
+}
+
+export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: number, opts: SweepOptions = {}): Promise<SweepPlan> {
+  const bytesBefore = used(d.meta);
+  const units: EvictedUnit[] = [];
+  let planned = bytesBefore;
+  const batch = opts.batch ?? BATCH;
+  // A dry run removes nothing, so the size phase sees again what the age phase planned.
+  const plannedDigests = new Set<string>();
+
+  const run = async (reason: 'age' | 'size', before: number, enough: () => boolean): Promise<void> => {
+    let after: { recency: number; digest: string } | undefined;
+    while (!enough()) {
+      const found = await d.meta.evictionCandidates(after ? { before, limit: batch, after } : { before, limit: batch });
+      if (found.length === 0) return;
+      const last = found[found.length - 1]!;
+      after = { recency: last.recency, digest: last.digest };
+      const take: EvictionUnit[] = [];
+      for (const u of found) {
+        if (enough()) break;
+        if (u.kind === 'blob' && d.isPinned(u.digest)) continue;
+        if (plannedDigests.has(u.digest)) continue;
+        plannedDigests.add(u.digest);
+        take.push(u);
+        planned -= u.bytes;
+      }
+      if (take.length === 0) continue;
+      const evicted = take.map((u): EvictedUnit => ({
+        kind: u.kind, digest: u.digest, reason, lastPulledAt: u.recency, manifests: u.manifests, blobs: u.blobs, bytes: u.bytes,
+      }));
+      if (opts.withNames) {
+        const names = await d.meta.namesOf(evicted.map((u) => u.digest));
+        evicted.forEach((u, i) => { u.names = names[i]!.names; });
+      }
+      units.push(...evicted);
+      if (!opts.dryRun) {
+        const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b));
+        d.onRemoved?.(take.flatMap((u) => u.manifests));
+        for (const b of removed) {
+          // Deleted unless served or fetched again meanwhile (a new fill may have re-committed it).
+          if (d.isPinned(b) || (await d.meta.blobSize(b)) !== undefined) continue;
+          await d.blobs.delete(b);
+        }
+        planned = used(d.meta);
+      }
+      await turn();
+    }
+  };
+
+  if (policy.maxAge !== undefined) await run('age', now - policy.maxAge, () => false);
+  const limit = opts.targetSize ?? policy.maxSize;
+  if (limit !== undefined) await run('size', Number.MAX_SAFE_INTEGER, () => planned <= limit);
+  const bytesFreed = opts.dryRun ? bytesBefore - planned : Math.max(0, bytesBefore - used(d.meta));
+  return { units, bytesBefore, bytesFreed };
+}

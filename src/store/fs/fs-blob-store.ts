@@ -1,0 +1,191 @@
+/**
+ * The filesystem BlobStore: blobs/<alg>/<2 hex>/<hex> committed by rename after fsync,
+ * spools under tmp/ on the same filesystem (so the rename is atomic). Layout in layout.ts.
+ * Knows nothing about upstreams, repositories or the metadata store.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createReadStream } from 'node:fs';
+import { access, mkdir, open, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { digestAlgorithm, isValidDigest } from '../../protocol/grammar.js';
+import type { BlobInfo, BlobStore, Spool } from '../blob-store.js';
+import { FileBody } from './file-body.js';
+import { digestFromRelative, layout, type Layout } from './layout.js';
+
+class FileSpool implements Spool {
+  constructor(readonly path: string, readonly handle: FileHandle) {}
+
+  async write(chunk: Buffer, position: number): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.handle.write(chunk, off, chunk.length - off, position + off);
+      off += bytesWritten;
+    }
+  }
+
+  async read(into: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const { bytesRead } = await this.handle.read(into, offset, length, position);
+    return bytesRead;
+  }
+
+  sync(): Promise<void> {
+    return this.handle.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+  }
+}
+
+async function list(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
+
+export class FsBlobStore implements BlobStore {
+  readonly layout: Layout;
+
+  constructor(dataDir: string) {
+    this.layout = layout(dataDir);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.layout.blobsDir, { recursive: true });
+    await mkdir(this.layout.tmpDir, { recursive: true });
+  }
+
+  async stat(digest: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.layout.blobPath(digest))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async open(digest: string, size: number, start = 0, end = size - 1): Promise<FileBody | undefined> {
+    try {
+      const handle = await open(this.layout.blobPath(digest), 'r');
+      return new FileBody(handle, start, end);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async createSpool(): Promise<FileSpool> {
+    const path = join(this.layout.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644);
+    return new FileSpool(path, handle);
+  }
+
+  /** fsync first, so a crash after the rename never leaves a name pointing at unwritten data. */
+  async commit(spool: Spool, digest: string): Promise<void> {
+    await spool.sync();
+    const dest = this.layout.blobPath(digest);
+    await mkdir(dirname(dest), { recursive: true });
+    await rename(spool.path, dest);
+  }
+
+  async discard(spool: Spool): Promise<void> {
+    await rm(spool.path, { force: true });
+  }
+
+  async put(digest: string, body: AsyncIterable<Buffer>): Promise<number> {
+    const spool = await this.createSpool();
+    const hash = createHash(digestAlgorithm(digest));
+    let n = 0;
+    try {
+      for await (const chunk of body) {
+        hash.update(chunk);
+        await spool.write(chunk, n);
+        n += chunk.length;
+      }
+      const actual = `${digestAlgorithm(digest)}:${hash.digest('hex')}`;
+      if (actual !== digest) throw new Error(`content does not match ${digest} (got ${actual})`);
+      await this.commit(spool, digest);
+      return n;
+    } catch (err) {
+      await this.discard(spool);
+      throw err;
+    } finally {
+      await spool.close();
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    await rm(this.layout.blobPath(digest), { force: true });
+  }
+
+  async *list(): AsyncIterable<BlobInfo> {
+    const root = this.layout.blobsDir;
+    for (const alg of await list(root)) {
+      for (const prefix of await list(join(root, alg))) {
+        for (const name of await list(join(root, alg, prefix))) {
+          const digest = digestFromRelative([alg, prefix, name]);
+          if (!digest || !isValidDigest(digest)) continue;
+          try {
+            const st = await stat(join(root, alg, prefix, name));
+            if (st.isFile()) yield { digest, size: st.size };
+          } catch {
+            // Removed meanwhile.
+          }
+        }
+      }
+    }
+  }
+
+  async hash(digest: string): Promise<string> {
+    const alg = digestAlgorithm(digest);
+    const h = createHash(alg);
+    for await (const chunk of createReadStream(this.layout.blobPath(digest), { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
+    return `${alg}:${h.digest('hex')}`;
+  }
+
+  listSpools(): Promise<string[]> {
+    return list(this.layout.tmpDir);
+  }
+
+  async removeSpool(name: string): Promise<void> {
+    if (name.includes('/') || name === '..' || name === '.') return;
+    await rm(join(this.layout.tmpDir, name), { force: true, recursive: true });
+  }
+
+  async listStray(): Promise<string[]> {
+    const root = this.layout.blobsDir;
+    const out: string[] = [];
+    for (const alg of await list(root)) {
+      for (const prefix of await list(join(root, alg))) {
+        for (const name of await list(join(root, alg, prefix))) {
+          const digest = digestFromRelative([alg, prefix, name]);
+          if (!digest || !isValidDigest(digest)) out.push(join(alg, prefix, name));
+        }
+      }
+    }
+    return out;
+  }
+
+  async removeStray(path: string): Promise<void> {
+    if (path.split('/').includes('..')) return;
+    await rm(join(this.layout.blobsDir, path), { force: true, recursive: true });
+  }
+
+  async space(): Promise<{ free: number; total: number }> {
+    const s = await statfs(this.layout.root);
+    return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+  }
+
+  async writable(): Promise<boolean> {
+    try {
+      await access(this.layout.tmpDir, constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    // Nothing held open: every body and spool closes its own handle.
+  }
+}

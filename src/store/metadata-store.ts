@@ -1,0 +1,124 @@
+/**
+ * MetadataStore: everything about content except its bytes: manifests with what they
+ * reference and their `subject`, tags, repository links, blob sizes, batched last-pull
+ * times, store totals (O(1), kept in the same transactions as the writes), eviction
+ * candidates in bounded ordered batches, and a small key-value area for upload sessions
+ * and job state. SQLite first (store/sqlite/); a PostgreSQL implementation implements the
+ * same interface and passes the same contract suite (test/contract/metadata-store.contract.ts).
+ *
+ * Every method that may wait on the database returns a Promise, so an implementation can
+ * move its work off the event loop (a worker, a network client) without touching callers.
+ * `totals()` and `touch()` are synchronous on purpose: they read or write memory only.
+ */
+
+/** A repository as the store keys it: `<upstream or "hosted">` and the repository name there. */
+export interface RepoRef {
+  upstream: string;
+  repo: string;
+}
+
+export interface ManifestRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  body: Buffer;
+}
+
+export interface ManifestLinks {
+  /** Config and layers. */
+  blobs: string[];
+  /** Index children. */
+  manifests: string[];
+  subject?: string | undefined;
+  artifactType?: string | undefined;
+}
+
+export interface TagRecord {
+  digest: string;
+  /** When an upstream last confirmed the tag (ms). */
+  validatedAt: number;
+}
+
+export interface StoreTotals {
+  blobs: number;
+  blobBytes: number;
+  manifests: number;
+  manifestBytes: number;
+}
+
+/** A retention unit: a top-level manifest with its index children, or a loose blob. */
+export interface EvictionUnit {
+  kind: 'image' | 'blob';
+  digest: string;
+  /** Latest pull of any manifest of the unit (ms). */
+  recency: number;
+  /** Manifests that go with the unit (not those another retained index still references). */
+  manifests: string[];
+  /** Blobs that no manifest outside the unit references. */
+  blobs: string[];
+  bytes: number;
+}
+
+/** Tags and repositories naming a digest, for operators' output (gc, fsck). */
+export interface DigestNames {
+  digest: string;
+  names: string[];
+}
+
+export interface MetadataStore {
+  /** Opens and migrates; the only place with start-up I/O. */
+  init(): Promise<void>;
+
+  getManifest(digest: string): Promise<ManifestRecord | undefined>;
+  /** Stores a verified manifest with what it references, linked to `repo`. */
+  putManifest(rec: ManifestRecord, links: ManifestLinks, repo: RepoRef, now: number): Promise<void>;
+  /** Manifests whose subject is `digest`, with their descriptors' fields. */
+  referrers(subject: string): Promise<Array<{ digest: string; mediaType: string; size: number; artifactType?: string }>>;
+
+  blobSize(digest: string): Promise<number | undefined>;
+  /** Records a committed blob, linked to `repo` (the repository whose upstream served it). */
+  putBlob(digest: string, size: number, repo: RepoRef | undefined, now: number): Promise<void>;
+  /** Every blob row (recovery and fsck). */
+  listBlobs(): AsyncIterable<{ digest: string; size: number }>;
+  /** Drops blob rows (recovery: file missing or wrong size). */
+  dropBlobs(digests: string[]): Promise<void>;
+
+  getTag(repo: RepoRef, tag: string): Promise<TagRecord | undefined>;
+  putTag(repo: RepoRef, tag: string, digest: string, now: number): Promise<void>;
+  listTags(repo: RepoRef, last: string, n: number): Promise<string[]>;
+
+  link(repo: RepoRef, digest: string): Promise<void>;
+  isLinked(repo: RepoRef, digest: string): Promise<boolean>;
+  /** Repositories with manifests, as `<upstream>/<repo>`, after `last`, at most n; optionally under one upstream. */
+  catalog(last: string, n: number, upstream?: string): Promise<string[]>;
+
+  /** Records a pull (memory); written in the next batch. */
+  touch(digest: string, now: number): void;
+  /** Writes the batched pull times now. */
+  flush(): Promise<void>;
+
+  /** Current totals, from memory: O(1). */
+  totals(): StoreTotals;
+  /**
+   * The least recently pulled units, oldest first, with recency < `before` and after the
+   * cursor (recency, digest); at most `limit`.
+   */
+  evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]>;
+  /**
+   * Removes the rows of evicted units (manifests, their references, tags, links, blobs) in
+   * one transaction, skipping blobs for which `keep` is true; returns the blobs removed.
+   */
+  removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]>;
+  /** Tags and repositories that name each digest (operators' output). */
+  namesOf(digests: string[]): Promise<DigestNames[]>;
+
+  /** Small JSON state (upload sessions, job state) under a namespace. */
+  getState<T>(ns: string, key: string): Promise<T | undefined>;
+  putState(ns: string, key: string, value: unknown): Promise<void>;
+  deleteState(ns: string, key: string): Promise<void>;
+  listState<T>(ns: string): Promise<Array<{ key: string; value: T }>>;
+
+  /** Whether the store answers (readiness). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}

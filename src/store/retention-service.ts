@@ -1,0 +1,74 @@
+/**
+ * Retention as a service: a sweep every retention.interval (0: none), and sweeps on demand
+ * (admission before a fill, `regcache gc`). Sweeps never overlap: a request for one while
+ * another runs waits for it, then runs its own.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
+import { sweep, type EvictionDeps, type SweepOptions, type SweepPlan } from './eviction.js';
+
+export interface RetentionObserver {
+  evicted(plan: SweepPlan): void;
+}
+
+export class RetentionService implements Service {
+  readonly name = 'retention';
+  private running: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private config: Config,
+    private readonly deps: EvictionDeps,
+    private readonly log: Logger,
+    private readonly observer: RetentionObserver,
+    private readonly now: () => number,
+  ) {}
+
+  /** One sweep with the current policy (serialised with any other). */
+  sweep(opts: SweepOptions = {}): Promise<SweepPlan> {
+    const run = async (): Promise<SweepPlan> => {
+      const { maxAge, maxSize } = this.config.retention;
+      const plan = await sweep(this.deps, { maxAge, maxSize }, this.now(), opts);
+      if (!opts.dryRun && plan.units.length > 0) {
+        this.observer.evicted(plan);
+        this.log.info({ units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] }, 'retention sweep');
+      }
+      return plan;
+    };
+    const p = this.running.then(run, run);
+    this.running = p.catch(() => undefined);
+    return p;
+  }
+
+  private schedule(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    const { interval, maxAge, maxSize } = this.config.retention;
+    if (interval <= 0 || (maxAge === undefined && maxSize === undefined)) return;
+    this.timer = setInterval(() => {
+      this.sweep().catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'retention sweep failed'));
+    }, interval);
+    this.timer.unref();
+  }
+
+  async start(): Promise<void> {
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  async reload(next: Config): Promise<ReloadResult> {
+    this.config = next;
+    this.schedule();
+    return NOTHING_TO_RELOAD;
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    return { ...this.config.retention };
+  }
+}

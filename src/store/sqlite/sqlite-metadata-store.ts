@@ -1,0 +1,334 @@
+/**
+ * The SQLite MetadataStore (better-sqlite3, WAL). Statements are prepared once. Last-pull
+ * times are batched in memory and written in one transaction per interval; a pull of an
+ * index child also refreshes its parents, so a retention unit's recency is its top-level
+ * manifest's. Totals live in a one-row table kept by triggers in the same transaction as
+ * every insert and delete, and mirrored in memory after each write.
+ */
+import Database from 'better-sqlite3';
+import type {
+  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, StoreTotals, TagRecord,
+} from '../metadata-store.js';
+import { MIGRATIONS } from './schema.js';
+
+type Stmt = Database.Statement;
+
+export interface SqliteOptions {
+  touchFlushMs?: number;
+  /** Reports a failed batch write (the batch is kept and retried). */
+  onError?: (err: Error) => void;
+}
+
+const STATEMENTS = {
+  getManifest: 'SELECT digest, media_type AS mediaType, size, body FROM manifests WHERE digest = ?',
+  putManifest: `INSERT INTO manifests (digest, media_type, size, body, created_at, last_pulled_at, subject, artifact_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(digest) DO UPDATE SET last_pulled_at = excluded.last_pulled_at`,
+  putRef: 'INSERT OR IGNORE INTO manifest_refs (manifest, child, kind) VALUES (?, ?, ?)',
+  referrers: 'SELECT digest, media_type AS mediaType, size, artifact_type AS artifactType FROM manifests WHERE subject = ? ORDER BY digest',
+  getBlob: 'SELECT size FROM blobs WHERE digest = ?',
+  putBlob: `INSERT INTO blobs (digest, size, created_at, last_pulled_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT(digest) DO UPDATE SET last_pulled_at = excluded.last_pulled_at`,
+  listBlobs: 'SELECT digest, size FROM blobs',
+  delBlob: 'DELETE FROM blobs WHERE digest = ?',
+  delBlobIfLoose: 'DELETE FROM blobs WHERE digest = ? AND refs = 0',
+  getTag: 'SELECT digest, validated_at AS validatedAt FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
+  putTag: `INSERT INTO tags (upstream, repo, tag, digest, validated_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, validated_at = excluded.validated_at`,
+  listTags: 'SELECT tag FROM tags WHERE upstream = ? AND repo = ? AND tag > ? ORDER BY tag LIMIT ?',
+  link: 'INSERT OR IGNORE INTO repo_links (upstream, repo, digest) VALUES (?, ?, ?)',
+  isLinked: 'SELECT 1 FROM repo_links WHERE upstream = ? AND repo = ? AND digest = ?',
+  catalog: `SELECT DISTINCT l.upstream || '/' || l.repo AS name FROM repo_links l
+            JOIN manifests m ON m.digest = l.digest WHERE name > ? ORDER BY name LIMIT ?`,
+  catalogOf: `SELECT DISTINCT l.upstream || '/' || l.repo AS name FROM repo_links l
+              JOIN manifests m ON m.digest = l.digest WHERE l.upstream = ? AND name > ? ORDER BY name LIMIT ?`,
+  touchBlob: 'UPDATE blobs SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
+  touchManifest: 'UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
+  touchParents: `UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?)
+                 WHERE digest IN (SELECT manifest FROM manifest_refs WHERE child = ? AND kind = 'manifest')`,
+  totals: 'SELECT blobs, blob_bytes AS blobBytes, manifests, manifest_bytes AS manifestBytes FROM totals WHERE id = 1',
+  topManifests: `SELECT digest, last_pulled_at AS recency FROM manifests INDEXED BY manifests_top
+                 WHERE parents = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
+                 ORDER BY last_pulled_at, digest LIMIT ?`,
+  looseBlobs: `SELECT digest, last_pulled_at AS recency, size FROM blobs INDEXED BY blobs_loose
+               WHERE refs = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
+               ORDER BY last_pulled_at, digest LIMIT ?`,
+  children: `SELECT r.child AS digest, m.size AS size, m.last_pulled_at AS recency FROM manifest_refs r
+             JOIN manifests m ON m.digest = r.child WHERE r.manifest = ? AND r.kind = 'manifest'`,
+  parentsOf: `SELECT manifest FROM manifest_refs WHERE child = ? AND kind = 'manifest'`,
+  blobRefs: `SELECT r.child AS digest, b.size AS size FROM manifest_refs r
+             LEFT JOIN blobs b ON b.digest = r.child WHERE r.manifest = ? AND r.kind = 'blob'`,
+  referencedBy: 'SELECT manifest FROM manifest_refs WHERE child = ?',
+  manifestSize: 'SELECT size, parents FROM manifests WHERE digest = ?',
+  delManifestIfTop: 'DELETE FROM manifests WHERE digest = ? AND parents = 0',
+  delRefs: 'DELETE FROM manifest_refs WHERE manifest = ?',
+  delTags: 'DELETE FROM tags WHERE digest = ?',
+  delLinks: 'DELETE FROM repo_links WHERE digest = ?',
+  tagsOf: `SELECT upstream || '/' || repo || ':' || tag AS name FROM tags WHERE digest = ? ORDER BY name`,
+  reposOf: `SELECT upstream || '/' || repo AS name FROM repo_links WHERE digest = ? ORDER BY name`,
+  getState: 'SELECT value FROM state WHERE ns = ? AND key = ?',
+  putState: 'INSERT INTO state (ns, key, value) VALUES (?, ?, ?) ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value',
+  delState: 'DELETE FROM state WHERE ns = ? AND key = ?',
+  listState: 'SELECT key, value FROM state WHERE ns = ? ORDER BY key',
+} as const;
+
+export class SqliteMetadataStore implements MetadataStore {
+  private db: Database.Database | undefined;
+  private s!: Record<keyof typeof STATEMENTS, Stmt>;
+  private readonly pendingTouches = new Map<string, number>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private current: StoreTotals = { blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 };
+
+  constructor(private readonly file: string, private readonly opts: SqliteOptions = {}) {}
+
+  async init(): Promise<void> {
+    const db = new Database(this.file);
+    this.db = db;
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = OFF');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    const s = {} as Record<keyof typeof STATEMENTS, Stmt>;
+    for (const [k, sql] of Object.entries(STATEMENTS)) s[k as keyof typeof STATEMENTS] = db.prepare(sql);
+    this.s = s;
+    this.refreshTotals();
+    this.flushTimer = setInterval(() => void this.flush(), this.opts.touchFlushMs ?? 1000);
+    this.flushTimer.unref();
+  }
+
+  private get conn(): Database.Database {
+    if (!this.db?.open) throw new Error('metadata store is closed');
+    return this.db;
+  }
+
+  private refreshTotals(): void {
+    this.current = this.s.totals.get() as StoreTotals;
+  }
+
+  /** Runs a write transaction, then mirrors the totals it changed. */
+  private write<T>(fn: () => T): T {
+    const out = this.conn.transaction(fn)();
+    this.refreshTotals();
+    return out;
+  }
+
+  async getManifest(digest: string): Promise<ManifestRecord | undefined> {
+    return this.s.getManifest.get(digest) as ManifestRecord | undefined;
+  }
+
+  async putManifest(rec: ManifestRecord, links: ManifestLinks, repo: RepoRef, now: number): Promise<void> {
+    this.write(() => {
+      this.s.putManifest.run(rec.digest, rec.mediaType, rec.size, rec.body, now, now, links.subject ?? null, links.artifactType ?? null);
+      for (const b of links.blobs) this.s.putRef.run(rec.digest, b, 'blob');
+      for (const m of links.manifests) this.s.putRef.run(rec.digest, m, 'manifest');
+      // Only the manifest itself is linked: its blobs and children are linked to the
+      // repository when its upstream serves them (never because a manifest names them).
+      this.s.link.run(repo.upstream, repo.repo, rec.digest);
+    });
+  }
+
+  async referrers(subject: string): Promise<Array<{ digest: string; mediaType: string; size: number; artifactType?: string }>> {
+    const rows = this.s.referrers.all(subject) as Array<{ digest: string; mediaType: string; size: number; artifactType: string | null }>;
+    return rows.map((r) => (r.artifactType === null ? { digest: r.digest, mediaType: r.mediaType, size: r.size } : { ...r, artifactType: r.artifactType }));
+  }
+
+  async blobSize(digest: string): Promise<number | undefined> {
+    return (this.s.getBlob.get(digest) as { size: number } | undefined)?.size;
+  }
+
+  async putBlob(digest: string, size: number, repo: RepoRef | undefined, now: number): Promise<void> {
+    this.write(() => {
+      this.s.putBlob.run(digest, size, now, now);
+      if (repo) this.s.link.run(repo.upstream, repo.repo, digest);
+    });
+  }
+
+  async *listBlobs(): AsyncIterable<{ digest: string; size: number }> {
+    const rows = this.s.listBlobs.all() as Array<{ digest: string; size: number }>;
+    yield* rows;
+  }
+
+  async dropBlobs(digests: string[]): Promise<void> {
+    if (digests.length === 0) return;
+    this.write(() => {
+      for (const d of digests) this.s.delBlob.run(d);
+    });
+  }
+
+  async getTag(repo: RepoRef, tag: string): Promise<TagRecord | undefined> {
+    return this.s.getTag.get(repo.upstream, repo.repo, tag) as TagRecord | undefined;
+  }
+
+  async putTag(repo: RepoRef, tag: string, digest: string, now: number): Promise<void> {
+    this.s.putTag.run(repo.upstream, repo.repo, tag, digest, now);
+  }
+
+  async listTags(repo: RepoRef, last: string, n: number): Promise<string[]> {
+    return (this.s.listTags.all(repo.upstream, repo.repo, last, n) as Array<{ tag: string }>).map((r) => r.tag);
+  }
+
+  async link(repo: RepoRef, digest: string): Promise<void> {
+    this.s.link.run(repo.upstream, repo.repo, digest);
+  }
+
+  async isLinked(repo: RepoRef, digest: string): Promise<boolean> {
+    return this.s.isLinked.get(repo.upstream, repo.repo, digest) !== undefined;
+  }
+
+  async catalog(last: string, n: number, upstream?: string): Promise<string[]> {
+    const rows = upstream === undefined ? this.s.catalog.all(last, n) : this.s.catalogOf.all(upstream, last, n);
+    return (rows as Array<{ name: string }>).map((r) => r.name);
+  }
+
+  touch(digest: string, now: number): void {
+    this.pendingTouches.set(digest, now);
+  }
+
+  /**
+   * Writes the batched last-pull times. A failure (disk full, a lock) is reported and the
+   * batch kept for the next try: not recording a pull time never takes the server down.
+   */
+  async flush(): Promise<void> {
+    if (this.pendingTouches.size === 0 || !this.db?.open) return;
+    const batch = [...this.pendingTouches];
+    this.pendingTouches.clear();
+    try {
+      this.conn.transaction(() => {
+        for (const [digest, at] of batch) {
+          this.s.touchBlob.run(at, digest);
+          if (this.s.touchManifest.run(at, digest).changes > 0) this.s.touchParents.run(at, digest);
+        }
+      })();
+    } catch (err) {
+      for (const [digest, at] of batch) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
+      this.opts.onError?.(err as Error);
+    }
+  }
+
+  totals(): StoreTotals {
+    return this.current;
+  }
+
+  async evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]> {
+    await this.flush();
+    const after = opts.after ?? { recency: -1, digest: '' };
+    const tops = this.s.topManifests.all(opts.before, after.recency, after.digest, opts.limit) as Array<{ digest: string; recency: number }>;
+    const loose = this.s.looseBlobs.all(opts.before, after.recency, after.digest, opts.limit) as Array<{ digest: string; recency: number; size: number }>;
+    const merged = [
+      ...tops.map((t) => ({ kind: 'image' as const, ...t })),
+      ...loose.map((b) => ({ kind: 'blob' as const, ...b })),
+    ].sort((a, b) => a.recency - b.recency || (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0)).slice(0, opts.limit);
+    // Units in this batch are planned as if removed in order: a child or blob shared by
+    // two of them goes with the second.
+    const gone = new Set<string>();
+    const units: EvictionUnit[] = [];
+    for (const c of merged) {
+      if (c.kind === 'blob') {
+        units.push({ kind: 'blob', digest: c.digest, recency: c.recency, manifests: [], blobs: [c.digest], bytes: c.size });
+        continue;
+      }
+      units.push(this.planImage(c.digest, c.recency, gone));
+    }
+    return units;
+  }
+
+  /** The manifests and blobs that go with a top-level manifest, given what already goes. */
+  private planImage(digest: string, recency: number, gone: Set<string>): EvictionUnit {
+    const unit: EvictionUnit = { kind: 'image', digest, recency, manifests: [], blobs: [], bytes: 0 };
+    const goesWith = (d: string): boolean => (this.s.parentsOf.all(d) as Array<{ manifest: string }>).every((p) => gone.has(p.manifest));
+    const stack = [digest];
+    const seen = new Set<string>();
+    while (stack.length) {
+      const m = stack.pop()!;
+      if (seen.has(m)) continue;
+      seen.add(m);
+      if (m !== digest && !goesWith(m)) continue;
+      const row = this.s.manifestSize.get(m) as { size: number } | undefined;
+      if (!row) continue;
+      gone.add(m);
+      unit.manifests.push(m);
+      unit.bytes += row.size;
+      for (const c of this.s.children.all(m) as Array<{ digest: string }>) stack.push(c.digest);
+    }
+    for (const m of unit.manifests) {
+      for (const b of this.s.blobRefs.all(m) as Array<{ digest: string; size: number | null }>) {
+        if (b.size === null || gone.has(b.digest)) continue;
+        const users = this.s.referencedBy.all(b.digest) as Array<{ manifest: string }>;
+        if (!users.every((u) => gone.has(u.manifest))) continue;
+        gone.add(b.digest);
+        unit.blobs.push(b.digest);
+        unit.bytes += b.size;
+      }
+    }
+    return unit;
+  }
+
+  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]> {
+    const removed: string[] = [];
+    this.write(() => {
+      for (const u of units) {
+        // Parents first: deleting a manifest's refs is what makes its children top-level.
+        for (const m of u.manifests) {
+          if (this.s.delManifestIfTop.run(m).changes === 0) continue;
+          this.s.delRefs.run(m);
+          this.s.delTags.run(m);
+          this.s.delLinks.run(m);
+        }
+      }
+      for (const u of units) {
+        for (const b of u.blobs) {
+          if (keep(b)) continue;
+          // A manifest committed meanwhile may reference it again (refs > 0): then it stays.
+          if (this.s.delBlobIfLoose.run(b).changes === 0) continue;
+          this.s.delLinks.run(b);
+          removed.push(b);
+        }
+      }
+    });
+    return removed;
+  }
+
+  async namesOf(digests: string[]): Promise<DigestNames[]> {
+    return digests.map((digest) => {
+      const tags = (this.s.tagsOf.all(digest) as Array<{ name: string }>).map((r) => r.name);
+      const names = tags.length ? tags : (this.s.reposOf.all(digest) as Array<{ name: string }>).map((r) => r.name);
+      return { digest, names };
+    });
+  }
+
+  async getState<T>(ns: string, key: string): Promise<T | undefined> {
+    const r = this.s.getState.get(ns, key) as { value: string } | undefined;
+    return r ? (JSON.parse(r.value) as T) : undefined;
+  }
+
+  async putState(ns: string, key: string, value: unknown): Promise<void> {
+    this.s.putState.run(ns, key, JSON.stringify(value));
+  }
+
+  async deleteState(ns: string, key: string): Promise<void> {
+    this.s.delState.run(ns, key);
+  }
+
+  async listState<T>(ns: string): Promise<Array<{ key: string; value: T }>> {
+    return (this.s.listState.all(ns) as Array<{ key: string; value: string }>).map((r) => ({ key: r.key, value: JSON.parse(r.value) as T }));
+  }
+
+  healthy(): boolean {
+    return this.db?.open === true;
+  }
+
+  async close(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.flushTimer = undefined;
+    if (!this.db?.open) return;
+    await this.flush();
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The stores as a service: opens the blob store and the metadata store, brings them into
+ * agreement at start (recovery.ts), reports readiness, closes them last.
+ */
+import type { Config } from '../config/types.js';
+import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
+import type { BlobStore } from './blob-store.js';
+import type { MetadataStore } from './metadata-store.js';
+import { recover, type RecoveryReport } from './recovery.js';
+
+export class StoreService implements Service {
+  readonly name = 'store';
+  recovery: RecoveryReport | undefined;
+
+  constructor(readonly blobs: BlobStore, readonly meta: MetadataStore, private readonly now: () => number) {}
+
+  async start(): Promise<void> {
+    await this.blobs.init();
+    await this.meta.init();
+    this.recovery = await recover(this.blobs, this.meta, { repair: true, now: this.now });
+  }
+
+  async stop(): Promise<void> {
+    await this.meta.close();
+    await this.blobs.close();
+  }
+
+  async reload(next: Config, prev: Config): Promise<ReloadResult> {
+    return next.dataDir === prev.dataDir ? NOTHING_TO_RELOAD : { restartNeeded: ['dataDir'], failed: [] };
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const writable = await this.blobs.writable();
+    return { store: writable ? 'writable' : 'not writable', index: this.meta.healthy() ? 'open' : 'closed', ...this.meta.totals() };
+  }
+}
