@@ -1,9 +1,7 @@
 /** Which changed keys a running server cannot apply: derived from the schema's live|restart flags. */
-import { joinKey } from './schema/define.js';
+import { joinKey, type Raw } from './schema/define.js';
 import { SECTIONS, type AnySection } from './schema/index.js';
 import type { Config } from './types.js';
-
-type Raw = Record<string, unknown>;
 
 function changed(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) !== JSON.stringify(b);
