@@ -6,8 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, configPath, UsageError, type CliIo, type Command } from './args.js';
 import { loadConfigFile } from '../config/load.js';
-import { ConfigError } from '../config/validate.js';
-import { EditError, planAdd, planRemove, writeFileAtomic } from '../config/edit.js';
+import { ConfigError } from '../config/errors.js';
+import { EditError, planAddOnHost, planRemove, writeFileAtomic } from '../config/edit.js';
+import { portIsFree, type PortProbe } from '../config/port-probe.js';
 import { mirrorEndpoints, DEFAULT_ENDPOINT_HOST, EndpointError, type MirrorEndpoint } from '../generate/endpoints.js';
 
 const USAGE = `usage: regcache mirror <list|add|remove> [flags]
@@ -19,7 +20,8 @@ const USAGE = `usage: regcache mirror <list|add|remove> [flags]
   add    --host HOST [--url URL] [--port N | --no-port] [--config FILE]
          Add an upstream. Without --url: the registry's real API address (docker.io ->
          https://registry-1.docker.io, others https://HOST). Without --port: the first
-         free port from 6000 not held by another upstream, listen or metrics.listen.
+         free port from 6000 not held by another upstream, listen or metrics.listen,
+         nor by another process on listen's host. A given --port is checked the same way.
   remove --host HOST [--config FILE]
          Remove an upstream. Its cached content stays until retention removes it.
 
@@ -78,7 +80,7 @@ function hostFlag(args: ReturnType<typeof parseArgs>): string {
   return host;
 }
 
-async function add(argv: string[], io: CliIo): Promise<number> {
+async function add(argv: string[], io: CliIo, probe: PortProbe): Promise<number> {
   const args = parseArgs(argv, { values: ['config', 'host', 'url', 'port'], booleans: ['help', 'no-port'] });
   if (args.booleans.has('help')) return help(io);
   const host = hostFlag(args);
@@ -89,7 +91,8 @@ async function add(argv: string[], io: CliIo): Promise<number> {
     if (port < 1 || port > 65535) throw new UsageError(`--port must be a port number 1-65535, not ${port}`);
   }
   const file = configPath(args.flags, io.env);
-  const plan = planAdd(readConfigText(file), io.env, { host, url: args.flags.url, port, noPort: args.booleans.has('no-port') }, file);
+  const req = { host, url: args.flags.url, port, noPort: args.booleans.has('no-port') };
+  const plan = await planAddOnHost(readConfigText(file), io.env, req, file, probe);
   writeFileAtomic(file, plan.text);
   const where = plan.upstream.port === undefined ? 'no dedicated port (routed by ns)' : `port ${plan.upstream.port}`;
   io.stdout(`added ${host} -> ${plan.upstream.url}, ${where}, to ${file}\n`);
@@ -114,21 +117,27 @@ function help(io: CliIo): number {
   return 0;
 }
 
-const SUBCOMMANDS: Record<string, (argv: string[], io: CliIo) => Promise<number>> = { list, add, remove };
-
-export const mirror: Command = async (argv, io) => {
-  const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h' || sub === 'help') return help(io);
-  if (sub === undefined) throw new UsageError('missing subcommand: list, add or remove');
-  const run = SUBCOMMANDS[sub];
-  if (!run) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}: use list, add or remove`);
-  try {
-    return await run(rest, io);
-  } catch (err) {
-    if (err instanceof EditError || err instanceof EndpointError || err instanceof ConfigError) {
-      io.stderr(`regcache mirror ${sub}: ${err.message}\n`);
-      return 1;
+/** `regcache mirror`; `probe` checks that a port is free on this machine (tests replace it). */
+export function mirrorCommand(probe: PortProbe = portIsFree): Command {
+  const subcommands: Record<string, (argv: string[], io: CliIo) => Promise<number>> = {
+    list, add: (argv, io) => add(argv, io, probe), remove,
+  };
+  return async (argv, io) => {
+    const [sub, ...rest] = argv;
+    if (sub === '--help' || sub === '-h' || sub === 'help') return help(io);
+    if (sub === undefined) throw new UsageError('missing subcommand: list, add or remove');
+    const run = subcommands[sub];
+    if (!run) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}: use list, add or remove`);
+    try {
+      return await run(rest, io);
+    } catch (err) {
+      if (err instanceof EditError || err instanceof EndpointError || err instanceof ConfigError) {
+        io.stderr(`regcache mirror ${sub}: ${err.message}\n`);
+        return 1;
+      }
+      throw err;
     }
-    throw err;
-  }
-};
+  };
+}
+
+export const mirror: Command = mirrorCommand();

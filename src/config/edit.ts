@@ -17,8 +17,10 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { isMap, isScalar, parse, parseDocument, type Document, type Pair, type YAMLMap } from 'yaml';
-import { ConfigError } from './validate.js';
+import { ConfigError } from './errors.js';
+import { isPort, parseUpstreamUrl, portClaims, registryHostProblem } from './endpoint-rules.js';
 import { parseConfigText } from './load.js';
+import { portIsFree, type PortProbe } from './port-probe.js';
 import type { Config, UpstreamConfig } from './types.js';
 
 export class EditError extends Error {
@@ -39,49 +41,32 @@ export const KNOWN_REGISTRY_URLS: Readonly<Record<string, string>> = {
   'public.ecr.aws': 'https://public.ecr.aws',
 };
 
-// Same grammar as validate.ts applies to upstream keys.
-const HOST_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::\d{1,5})?$/;
-
 export function defaultUpstreamUrl(host: string): string {
   return KNOWN_REGISTRY_URLS[host] ?? `https://${host}`;
 }
 
 /** A registry host as image names and containerd's certs.d use it: lowercase `host[:port]`. */
 export function checkRegistryHost(host: string): void {
-  const m = HOST_RE.exec(host);
-  const port = m ? /:(\d+)$/.exec(host) : null;
-  if (!m || (port && (Number(port[1]) < 1 || Number(port[1]) > 65535))) {
-    throw new EditError(`invalid host ${JSON.stringify(host)}: use a lowercase registry host[:port], e.g. ghcr.io or myreg.local:5000`);
-  }
+  const problem = registryHostProblem(host);
+  if (problem) throw new EditError(problem);
 }
 
 export function checkUpstreamUrl(url: string): void {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new EditError(`invalid url ${JSON.stringify(url)}: not a URL`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new EditError(`invalid url ${JSON.stringify(url)}: must be http:// or https://`);
-  if (u.username || u.password) {
-    throw new EditError('invalid url: must not carry credentials; put username/password in the upstream entry instead');
-  }
-  if (u.search || u.hash) throw new EditError(`invalid url ${JSON.stringify(url)}: no query or fragment`);
+  const r = parseUpstreamUrl(url);
+  if ('problem' in r) throw new EditError(`invalid url: ${r.problem}`);
 }
 
 /** Ports already taken: upstream listeners, the main listener, the metrics listener. */
 export function heldPorts(cfg: Config): Map<number, string> {
   const held = new Map<number, string>();
-  held.set(cfg.listen.port, 'the main listener (listen)');
-  if (cfg.metrics.listen) held.set(cfg.metrics.listen.port, 'the metrics listener (metrics.listen)');
-  for (const u of cfg.upstreams) if (u.port !== undefined) held.set(u.port, `upstream ${u.host}`);
+  for (const c of portClaims(cfg)) if (!held.has(c.port)) held.set(c.port, c.label);
   return held;
 }
 
-/** The lowest port from `start` (6000) that no upstream, `listen` or `metrics.listen` holds. */
-export function nextFreePort(cfg: Config, start = FIRST_MIRROR_PORT): number {
+/** The lowest port from `start` (6000) that no upstream, `listen` or `metrics.listen` holds, nor `skip`. */
+export function nextFreePort(cfg: Config, start = FIRST_MIRROR_PORT, skip: ReadonlySet<number> = new Set()): number {
   const held = heldPorts(cfg);
-  for (let p = start; p <= 65535; p++) if (!held.has(p)) return p;
+  for (let p = start; p <= 65535; p++) if (!held.has(p) && !skip.has(p)) return p;
   throw new EditError(`no free port from ${start} to 65535`);
 }
 
@@ -393,7 +378,7 @@ export function planAdd(text: string, env: NodeJS.ProcessEnv, req: AddRequest, f
   if (req.noPort) {
     if (req.port !== undefined) throw new EditError('--port and --no-port exclude each other');
   } else if (req.port !== undefined) {
-    if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new EditError(`invalid port ${req.port}: use 1-65535`);
+    if (!isPort(req.port)) throw new EditError(`invalid port ${req.port}: use 1-65535`);
     const holder = heldPorts(cfg).get(req.port);
     if (holder) throw new EditError(`port ${req.port} is already used by ${holder}`);
     port = req.port;
@@ -405,6 +390,36 @@ export function planAdd(text: string, env: NodeJS.ProcessEnv, req: AddRequest, f
   const upstream = config.upstreams.find((u) => u.host === req.host);
   if (!upstream) throw new EditError(`internal error: ${req.host} missing after the edit; ${file} left unchanged`);
   return { text: out, config, upstream };
+}
+
+/** How many ports `planAddOnHost` tries before giving up. */
+const MAX_PORT_PROBES = 200;
+
+/**
+ * planAdd, and the port must also be free on the machine: an explicit port is bound once to
+ * check it; an allocated one is the first from 6000 that the config does not hold and the OS
+ * lets us bind. Probes run on `listen`'s host, where upstream ports listen.
+ */
+export async function planAddOnHost(
+  text: string, env: NodeJS.ProcessEnv, req: AddRequest, file = 'config', probe: PortProbe = portIsFree,
+): Promise<EditPlan> {
+  if (req.noPort) return planAdd(text, env, req, file);
+  const cfg = currentConfig(text, env, file);
+  const host = cfg.listen.host;
+  if (req.port !== undefined) {
+    const plan = planAdd(text, env, req, file);
+    if (!(await probe(host, req.port))) {
+      throw new EditError(`port ${req.port} is already in use on ${host} by another process; choose another --port, or omit --port to pick a free one`);
+    }
+    return plan;
+  }
+  const busy = new Set<number>();
+  for (let i = 0; i < MAX_PORT_PROBES; i++) {
+    const port = nextFreePort(cfg, FIRST_MIRROR_PORT, busy);
+    if (await probe(host, port)) return planAdd(text, env, { ...req, port }, file);
+    busy.add(port);
+  }
+  throw new EditError(`no bindable port on ${host} among the first ${MAX_PORT_PROBES} free ones from ${FIRST_MIRROR_PORT}; pass --port`);
 }
 
 export function planRemove(text: string, env: NodeJS.ProcessEnv, host: string, file = 'config'): EditPlan {

@@ -18,6 +18,8 @@ export interface UpstreamConfig {
   tagTTL?: number;
   /** Glob patterns of tags trusted forever once cached. */
   immutableTags: string[];
+  /** Hosts, IPs or CIDRs this upstream's redirects and token realms may reach even when private. */
+  allowedHosts: string[];
 }
 
 export interface Config {
