@@ -5,6 +5,7 @@
  * and does no I/O before start().
  */
 import type { Logger } from 'pino';
+import { restartNeededKeys } from './config/reload.js';
 import type { Config } from './config/types.js';
 import { Access } from './http/access.js';
 import { HttpService } from './http/http-service.js';
@@ -28,15 +29,6 @@ export interface AppOptions {
   log: Logger;
   now?: () => number;
   defaultMetrics?: boolean;
-}
-
-/** Keys that a running server applies only at start. */
-const RESTART_KEYS = ['listen', 'dataDir', 'tls', 'metrics', 'server', 'auth', 'upstreamTimeouts', 'upstreamHealth', 'logLevel', 'logFormat'] as const;
-
-export function restartNeeded(running: Config, next: Config): string[] {
-  const out: string[] = RESTART_KEYS.filter((k) => JSON.stringify(running[k]) !== JSON.stringify(next[k]));
-  if (running.cache.maxManifestSize !== next.cache.maxManifestSize) out.push('cache.maxManifestSize');
-  return out;
 }
 
 export interface ReloadSummary {
@@ -165,7 +157,7 @@ export class App {
     const prev = this.config;
     this.config = next;
     this.proxy.setConfig(next);
-    const summary: ReloadSummary = { added: [], removed: [], changed: [], restartNeeded: restartNeeded(this.startConfig, next), failed: [] };
+    const summary: ReloadSummary = { added: [], removed: [], changed: [], restartNeeded: restartNeededKeys(this.startConfig, next), failed: [] };
     for (const s of this.services) {
       const r = await s.reload(next, prev);
       summary.failed.push(...r.failed);

@@ -8,6 +8,7 @@ import { basename, dirname } from 'node:path';
 import { App } from '../app.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { configWarnings } from '../config/warnings.js';
 import { ConfigError, parseHostPort } from '../config/validate.js';
 import { createLogger } from '../log.js';
 import { VERSION } from '../version.js';
@@ -68,6 +69,7 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
     return 1;
   }
   const log = createLogger(config.logLevel, config.logFormat);
+  for (const w of configWarnings(config)) log.warn({ config: file }, w);
   const app = new App(config, { log });
   try {
     await app.start();
