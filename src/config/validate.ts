@@ -4,6 +4,7 @@
  */
 import type { Config, HostPort, UpstreamConfig } from './types.js';
 import { parseDuration, parseSize } from './units.js';
+import { parseCidr } from '../protocol/ip-ranges.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -13,7 +14,7 @@ type Raw = Record<string, unknown>;
 
 const TOP_KEYS = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls', 'cache', 'defaultUpstream', 'upstreams',
   'retention', 'metrics', 'auth', 'upstreamTimeouts', 'upstreamHealth', 'server'];
-const UPSTREAM_KEYS = ['url', 'username', 'password', 'ca', 'insecureSkipVerify', 'port', 'tagTTL', 'immutableTags'];
+const UPSTREAM_KEYS = ['url', 'username', 'password', 'ca', 'insecureSkipVerify', 'port', 'tagTTL', 'immutableTags', 'allowedHosts'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const HOST_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::\d{1,5})?$/;
 
@@ -81,6 +82,17 @@ export function parseHostPort(v: unknown, key: string): HostPort {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port: p };
 }
 
+/** Host names, IP addresses or CIDRs that redirects and token realms may reach despite the address policy. */
+function allowedHosts(v: unknown, key: string): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) fail(key, 'must be a list of host names, IP addresses or CIDRs');
+  return v.map((h: unknown) => {
+    const ok = typeof h === 'string' && (parseCidr(h) !== undefined || (!h.includes('/') && HOST_RE.test(h.toLowerCase()) && !h.includes(':')));
+    if (!ok) fail(key, `${JSON.stringify(h)} is not a host name, IP address or CIDR`);
+    return h;
+  });
+}
+
 function upstream(host: string, raw: unknown): UpstreamConfig {
   const key = `upstreams.${host}`;
   if (!HOST_RE.test(host)) fail(key, 'not a valid registry host name (lowercase host[:port])');
@@ -114,6 +126,8 @@ function upstream(host: string, raw: unknown): UpstreamConfig {
   if (p !== undefined) out.port = p;
   const ttl = duration(o.tagTTL, `${key}.tagTTL`);
   if (ttl !== undefined) out.tagTTL = ttl;
+  const allowed = allowedHosts(o.allowedHosts, `${key}.allowedHosts`);
+  if (allowed) out.allowedHosts = allowed;
   return out;
 }
 
@@ -129,7 +143,7 @@ export function validateConfig(rawDoc: unknown): Config {
   const metrics = obj(raw.metrics, 'metrics');
   onlyKeys(metrics, ['listen'], 'metrics');
   const timeouts = obj(raw.upstreamTimeouts, 'upstreamTimeouts');
-  onlyKeys(timeouts, ['connect', 'headers', 'idle'], 'upstreamTimeouts');
+  onlyKeys(timeouts, ['connect', 'headers', 'idle', 'manifestTotal'], 'upstreamTimeouts');
   const health = obj(raw.upstreamHealth, 'upstreamHealth');
   onlyKeys(health, ['maxFails', 'failTimeout'], 'upstreamHealth');
   const server = obj(raw.server, 'server');
@@ -168,6 +182,7 @@ export function validateConfig(rawDoc: unknown): Config {
       connect: duration(timeouts.connect, 'upstreamTimeouts.connect', 10_000),
       headers: duration(timeouts.headers, 'upstreamTimeouts.headers', 30_000),
       idle: duration(timeouts.idle, 'upstreamTimeouts.idle', 30_000),
+      manifestTotal: duration(timeouts.manifestTotal, 'upstreamTimeouts.manifestTotal', 30_000),
     },
     upstreamHealth: {
       maxFails: int(health.maxFails, 'upstreamHealth.maxFails', 3, 1),
