@@ -206,7 +206,8 @@ export class UpstreamClient {
       // A manifest (or listing) from another host would be stored and served as this
       // registry's content; only blobs, which are verified by digest, may live on a CDN.
       if (isMetadata(req.path) && next.hostname !== this.baseUrl.hostname) {
-        throw new UpstreamError('redirect', `${this.host} redirected a ${req.path.includes('/tags/list') ? 'tag list' : 'manifest'} request to another host (${next.host}); only ${this.baseUrl.hostname} is followed`);
+        const what = req.path.includes('/tags/list') ? 'tag list' : 'manifest';
+        throw new UpstreamError('redirect', `${this.host} redirected a ${what} request to ${next.host}, which is refused: ${what} redirects are only followed on ${this.baseUrl.hostname}`);
       }
       url = next;
     }
