@@ -3,7 +3,7 @@
  * can never disagree. Each rule returns a problem (a message without the key) or undefined;
  * the caller prefixes the key and picks its error type.
  */
-import { isIP } from 'node:net';
+import { parseCidr } from '../protocol/ip-ranges.js';
 import type { Config, HostPort } from './types.js';
 
 // A registry host as image names and containerd's certs.d use it: lowercase `host[:port]`.
@@ -48,13 +48,9 @@ const DNS_NAME_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a
 
 /** An `allowedHosts` entry: a DNS name, an IP address, or an IP/prefix CIDR. */
 export function allowedHostProblem(entry: string): string | undefined {
-  const cidr = /^([^/]+)\/(\d{1,3})$/.exec(entry);
-  if (cidr) {
-    const family = isIP(cidr[1]!);
-    if (family === 0 || Number(cidr[2]) > (family === 4 ? 32 : 128)) return `invalid CIDR ${JSON.stringify(entry)}`;
-    return undefined;
-  }
-  if (isIP(entry) !== 0 || DNS_NAME_RE.test(entry)) return undefined;
+  // The same parser the address policy matches with (upstream/address-policy.ts).
+  if (entry.includes('/')) return parseCidr(entry) ? undefined : `invalid CIDR ${JSON.stringify(entry)}`;
+  if (parseCidr(entry) || DNS_NAME_RE.test(entry)) return undefined;
   return `invalid host ${JSON.stringify(entry)}: use a host name, an IP address or a CIDR (10.0.0.0/8)`;
 }
 

@@ -18,7 +18,10 @@ export interface UpstreamConfig {
   tagTTL?: number;
   /** Glob patterns of tags trusted forever once cached. */
   immutableTags: string[];
-  /** Hosts, IPs or CIDRs this upstream's redirects and token realms may reach even when private. */
+  /**
+   * Host names, addresses and CIDRs that redirect targets and token realms may use even
+   * when the address policy would refuse them (loopback, link-local, private).
+   */
   allowedHosts: string[];
 }
 
@@ -55,6 +58,8 @@ export interface Config {
     headers: number;
     /** Longest pause between two body chunks from an upstream. */
     idle: number;
+    /** Whole answer (headers and body, tokens included) for manifests, referrers, tag lists and tokens. */
+    manifestTotal: number;
   };
   /** After this many consecutive failures an upstream is marked down ... */
   upstreamHealth: { maxFails: number; failTimeout: number };

@@ -3,6 +3,8 @@
  * per origin, so blob redirects to a CDN get their own pool), connect / header / idle-body
  * timeouts, token or Basic auth with one retry, bounded redirects without carrying
  * Authorization across hosts, and fail-fast when the upstream is marked down.
+ * The configured origin has its own pool; every other origin (redirect targets, token
+ * realms) goes through a second pool whose DNS lookup enforces the address policy.
  * It knows nothing about the cache or the store.
  */
 import { readFileSync } from 'node:fs';
@@ -11,7 +13,9 @@ import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { AddressPolicy, refusal } from './address-policy.js';
 import { discard } from './body.js';
+import { startDeadline, TotalDeadlineError, type Deadline } from './deadline.js';
 import { networkError, UpstreamError } from './errors.js';
 import { parseChallenges } from './challenge.js';
 import { classify } from './classify.js';
@@ -47,7 +51,8 @@ export interface UpstreamObserver {
 }
 
 export interface UpstreamClientOptions {
-  timeouts: { connect: number; headers: number; idle: number };
+  /** `manifestTotal`: whole-answer deadline for manifests, referrers, tag lists and tokens (0 or absent: none). */
+  timeouts: { connect: number; headers: number; idle: number; manifestTotal?: number };
   health: { maxFails: number; failTimeout: number };
   userAgent: string;
   observer?: UpstreamObserver;
@@ -56,13 +61,23 @@ export interface UpstreamClientOptions {
 
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Small answers whose whole exchange is bounded, and whose redirects stay on the registry's host. */
+const METADATA_PATH = /\/(manifests|referrers)\/[^/]+$|\/tags\/list$/;
+
+function isMetadata(path: string): boolean {
+  return METADATA_PATH.test(path.split('?')[0]!);
+}
 
 
 export class UpstreamClient {
   readonly host: string;
   readonly baseUrl: URL;
   readonly health: UpstreamHealth;
+  /** Connections to the configured origin: trusted, whatever it resolves to. */
   private readonly agent: Agent;
+  /** Connections to any other origin: the address policy runs in its DNS lookup. */
+  private readonly outbound: Agent;
+  private readonly policy: AddressPolicy;
   private readonly auth: TokenAuth;
 
   constructor(readonly config: UpstreamConfig, private readonly opts: UpstreamClientOptions) {
@@ -71,18 +86,28 @@ export class UpstreamClient {
     const connect: Record<string, unknown> = { timeout: opts.timeouts.connect };
     if (config.ca) connect.ca = [...rootCertificates, readFileSync(config.ca, 'utf8')];
     if (config.insecureSkipVerify) connect.rejectUnauthorized = false;
-    this.agent = new Agent({
-      connect,
+    const pool = {
       headersTimeout: opts.timeouts.headers,
       bodyTimeout: opts.timeouts.idle,
       keepAliveTimeout: 30_000,
       connections: 64,
       pipelining: 1,
-    });
+    };
+    this.agent = new Agent({ connect, ...pool });
+    this.policy = new AddressPolicy(config.allowedHosts ?? [], this.baseUrl.hostname, `upstreams.${config.host}`);
+    this.outbound = new Agent({ connect: { ...connect, lookup: this.policy.lookup }, ...pool });
     this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now);
     const creds = config.username !== undefined && config.password !== undefined
       ? { username: config.username, password: config.password } : undefined;
-    this.auth = new TokenAuth(this.baseUrl, this.agent, opts.userAgent, creds, opts.timeouts.headers, opts.now);
+    this.auth = new TokenAuth({
+      upstreamUrl: this.baseUrl,
+      dispatcherFor: (url) => this.dispatcherFor(url),
+      userAgent: opts.userAgent,
+      credentials: creds,
+      timeoutMs: opts.timeouts.headers,
+      totalMs: opts.timeouts.manifestTotal ?? 0,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
   }
 
   /** Sends a request, handling auth and redirects. Non-2xx answers are returned, not thrown. */
@@ -107,9 +132,38 @@ export class UpstreamClient {
     }
   }
 
+  /**
+   * The pool for `url`: the configured origin's, or the policed one after the checks a
+   * socket lookup cannot make (allow-listed names, IP literals, which skip DNS).
+   */
+  private async dispatcherFor(url: URL): Promise<Agent> {
+    if (url.origin === this.baseUrl.origin) return this.agent;
+    await this.policy.checkHost(url.hostname);
+    return this.outbound;
+  }
+
+  /** One exchange, under the total deadline when it is a manifest, referrers or tag list. */
   private async send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const total = this.opts.timeouts.manifestTotal ?? 0;
+    if (total <= 0 || !isMetadata(req.path)) return this.exchange(req, undefined);
+    const deadline = startDeadline(total, 'answer', req.signal);
+    try {
+      const res = await this.exchange({ ...req, signal: deadline.signal }, deadline);
+      // A trickle that runs out the deadline mid-body is the upstream failing, like a timeout before the headers.
+      res.body.once('error', (err) => { if (err instanceof TotalDeadlineError) this.health.failure(); });
+      deadline.holdUntilClosed(res.body);
+      return res;
+    } catch (err) {
+      deadline.clear();
+      // The deadline passing while a token was fetched surfaces here (race), not from undici.
+      throw err instanceof TotalDeadlineError ? networkError(this.host, err) : err;
+    }
+  }
+
+  private async exchange(req: UpstreamRequest, deadline: Deadline | undefined): Promise<UpstreamResponse> {
+    const bounded = <T>(p: Promise<T>): Promise<T> => (deadline ? deadline.race(p) : p);
     const scope = req.repo ? `repository:${req.repo}:${req.push ? 'pull,push' : 'pull'}` : '';
-    let authorization = await this.authHeader(scope);
+    let authorization = await bounded(this.authHeader(scope));
     let url = new URL(this.baseUrl.pathname.replace(/\/$/, '') + req.path, this.baseUrl);
     let retriedAuth = false;
     for (let hop = 0; ; hop++) {
@@ -126,9 +180,10 @@ export class UpstreamClient {
         const challenges = parseChallenges(res.headers['www-authenticate']);
         discard(res.body);
         try {
-          authorization = await this.auth.onChallenge(challenges, scope);
+          authorization = await bounded(this.auth.onChallenge(challenges, scope));
         } catch (err) {
           if (err instanceof UpstreamError) throw err;
+          if (err instanceof TotalDeadlineError) throw networkError(this.host, err);
           throw new UpstreamError('auth', `authentication with ${this.host} failed: ${(err as Error).message}`);
         }
         if (authorization === undefined) return this.dispatch(url, req, { 'user-agent': this.opts.userAgent, ...req.headers });
@@ -150,6 +205,12 @@ export class UpstreamClient {
         throw new UpstreamError('redirect', `${this.host} redirected to a non-http(s) scheme ${next.protocol}`);
       }
       if (next.username || next.password) throw new UpstreamError('redirect', `${this.host} redirected to a URL with credentials`);
+      // A manifest (or listing) from another host would be stored and served as this
+      // registry's content; only blobs, which are verified by digest, may live on a CDN.
+      if (isMetadata(req.path) && next.hostname !== this.baseUrl.hostname) {
+        const what = req.path.includes('/tags/list') ? 'tag list' : 'manifest';
+        throw new UpstreamError('redirect', `${this.host} redirected a ${what} request to ${next.host}, which is refused: ${what} redirects are only followed on ${this.baseUrl.hostname}`);
+      }
       url = next;
     }
   }
@@ -167,6 +228,7 @@ export class UpstreamClient {
 
   private async dispatch(url: URL, req: UpstreamRequest, headers: Record<string, string>): Promise<UpstreamResponse> {
     try {
+      const agent = await this.dispatcherFor(url);
       const opts: Parameters<Agent['request']>[0] = {
         origin: url.origin,
         path: url.pathname + url.search,
@@ -176,19 +238,22 @@ export class UpstreamClient {
       };
       if (req.body !== undefined) opts.body = req.body;
       if (req.signal) opts.signal = req.signal;
-      const res = await this.agent.request(opts);
+      const res = await agent.request(opts);
       return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body, url };
     } catch (err) {
+      // Only a redirect target can be refused: the configured origin is not policed.
+      const refused = refusal(err);
+      if (refused) throw new UpstreamError('redirect', `${this.host} redirected to ${url.host}, which is refused: ${refused.message}`);
       throw networkError(this.host, err);
     }
   }
 
   async close(): Promise<void> {
-    await this.agent.close().catch(() => undefined);
+    await Promise.all([this.agent.close().catch(() => undefined), this.outbound.close().catch(() => undefined)]);
   }
 
   /** Closes at once, cutting in-flight requests. */
   async destroy(): Promise<void> {
-    await this.agent.destroy().catch(() => undefined);
+    await Promise.all([this.agent.destroy().catch(() => undefined), this.outbound.destroy().catch(() => undefined)]);
   }
 }

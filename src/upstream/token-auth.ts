@@ -1,17 +1,45 @@
 /**
  * Registry authentication: Docker token auth (Bearer, token fetched from the realm and
- * cached per scope until expires_in) and Basic. Credentials go only to the upstream itself
- * or to a token realm on the same host or over https; they never appear in errors.
+ * cached per scope until expires_in) and Basic. A realm other than the upstream's own
+ * origin passes the address policy (it is a URL the upstream chose, like a redirect).
+ * Credentials go only to the upstream itself, or to a realm over https, or over plain
+ * http only when the upstream itself is plain http on the same host (nothing to
+ * downgrade); they never appear in errors.
  */
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import { LRUCache } from 'lru-cache';
+import { refusal } from './address-policy.js';
 import { readAtMost } from './body.js';
-import { networkError } from './errors.js';
+import { startDeadline, TotalDeadlineError } from './deadline.js';
+import { networkError, UpstreamError } from './errors.js';
 import type { Challenge } from './challenge.js';
 
 export interface Credentials {
   username: string;
   password: string;
+}
+
+export interface TokenAuthOptions {
+  upstreamUrl: URL;
+  /** The connection pool for a realm URL; rejects when the address policy refuses it. */
+  dispatcherFor: (url: URL) => Promise<Agent>;
+  userAgent: string;
+  credentials: Credentials | undefined;
+  /** Time to the realm's response headers, and longest pause in its body. */
+  timeoutMs: number;
+  /** Whole token answer, headers and body (0: none). */
+  totalMs: number;
+  now?: () => number;
+}
+
+/**
+ * Whether Basic credentials may go to this realm: over https, or over http only when the
+ * upstream is plain http on the same host (an https upstream's secret never goes out in
+ * cleartext, whatever host the realm names).
+ */
+export function credentialsAllowedFor(realm: URL, upstream: URL): boolean {
+  if (realm.protocol === 'https:') return true;
+  return upstream.protocol === 'http:' && realm.hostname === upstream.hostname;
 }
 
 interface CachedToken {
@@ -26,15 +54,13 @@ export class TokenAuth {
   /** The last Bearer challenge seen: lets later requests fetch a token before the first 401. */
   private bearer: { realm: string; service?: string } | undefined;
   private basicRequired = false;
+  private readonly credentials: Credentials | undefined;
+  private readonly now: () => number;
 
-  constructor(
-    private readonly upstreamUrl: URL,
-    private readonly agent: Agent,
-    private readonly userAgent: string,
-    private readonly credentials: Credentials | undefined,
-    private readonly timeoutMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(private readonly o: TokenAuthOptions) {
+    this.credentials = o.credentials;
+    this.now = o.now ?? Date.now;
+  }
 
   private basicHeader(): string | undefined {
     if (!this.credentials) return undefined;
@@ -72,10 +98,6 @@ export class TokenAuth {
     return undefined;
   }
 
-  private credentialsAllowedFor(realm: URL): boolean {
-    return realm.hostname === this.upstreamUrl.hostname || realm.protocol === 'https:';
-  }
-
   private fetchToken(realm: string, service: string | undefined, scope: string, cacheKey = scope): Promise<string> {
     const key = `${cacheKey}`;
     const existing = this.inflight.get(key);
@@ -95,29 +117,44 @@ export class TokenAuth {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('upstream token realm is not http(s)');
     if (service !== undefined) url.searchParams.set('service', service);
     if (scope) url.searchParams.set('scope', scope);
-    const headers: Record<string, string> = { 'user-agent': this.userAgent, accept: 'application/json' };
+    const headers: Record<string, string> = { 'user-agent': this.o.userAgent, accept: 'application/json' };
     const basic = this.basicHeader();
-    if (basic && this.credentialsAllowedFor(url)) headers.authorization = basic;
-    let res;
+    if (basic && credentialsAllowedFor(url, this.o.upstreamUrl)) headers.authorization = basic;
+    const deadline = this.o.totalMs > 0 ? startDeadline(this.o.totalMs, 'token answer') : undefined;
     try {
-      res = await this.agent.request({
-        origin: url.origin,
-        path: url.pathname + url.search,
-        method: 'GET',
-        headers,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-    } catch (err) {
-      throw networkError(`token realm ${url.host}`, err);
+      let res;
+      try {
+        const agent = await this.o.dispatcherFor(url);
+        res = await agent.request({
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: 'GET',
+          headers,
+          headersTimeout: this.o.timeoutMs,
+          bodyTimeout: this.o.timeoutMs,
+          ...(deadline ? { signal: deadline.signal } : {}),
+        });
+      } catch (err) {
+        const refused = refusal(err);
+        // A refused realm is the upstream's answer being unusable, not the upstream being down.
+        if (refused) throw new UpstreamError('auth', `token realm ${url.host} is refused: ${refused.message}`);
+        throw networkError(`token realm ${url.host}`, err);
+      }
+      let text: string;
+      try {
+        text = (await readAtMost(res.body, 64 * 1024)).toString('utf8');
+      } catch (err) {
+        if (err instanceof TotalDeadlineError) throw networkError(`token realm ${url.host}`, err);
+        throw new Error(`token endpoint ${url.host}: ${(err as Error).message}`);
+      }
+      return this.accept(url, res.statusCode, text, cacheKey);
+    } finally {
+      deadline?.clear();
     }
-    let text: string;
-    try {
-      text = (await readAtMost(res.body, 64 * 1024)).toString('utf8');
-    } catch (err) {
-      throw new Error(`token endpoint ${url.host}: ${(err as Error).message}`);
-    }
-    if (res.statusCode !== 200) throw new Error(`token endpoint ${url.host} answered ${res.statusCode}`);
+  }
+
+  private accept(url: URL, status: number, text: string, cacheKey: string): string {
+    if (status !== 200) throw new Error(`token endpoint ${url.host} answered ${status}`);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
     try {
       body = JSON.parse(text) as typeof body;

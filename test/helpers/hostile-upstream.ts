@@ -7,7 +7,9 @@
  * `serveImages` answers like a minimal registry (manifests by tag and digest, GET and HEAD, blobs) so a test
  * can start from healthy content and then turn hostile.
  */
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Blob, Image, Index } from './images.js';
 
@@ -34,7 +36,7 @@ export interface StreamOutcome {
 export type HostileHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
 export interface HostileUpstream {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (`https://` when started with `tls`) */
   url: string;
   /** `127.0.0.1:PORT` */
   host: string;
@@ -185,14 +187,19 @@ export function serveImages(entries: Array<{ repo: string; tag?: string; image: 
   };
 }
 
-export async function startHostileUpstream(): Promise<HostileUpstream> {
+export interface HostileOptions {
+  /** Serve HTTPS with this PEM certificate and key (files). */
+  tls?: { cert: string; key: string };
+}
+
+export async function startHostileUpstream(opts: HostileOptions = {}): Promise<HostileUpstream> {
   let handler: HostileHandler = (_req, res) => sendStatus(res, 404, {}, 'NAME_UNKNOWN');
   let requests: HostileRequest[] = [];
   let streams: StreamOutcome[] = [];
   let connections = 0;
   const sockets = new Set<Socket>();
 
-  const server = createServer((req, res) => {
+  const listener: RequestListener = (req, res) => {
     requests.push({ method: req.method ?? '-', path: req.url ?? '/', headers: req.headers, at: Date.now() });
     res.on('error', () => undefined);
     req.on('error', () => undefined);
@@ -202,8 +209,12 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
         if (!res.headersSent) sendStatus(res, 500, {}, `handler threw: ${(err as Error).message}`);
         else res.destroy();
       });
-  });
+  };
+  const server = opts.tls
+    ? createTlsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, listener)
+    : createServer(listener);
   server.keepAliveTimeout = 5_000;
+  // For TLS, count TCP connections (before the handshake), like the plain server does.
   server.on('connection', (s: Socket) => {
     connections++;
     sockets.add(s);
@@ -217,7 +228,7 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
   const port = (server.address() as AddressInfo).port;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     hostname: '127.0.0.1',
     port,

@@ -43,6 +43,8 @@ beforeAll(async () => {
         // The same server under other names, so a learnt token realm or a bad answer stays with one client.
         'token.example': { url: hostile.url },
         'drain.example': { url: hostile.url },
+        // localhost may be a redirect target here (the address policy refuses loopback by default).
+        'loop.example': { url: hostile.url, allowedHosts: ['localhost'] },
         // Configured, never named by any request below: it must see no connection at all.
         'sentinel.example': { url: sentinel.url },
       },
@@ -175,17 +177,29 @@ describe('redirects', () => {
     expect(hops).toBeLessThanOrEqual(6);
   });
 
-  it('a loop that alternates between two origins (127.0.0.1 and localhost) is cut too', async () => {
+  it('a blob loop that alternates between two origins (127.0.0.1 and an allow-listed localhost) is cut too', async () => {
     hostile.handle(loop('/v2/loop/', (hop, req) => {
       const host = hop % 2 === 0 ? '127.0.0.1' : 'localhost';
       return `http://${host}:${hostile.port}${pathOf(req)}?hop=${hop}`;
     }, 307));
-    const r = await get(`/v2/${H}/loop/app/manifests/latest`, { timeoutMs: 15_000 });
+    const r = await get(`/v2/loop.example/loop/app/blobs/sha256:${'c'.repeat(64)}`, { timeoutMs: 15_000 });
     expect(r.status).toBeGreaterThanOrEqual(500);
     expect(r.status).toBeLessThan(600);
     const hops = hostile.count('*', /^\/v2\/loop\//);
     expect(hops).toBeGreaterThanOrEqual(2);
     expect(hops).toBeLessThanOrEqual(6);
+    expect(hostile.requests.some((q) => q.headers.host === `localhost:${hostile.port}`)).toBe(true);
+  });
+
+  it('a manifest redirect to another host name is refused at the first hop, allow-listed or not', async () => {
+    hostile.handle(loop('/v2/loop/', (hop, req) => `http://localhost:${hostile.port}${pathOf(req)}?hop=${hop}`, 307));
+    for (const upstream of [H, 'loop.example']) {
+      hostile.reset();
+      const r = await get(`/v2/${upstream}/loop/app/manifests/latest`, { timeoutMs: 15_000 });
+      expect(r.status, upstream).toBe(502);
+      expect(errorCode(r), upstream).toBe('UPSTREAM_ERROR');
+      expect(hostile.count('*', /^\/v2\/loop\//), upstream).toBe(1);
+    }
   });
 
   it.each([

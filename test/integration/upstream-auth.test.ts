@@ -29,10 +29,11 @@ beforeAll(async () => {
   rc = await startRegcache({
     config: {
       logLevel: 'debug',
+      // The token issuer is on loopback: realms there are refused unless allow-listed.
       upstreams: {
-        'token.example': { url: tokenRegistry.url, username: 'robot', password: '${UPSTREAM_PASSWORD}' },
+        'token.example': { url: tokenRegistry.url, username: 'robot', password: '${UPSTREAM_PASSWORD}', allowedHosts: ['127.0.0.1'] },
         'basic.example': { url: basicRegistry.url, username: 'robot', password: '${UPSTREAM_PASSWORD}' },
-        'noauth.example': { url: tokenRegistry.url },
+        'noauth.example': { url: tokenRegistry.url, allowedHosts: ['127.0.0.1'] },
       },
     },
     env: { UPSTREAM_PASSWORD: SECRET },

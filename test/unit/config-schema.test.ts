@@ -46,7 +46,7 @@ describe('schema: every key', () => {
       upstreams: [],
       retention: { interval: 600_000 },
       metrics: {},
-      upstreamTimeouts: { connect: 10_000, headers: 30_000, idle: 30_000 },
+      upstreamTimeouts: { connect: 10_000, headers: 30_000, idle: 30_000, manifestTotal: 30_000 },
       upstreamHealth: { maxFails: 3, failTimeout: 10_000 },
       server: {
         headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 65_000, idleTimeout: 120_000,

@@ -7,6 +7,7 @@ export const upstreamTimeouts = section<Config['upstreamTimeouts']>('upstreamTim
   connect: key(duration, { default: '10s', apply: 'restart', doc: 'TCP/TLS connect timeout to an upstream' }),
   headers: key(duration, { default: '30s', apply: 'restart', doc: 'time to the upstream\'s response headers' }),
   idle: key(duration, { default: '30s', apply: 'restart', doc: 'longest pause between two body chunks from an upstream' }),
+  manifestTotal: key(duration, { default: '30s', apply: 'restart', doc: 'whole-answer deadline (headers and body, token included) for manifests, referrers, tag lists and tokens; 0 = none' }),
 });
 
 export const upstreamHealth = section<Config['upstreamHealth']>('upstreamHealth', 'always', {
