@@ -133,7 +133,7 @@ export function validateConfig(rawDoc: unknown): Config {
   const health = obj(raw.upstreamHealth, 'upstreamHealth');
   onlyKeys(health, ['maxFails', 'failTimeout'], 'upstreamHealth');
   const server = obj(raw.server, 'server');
-  onlyKeys(server, ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'idleTimeout', 'maxConnections', 'shutdownGrace'], 'server');
+  onlyKeys(server, ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'idleTimeout', 'maxConnections', 'shutdownGrace', 'streamStallTimeout'], 'server');
 
   const logLevel = str(raw.logLevel, 'logLevel') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) fail('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -180,6 +180,7 @@ export function validateConfig(rawDoc: unknown): Config {
       idleTimeout: duration(server.idleTimeout, 'server.idleTimeout', 120_000),
       maxConnections: int(server.maxConnections, 'server.maxConnections', 4096, 1),
       shutdownGrace: duration(server.shutdownGrace, 'server.shutdownGrace', 30_000),
+      streamStallTimeout: duration(server.streamStallTimeout, 'server.streamStallTimeout', 60_000),
     },
   };
   const maxAge = duration(retention.maxAge, 'retention.maxAge');
