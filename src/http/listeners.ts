@@ -79,6 +79,32 @@ function trackConnections(server: AnyServer, pool: ConnectionPool, tls: boolean)
   });
 }
 
+/**
+ * A TCP connection that has not completed its TLS handshake within `ms` is closed, like a slow
+ * header sender. tls's own handshakeTimeout starts only when the first bytes arrive, so a
+ * connection that sends nothing was never closed (issue 10, item 2).
+ */
+function handshakeDeadline(server: http2.Http2SecureServer, ms: number): void {
+  const pending = new Map<string, NodeJS.Timeout>();
+  server.prependListener('connection', (socket: Socket) => {
+    const key = connectionKey(socket);
+    const t = setTimeout(() => {
+      pending.delete(key);
+      socket.destroy();
+    }, ms);
+    pending.set(key, t);
+    socket.once('close', () => {
+      clearTimeout(t);
+      pending.delete(key);
+    });
+  });
+  server.on('secureConnection', (socket: Socket) => {
+    const key = connectionKey(socket);
+    clearTimeout(pending.get(key));
+    pending.delete(key);
+  });
+}
+
 export function createServer(config: Config, handler: Handler, pool: ConnectionPool = sharedPool): AnyServer {
   const s = config.server;
   pool.limit = s.maxConnections;
@@ -96,7 +122,6 @@ export function createServer(config: Config, handler: Handler, pool: ConnectionP
       key: readFileSync(config.tls.key),
       allowHTTP1: true,
       maxSessionMemory: 64,
-      // A TCP connection that never completes its TLS handshake is closed like a slow header sender.
       handshakeTimeout: s.headersTimeout,
       settings: { maxConcurrentStreams: H2_MAX_STREAMS },
     }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
@@ -104,6 +129,7 @@ export function createServer(config: Config, handler: Handler, pool: ConnectionP
     // checked every 30 s) let a TLS slowloris live for 90 s. They must be set before listen.
     Object.assign(h2, timeouts);
     guardH2(h2, s.streamStallTimeout);
+    handshakeDeadline(h2, s.headersTimeout);
     server = h2;
     const open = new Set<http2.ServerHttp2Session>();
     sessions.set(server, open);
