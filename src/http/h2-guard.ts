@@ -18,7 +18,7 @@ export const RESET_RATE = 100;
 /** ... and in a burst. A puller cancels a handful of streams, never hundreds. */
 export const RESET_BURST = 200;
 
-const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
 interface ResetBucket { tokens: number; at: number }
 
@@ -27,16 +27,29 @@ export function guardH2(server: http2.Http2SecureServer, stallMs: number): void 
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
     // The stream timer restarts on every write the session completes, so it fires only when
     // a write has been pending (flow control closed) or nothing was written for stallMs.
-    if (stallMs > 0) stream.setTimeout(stallMs, () => { if (!stream.closed) stream.close(NGHTTP2_CANCEL); });
-    stream.once('aborted', () => {
-      const session = stream.session;
+    let resetHere = false;
+    if (stallMs > 0) {
+      stream.setTimeout(stallMs, () => {
+        if (stream.closed) return;
+        resetHere = true;
+        stream.close(NGHTTP2_CANCEL);
+      });
+    }
+    const session = stream.session;
+    // A stream closed with an error code that regcache did not send was reset by the client.
+    stream.once('close', () => {
+      if (resetHere || stream.rstCode === NGHTTP2_NO_ERROR || stream.rstCode === undefined) return;
       if (!session || session.destroyed) return;
       const now = Date.now();
       const b = buckets.get(session) ?? { tokens: RESET_BURST, at: now };
       b.tokens = Math.min(RESET_BURST, b.tokens + ((now - b.at) * RESET_RATE) / 1000) - 1;
       b.at = now;
       buckets.set(session, b);
-      if (b.tokens < 0) session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+      if (b.tokens < 0) {
+        // GOAWAY first (destroy alone may not get it onto the wire), then cut the session.
+        session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+        setImmediate(() => session.destroy());
+      }
     });
   });
 }
