@@ -71,5 +71,7 @@ export interface Config {
     idleTimeout: number;
     maxConnections: number;
     shutdownGrace: number;
+    /** An HTTP/2 stream whose pending write makes no progress for this long is reset (ms). */
+    streamStallTimeout: number;
   };
 }

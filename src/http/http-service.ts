@@ -7,14 +7,19 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { ReloadResult, Service } from '../service.js';
 import { createHandler } from './handler.js';
+import { ConnectionPool } from './connection-pool.js';
 import { closeListener, createServer, listen, type Listener } from './listeners.js';
 import type { HttpDeps } from './route.js';
 
 export class HttpService implements Service {
   readonly name = 'http';
   listeners: Listener[] = [];
+  /** One connection limit across every listener (server.maxConnections). */
+  private readonly pool: ConnectionPool;
 
-  constructor(private config: Config, private readonly deps: HttpDeps, private readonly log: Logger) {}
+  constructor(private config: Config, private readonly deps: HttpDeps, private readonly log: Logger) {
+    this.pool = new ConnectionPool(config.server.maxConnections);
+  }
 
   get mainPort(): number | undefined {
     return this.listeners.find((l) => l.name === 'main')?.port;
@@ -22,14 +27,14 @@ export class HttpService implements Service {
 
   async start(): Promise<void> {
     const cfg = this.config;
-    const main = createServer(cfg, createHandler(this.deps, { serveMetrics: cfg.metrics.listen === undefined }));
+    const main = createServer(cfg, createHandler(this.deps, { serveMetrics: cfg.metrics.listen === undefined }), this.pool);
     try {
       this.listeners.push(await listen({ name: 'main', host: cfg.listen.host, port: cfg.listen.port, server: main }));
       for (const u of cfg.upstreams) {
         if (u.port !== undefined) await this.addPortListener(u.host, u.port);
       }
       if (cfg.metrics.listen) {
-        const ms = createServer(cfg, createHandler(this.deps, { serveMetrics: true }));
+        const ms = createServer(cfg, createHandler(this.deps, { serveMetrics: true }), this.pool);
         this.listeners.push(await listen({ name: 'metrics', host: cfg.metrics.listen.host, port: cfg.metrics.listen.port, server: ms }));
       }
     } catch (err) {
@@ -39,7 +44,7 @@ export class HttpService implements Service {
   }
 
   private async addPortListener(upstream: string, port: number): Promise<void> {
-    const server = createServer(this.config, createHandler(this.deps, { serveMetrics: false, fixedHost: upstream }));
+    const server = createServer(this.config, createHandler(this.deps, { serveMetrics: false, fixedHost: upstream }), this.pool);
     this.listeners.push(await listen({ name: `upstream ${upstream}`, host: this.config.listen.host, port, server, upstream }));
   }
 

@@ -2,13 +2,17 @@
  * Creates and binds the listeners: the main one (HTTP/1.1, or HTTPS with h2 and HTTP/1.1
  * fallback when tls is configured), one per upstream with a `port`, and an optional
  * separate metrics listener. Connection limits and timeouts against slow or abusive
- * clients are set here (documented in docs/limits.md).
+ * clients are set here (documented in docs/limits.md): the same handshake, header and
+ * keep-alive timeouts on every listener, one connection limit shared by all of them
+ * (connection-pool.ts), and the HTTP/2 session guards (h2-guard.ts).
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Config } from '../config/types.js';
+import { ConnectionPool, connectionKey } from './connection-pool.js';
+import { guardH2, H2_MAX_STREAMS } from './h2-guard.js';
 import type { Req, Res } from './respond.js';
 
 export type Handler = (req: Req, res: Res) => void;
@@ -46,16 +50,81 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
 const sessions = new WeakMap<AnyServer, Set<http2.ServerHttp2Session>>();
 const tlsSockets = new WeakMap<AnyServer, Set<Socket>>();
 
-export function createServer(config: Config, handler: Handler): AnyServer {
+
+/** At the limit with every connection busy: plain HTTP gets a 503 OCI body, TLS is just closed. */
+function refuse(socket: Socket, tls: boolean): void {
+  if (tls) {
+    socket.destroy();
+    return;
+  }
+  socket.end(clientErrorBody(503, 'UNAVAILABLE', 'too many connections'));
+  setTimeout(() => socket.destroy(), 2_000).unref();
+}
+
+/** Admits every new connection through `pool` and tells it which connections are busy. */
+function trackConnections(server: AnyServer, pool: ConnectionPool, tls: boolean): void {
+  // Before the HTTP/TLS listeners see the socket, so a refused one goes no further.
+  server.prependListener('connection', (socket: Socket) => {
+    if (!pool.admit(socket)) refuse(socket, tls);
+  });
+  server.on('request', (req: Req, res: Res) => {
+    const key = connectionKey(req.socket);
+    pool.begin(key);
+    res.once('close', () => pool.end(key));
+  });
+}
+
+/**
+ * A TCP connection that has not completed its TLS handshake within `ms` is closed, like a slow
+ * header sender. tls's own handshakeTimeout starts only when the first bytes arrive, so a
+ * connection that sends nothing was never closed (issue 10, item 2).
+ */
+function handshakeDeadline(server: http2.Http2SecureServer, ms: number): void {
+  const pending = new Map<string, NodeJS.Timeout>();
+  server.prependListener('connection', (socket: Socket) => {
+    const key = connectionKey(socket);
+    const t = setTimeout(() => {
+      pending.delete(key);
+      socket.destroy();
+    }, ms);
+    pending.set(key, t);
+    socket.once('close', () => {
+      clearTimeout(t);
+      pending.delete(key);
+    });
+  });
+  server.on('secureConnection', (socket: Socket) => {
+    const key = connectionKey(socket);
+    clearTimeout(pending.get(key));
+    pending.delete(key);
+  });
+}
+
+export function createServer(config: Config, handler: Handler, pool: ConnectionPool): AnyServer {
   const s = config.server;
+  const timeouts = {
+    headersTimeout: s.headersTimeout,
+    requestTimeout: s.requestTimeout,
+    keepAliveTimeout: s.keepAliveTimeout,
+    // Node checks header/request timeouts on this period (default 30 s, too coarse for slowloris).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(s.headersTimeout / 2))),
+  };
   let server: AnyServer;
   if (config.tls) {
-    server = http2.createSecureServer({
+    const h2 = http2.createSecureServer({
       cert: readFileSync(config.tls.cert),
       key: readFileSync(config.tls.key),
       allowHTTP1: true,
       maxSessionMemory: 64,
+      handshakeTimeout: s.headersTimeout,
+      settings: { maxConcurrentStreams: H2_MAX_STREAMS },
     }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    // HTTP/1.1 over TLS (allowHTTP1) reads these properties, whose defaults (60 s headers,
+    // checked every 30 s) let a TLS slowloris live for 90 s. They must be set before listen.
+    Object.assign(h2, timeouts);
+    guardH2(h2, s.streamStallTimeout);
+    handshakeDeadline(h2, s.headersTimeout);
+    server = h2;
     const open = new Set<http2.ServerHttp2Session>();
     sessions.set(server, open);
     server.on('session', (session: http2.ServerHttp2Session) => {
@@ -70,17 +139,9 @@ export function createServer(config: Config, handler: Handler): AnyServer {
       socket.once('close', () => sockets.delete(socket));
     });
   } else {
-    const hs = http.createServer({
-      headersTimeout: s.headersTimeout,
-      requestTimeout: s.requestTimeout,
-      keepAliveTimeout: s.keepAliveTimeout,
-      // Node checks header/request timeouts on this period (default 30 s, too coarse for slowloris).
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(s.headersTimeout / 2))),
-      maxHeaderSize: 16 * 1024,
-    } as http.ServerOptions, handler as http.RequestListener);
-    server = hs;
+    server = http.createServer({ ...timeouts, maxHeaderSize: 16 * 1024 } as http.ServerOptions, handler as http.RequestListener);
   }
-  server.maxConnections = s.maxConnections;
+  trackConnections(server, pool, config.tls !== undefined);
   server.setTimeout(s.idleTimeout);
   server.on('clientError', onClientError);
   return server;

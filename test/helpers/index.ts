@@ -18,3 +18,4 @@ export * from './tar.js';
 export * from './tmp.js';
 export * from './token-issuer.js';
 export * from './containerd.js';
+export * from './tls-cert.js';

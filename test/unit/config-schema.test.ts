@@ -50,7 +50,7 @@ describe('schema: every key', () => {
       upstreamHealth: { maxFails: 3, failTimeout: 10_000 },
       server: {
         headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 65_000, idleTimeout: 120_000,
-        maxConnections: 4096, shutdownGrace: 30_000,
+        maxConnections: 4096, shutdownGrace: 30_000, streamStallTimeout: 60_000,
       },
     });
     expect(validateConfig({ upstreams: { 'a.io': { url: 'https://a.io' } }, tls: { cert: 'c', key: 'k' }, auth: { htpasswd: 'h' } })).toMatchObject({

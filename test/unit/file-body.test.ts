@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileBody } from '../../src/store/fs/file-body.js';
+import { BufferPool, FileBody } from '../../src/store/fs/file-body.js';
 import { cleanupAll, tmpDir } from '../helpers/tmp.js';
 
 afterAll(cleanupAll);
@@ -12,7 +12,7 @@ afterAll(cleanupAll);
 async function body(bytes: Buffer, start = 0, end = bytes.length - 1): Promise<{ fb: FileBody; closed: () => boolean; path: string }> {
   const path = join(tmpDir('regcache-fb-'), 'blob');
   await writeFile(path, bytes);
-  const fb = new FileBody(await open(path, 'r'), start, end);
+  const fb = new FileBody(await open(path, 'r'), start, end, new BufferPool());
   let closed = false;
   fb.onClose(() => { closed = true; });
   return { fb, closed: () => closed, path };

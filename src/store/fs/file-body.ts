@@ -1,36 +1,58 @@
 /**
  * A committed blob (or a byte range of it) on its way to a client. On a plain writable
- * (an HTTP/1.1 response) it writes itself with two pooled 512 KiB buffers, reading the next
- * chunk while the previous one is being sent and reusing a buffer only after the socket
- * has taken it (the write callback): no allocation and no garbage per chunk. Measured in
- * the benchmark (scenario 3, warm pull by 20 clients), per-chunk buffers cost ~25% of the
- * busy time in allocation and GC. Anything else gets an ordinary stream.
+ * (an HTTP/1.1 response) it writes itself with two reused buffers, reading the next chunk
+ * while the previous one is being sent and reusing a buffer only after the socket has
+ * taken it (the write callback): no allocation and no garbage per chunk. Measured in the
+ * benchmark (scenario 3, warm pull by 20 clients), per-chunk buffers cost ~25% of the busy
+ * time in allocation and GC. Anything else gets a stream with one small buffer.
+ *
+ * Per-response buffering is small and bounded (issue 10, item 4: 3,000 readers at 1 byte/s
+ * held 0.8 MB each): a response starts with two SMALL buffers of its own and moves to two
+ * pooled 512 KiB buffers only after the client has taken RAMP bytes, more than a paused
+ * client's kernel socket buffers absorb (~4 MB on loopback), so a slow reader never holds
+ * more than 2 x SMALL, and fast readers together never more than the pool.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 
 const CHUNK = 512 * 1024;
+/** Buffer size of a response until it has proved to be read fast, and of stream(). */
+export const SMALL_CHUNK = 32 * 1024;
+/** Bytes a client must have taken before its response may use the pooled buffers. */
+const RAMP = 8 * 1024 * 1024;
 /**
  * At most this many pooled 512 KiB buffers exist (in use or idle): 64 MiB, i.e. 64 responses at
  * full speed. Further concurrent responses get an ordinary 256 KiB-chunk stream, so memory
  * stays bounded however many clients pull at once.
  */
 const POOL_BUDGET = 128;
-const pool: Buffer[] = [];
-let outstanding = 0;
 
-function take(): Buffer {
-  outstanding++;
-  return pool.pop() ?? Buffer.allocUnsafe(CHUNK);
-}
+/** The pooled send buffers of one blob store (no module-level state: each store owns its pool). */
+export class BufferPool {
+  private readonly idle: Buffer[] = [];
+  private outstanding = 0;
 
-function give(b: Buffer): void {
-  pool.push(b);
-}
+  constructor(private readonly budget = POOL_BUDGET) {}
 
-/** A buffer that may still be referenced (the client went away mid-write) is left to the GC. */
-function forget(): void {
-  outstanding--;
+  /** Whether two more buffers may be handed out. */
+  hasRoomForTwo(): boolean {
+    return this.outstanding + 2 <= this.budget;
+  }
+
+  take(): Buffer {
+    this.outstanding++;
+    return this.idle.pop() ?? Buffer.allocUnsafe(CHUNK);
+  }
+
+  /** Returns a buffer the socket no longer references. */
+  give(b: Buffer): void {
+    this.idle.push(b);
+  }
+
+  /** A buffer that may still be referenced (the client went away mid-write) is left to the GC. */
+  forget(): void {
+    this.outstanding--;
+  }
 }
 
 export class FileBody {
@@ -39,7 +61,7 @@ export class FileBody {
   private readonly closeHooks: Array<() => void> = [];
 
   /** `end` is inclusive. */
-  constructor(private readonly handle: FileHandle, readonly start: number, readonly end: number) {}
+  constructor(private readonly handle: FileHandle, readonly start: number, readonly end: number, private readonly pool: BufferPool) {}
 
   get length(): number {
     return this.end - this.start + 1;
@@ -58,34 +80,42 @@ export class FileBody {
     for (const fn of this.closeHooks.splice(0)) fn();
   }
 
-  /** Whether writeTo can have its two pooled buffers now (else use stream()). */
+  /** Always: writeTo starts with its own small buffers and takes pooled ones only when there are some. */
   canWritePooled(): boolean {
-    return outstanding + 2 <= POOL_BUDGET;
+    return true;
   }
 
-  /** A plain stream of the bytes, for HTTP/2 and when the buffer pool is spent. */
+  /**
+   * A stream of the bytes that reads SMALL_CHUNK only when its consumer wants more (so a stalled
+   * HTTP/2 stream holds one chunk here), and fails instead of ending if the file is shorter
+   * than its index row.
+   */
   stream(): Readable {
     this.used = true;
-    const s = this.handle.createReadStream({ start: this.start, end: this.end, highWaterMark: 256 * 1024, autoClose: false });
-    const expected = this.length;
-    let seen = 0;
-    // Counts the bytes and fails (instead of ending) if the file is shorter than its index row.
-    const checked = new Transform({
-      transform(chunk: Buffer, _enc, cb: TransformCallback): void {
-        seen += chunk.length;
-        cb(null, chunk);
-      },
-      flush(cb: TransformCallback): void {
-        cb(seen === expected ? null : new Error(`blob file gave ${seen} of ${expected} bytes`));
+    const start = this.start;
+    const end = this.end;
+    let pos = start;
+    const handle = this.handle;
+    const s = new Readable({
+      highWaterMark: SMALL_CHUNK,
+      read(): void {
+        if (pos > end) {
+          this.push(null);
+          return;
+        }
+        const want = Math.min(SMALL_CHUNK, end - pos + 1);
+        handle.read(Buffer.allocUnsafe(want), 0, want, pos).then(({ bytesRead, buffer }) => {
+          if (bytesRead === 0) {
+            this.destroy(new Error(`blob file gave ${pos - start} of ${end - start + 1} bytes`));
+            return;
+          }
+          pos += bytesRead;
+          this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+        }, (err: Error) => this.destroy(err));
       },
     });
-    s.once('error', (err) => checked.destroy(err));
-    s.once('end', () => void this.close());
-    checked.once('close', () => {
-      s.destroy();
-      void this.close();
-    });
-    return s.pipe(checked);
+    s.once('close', () => void this.close());
+    return s;
   }
 
   /**
@@ -95,7 +125,8 @@ export class FileBody {
   async writeTo(dest: Writable): Promise<number> {
     if (this.used) throw new Error('FileBody used twice');
     this.used = true;
-    const bufs = [take(), take()];
+    let bufs: Buffer[] = [Buffer.allocUnsafe(Math.min(SMALL_CHUNK, this.length)), Buffer.allocUnsafe(Math.min(SMALL_CHUNK, this.length))];
+    let pooled = false;
     const inflight: Array<Promise<void> | undefined> = [undefined, undefined];
     let closedEarly = false;
     const closed = new Promise<never>((_, reject) => {
@@ -110,10 +141,16 @@ export class FileBody {
     let i = 0;
     try {
       while (pos <= this.end) {
+        if (!pooled && sent >= RAMP && this.end - pos + 1 > RAMP && this.pool.hasRoomForTwo()) {
+          // The client reads fast: swap to pooled buffers once both small ones are back.
+          await Promise.race([Promise.all(inflight), closed]);
+          bufs = [this.pool.take(), this.pool.take()];
+          pooled = true;
+        }
         if (inflight[i]) await Promise.race([inflight[i], closed]);
         if (closedEarly || dest.destroyed) throw new Error('client went away');
         const buf = bufs[i]!;
-        const want = Math.min(CHUNK, this.end - pos + 1);
+        const want = Math.min(buf.length, this.end - pos + 1);
         const { bytesRead } = await this.handle.read(buf, 0, want, pos);
         if (bytesRead === 0) throw new Error('blob file shorter than its index entry');
         pos += bytesRead;
@@ -129,12 +166,16 @@ export class FileBody {
       }
       await Promise.race([Promise.all(inflight), closed]);
       // Every write completed: the socket holds no reference to the buffers any more.
-      give(bufs[0]!);
-      give(bufs[1]!);
+      if (pooled) {
+        this.pool.give(bufs[0]!);
+        this.pool.give(bufs[1]!);
+      }
       return sent;
     } finally {
-      forget();
-      forget();
+      if (pooled) {
+        this.pool.forget();
+        this.pool.forget();
+      }
       await this.close();
     }
   }

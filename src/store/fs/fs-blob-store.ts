@@ -9,7 +9,7 @@ import { access, mkdir, open, readdir, rename, rm, stat, statfs, type FileHandle
 import { dirname, join } from 'node:path';
 import { digestAlgorithm, isValidDigest } from '../../protocol/grammar.js';
 import type { BlobInfo, BlobStore, Spool } from '../blob-store.js';
-import { FileBody } from './file-body.js';
+import { BufferPool, FileBody } from './file-body.js';
 import { digestFromRelative, layout, type Layout } from './layout.js';
 
 class FileSpool implements Spool {
@@ -47,6 +47,7 @@ async function list(dir: string): Promise<string[]> {
 
 export class FsBlobStore implements BlobStore {
   readonly layout: Layout;
+  private readonly pool = new BufferPool();
 
   constructor(dataDir: string) {
     this.layout = layout(dataDir);
@@ -68,7 +69,7 @@ export class FsBlobStore implements BlobStore {
   async open(digest: string, size: number, start = 0, end = size - 1): Promise<FileBody | undefined> {
     try {
       const handle = await open(this.layout.blobPath(digest), 'r');
-      return new FileBody(handle, start, end);
+      return new FileBody(handle, start, end, this.pool);
     } catch {
       return undefined;
     }
