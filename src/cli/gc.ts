@@ -9,8 +9,9 @@ const HELP = `usage: regcache gc [--config FILE] [--data DIR] [--dry-run]
 Runs one retention sweep now with the config's retention.maxAge and retention.maxSize:
 images not pulled within maxAge go, then least recently pulled images until the store is
 under maxSize; a layer still used by a retained image stays. --dry-run prints the same
-list and changes nothing. Best run while regcache is stopped (a running serve sweeps
-every retention.interval on its own and never removes what it is serving).
+list and changes nothing. A sweep needs the data directory alone: while a serve holds it,
+gc is refused naming the serve's PID (that serve sweeps every retention.interval on its
+own); --dry-run changes nothing and may run beside it.
 `;
 
 export const gc: Command = async (argv: string[], io: CliIo): Promise<number> => {
@@ -19,9 +20,9 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
     io.stdout(HELP);
     return 0;
   }
-  const store = openStore(args, io);
+  const dry = args.booleans.has('dry-run');
+  const store = openStore(args, io, dry ? undefined : 'gc');
   try {
-    const dry = args.booleans.has('dry-run');
     const { maxAge, maxSize } = store.config.retention;
     const plan = planSweep(store.index, { maxAge, maxSize }, Date.now(), () => false);
     for (const u of plan.units) {
@@ -32,6 +33,6 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
     io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${plan.units.length} unit(s)\n`);
     return 0;
   } finally {
-    store.index.close();
+    store.close();
   }
 };
