@@ -5,7 +5,7 @@
  * serve on a directory it cannot write fails at start with one line, and `regcache
  * healthcheck` follows the configured listener.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -81,9 +81,10 @@ describe('a data directory serve cannot write', () => {
     const base = tmpDir('regcache-perm-');
     chmodSync(base, 0o755);
     const data = join(base, 'data');
-    mkdirSync(join(data, 'tmp'), { recursive: true });
-    chownSync(data, 0, 0);
-    chmodSync(data, 0o755); // root-owned, not writable by uid 65534
+    // A store made by root (index, blobs/, tmp/), then served by an unprivileged user.
+    const asRoot = await startRegcache({ config: { dataDir: data, upstreams: {} } });
+    await asRoot.stop();
+    chmodSync(data, 0o755);
     const port = await freePort();
     const cfgFile = join(base, 'regcache.yaml');
     writeFileSync(cfgFile, stringify({ listen: `127.0.0.1:${port}`, dataDir: data, logFormat: 'json', upstreams: {} }));
