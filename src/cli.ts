@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   'containerd-config': { summary: 'print containerd hosts.toml or k3s registries.yaml pointing at regcache', load: async () => (await import('./cli/containerd-config.js')).containerdConfig },
   gc: { summary: 'run one retention sweep now (--dry-run to only report)', load: async () => (await import('./cli/gc.js')).gc },
   fsck: { summary: 'check the store against the index (--repair to fix)', load: async () => (await import('./cli/fsck.js')).fsck },
+  healthcheck: { summary: 'exit 0 when the configured listener answers /healthz (for container HEALTHCHECKs)', load: async () => (await import('./cli/healthcheck.js')).healthcheck },
 };
 
 function help(): string {
@@ -16,6 +17,20 @@ function help(): string {
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(18)} ${c.summary}`);
   lines.push('', 'Run `regcache <command> --help` for its flags.', '  --help      this text', '  --version   print the version');
   return lines.join('\n') + '\n';
+}
+
+/**
+ * A reader that goes away (`regcache mirror list | head`) makes the next write fail with
+ * EPIPE. That is the reader's choice, not a crash: drop further output quietly and let the
+ * command finish (gc still completes its sweep) with its own exit status.
+ */
+function ignoreClosedPipes(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return;
+      throw err;
+    });
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -50,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+ignoreClosedPipes();
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== 0 || process.exitCode === undefined) process.exitCode = code;

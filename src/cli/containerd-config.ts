@@ -4,8 +4,8 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { parseArgs, configPath, UsageError, type Command } from './args.js';
-import { loadConfigFile } from '../config/load.js';
+import { parseArgs, UsageError, type Command } from './args.js';
+import { loadCommandConfig } from './overrides.js';
 import { ConfigError } from '../config/validate.js';
 import type { Config } from '../config/types.js';
 import { writeFileAtomic } from '../config/edit.js';
@@ -20,7 +20,8 @@ const USAGE = `usage: regcache containerd-config --format registries.yaml|hosts.
   --format registries.yaml   k3s/k3d: /etc/rancher/k3s/registries.yaml, or
                              k3d cluster create --registry-config FILE (printed to stdout)
   --format hosts.toml        containerd config_path tree: <DIR>/<registry host>/hosts.toml
-  --config FILE              regcache config (default $REGCACHE_CONFIG, else config/regcache.yaml)
+  --config FILE              regcache config (default $REGCACHE_CONFIG, else config/regcache.yaml);
+                             REGCACHE_LISTEN overrides its listen, as for serve
   --endpoint URL             regcache as the nodes reach it, no path
                              (default http://${DEFAULT_ENDPOINT_HOST}:<listen port>, https with tls)
   --mode ns|ports            ns (default): every host uses the main endpoint, routed by the
@@ -77,10 +78,10 @@ export const containerdConfig: Command = async (argv, io) => {
   if ((username === undefined) !== (passwordFile === undefined)) throw new UsageError('--username and --password-file go together');
   if (username !== undefined && (username === '' || username.includes(':'))) throw new UsageError('--username must be non-empty and without ":"');
 
-  const file = configPath(args.flags, io.env);
+  let file: string;
   let cfg: Config;
   try {
-    cfg = loadConfigFile(file, io.env);
+    ({ file, config: cfg } = loadCommandConfig(args.flags, io.env));
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr(`regcache containerd-config: ${err.message}\n`);

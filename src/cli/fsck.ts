@@ -1,4 +1,5 @@
 /** `regcache fsck [--repair]`: checks the store against the index; repairs on request. */
+import { dataDirLockHolder } from '../store/fs/data-dir-lock.js';
 import { recover } from '../store/recovery.js';
 import { parseArgs, type CliIo, type Command } from './args.js';
 import { openStore } from './store-command.js';
@@ -7,9 +8,12 @@ const HELP = `usage: regcache fsck [--config FILE] [--data DIR] [--repair]
 
 Checks the store against the index: leftover temp files, index rows whose file is
 missing, files with no index row (hashed: adopted if intact, removed if not), and size
-mismatches. Without --repair it only reports. Run it while regcache is stopped, or rely
-on the same check that serve runs at every start.
+mismatches. Without --repair it only reports, and may run beside a serve: the temp files
+of that serve's fills in progress are then counted apart, not called leftovers.
+--repair needs the data directory alone: while a serve holds it, fsck --repair is refused
+naming the serve's PID (serve runs the same repair at every start).
 `;
+
 
 export const fsck: Command = async (argv: string[], io: CliIo): Promise<number> => {
   const args = parseArgs(argv, { values: ['config', 'data'], booleans: ['help', 'repair'] });
@@ -17,12 +21,18 @@ export const fsck: Command = async (argv: string[], io: CliIo): Promise<number> 
     io.stdout(HELP);
     return 0;
   }
-  const store = await openStore(args, io);
+  const repair = args.booleans.has('repair');
+  const store = await openStore(args, io, repair ? 'fsck --repair' : undefined);
   try {
-    const repair = args.booleans.has('repair');
-    const r = await recover(store.blobs, store.meta, { repair });
+    // Read-only beside a live serve: tmp/ holds its fills in progress, not leftovers: they
+    // are counted, not judged.
+    const root = store.blobs.layout.root;
+    const live = repair ? undefined : dataDirLockHolder(root);
+    const inFlight = live ? (await store.blobs.listSpools()).length : 0;
+    const r = await recover(store.blobs, store.meta, { repair, skipSpools: live !== undefined });
     const verb = repair ? 'fixed' : 'found';
-    io.stdout(`${repair ? 'repaired' : 'checked (no changes made; use --repair)'}: ${store.blobs.layout.root}\n`);
+    io.stdout(`${repair ? 'repaired' : 'checked (no changes made; use --repair)'}: ${root}\n`);
+    if (live) io.stdout(`  in use by regcache ${live.command} (PID ${live.pid}): fills in progress  ${inFlight} (not leftovers)\n`);
     io.stdout(`  temp files left by an earlier run   ${verb}: ${r.tempFilesRemoved}\n`);
     io.stdout(`  index rows with no file              ${verb}: ${r.missingBlobRowsDropped}\n`);
     io.stdout(`  files with no index row, intact      ${repair ? 'adopted' : 'found'}: ${r.orphansAdopted}\n`);
@@ -32,6 +42,6 @@ export const fsck: Command = async (argv: string[], io: CliIo): Promise<number> 
     const problems = r.tempFilesRemoved + r.missingBlobRowsDropped + r.orphansAdopted + r.orphansRemoved + r.sizeMismatchesRemoved + r.strayFilesRemoved;
     return problems > 0 && !repair ? 3 : 0;
   } finally {
-    await store.meta.close();
+    await store.close();
   }
 };

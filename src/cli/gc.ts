@@ -9,8 +9,9 @@ const HELP = `usage: regcache gc [--config FILE] [--data DIR] [--dry-run]
 Runs one retention sweep now with the config's retention.maxAge and retention.maxSize:
 images not pulled within maxAge go, then least recently pulled images until the store is
 under maxSize; a layer still used by a retained image stays. --dry-run prints the same
-list and changes nothing. Best run while regcache is stopped (a running serve sweeps
-every retention.interval on its own and never removes what it is serving).
+list and changes nothing. A sweep needs the data directory alone: while a serve holds it,
+gc is refused naming the serve's PID (that serve sweeps every retention.interval on its
+own); --dry-run changes nothing and may run beside it.
 `;
 
 export const gc: Command = async (argv: string[], io: CliIo): Promise<number> => {
@@ -19,9 +20,9 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
     io.stdout(HELP);
     return 0;
   }
-  const store = await openStore(args, io);
+  const dry = args.booleans.has('dry-run');
+  const store = await openStore(args, io, dry ? undefined : 'gc');
   try {
-    const dry = args.booleans.has('dry-run');
     const { maxAge, maxSize } = store.config.retention;
     const plan = await sweep({ blobs: store.blobs, meta: store.meta, isPinned: () => false }, { maxAge, maxSize }, Date.now(), { dryRun: dry, withNames: true });
     for (const u of plan.units) {
@@ -33,6 +34,6 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
     io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${images} image(s), ${plan.units.length - images} unreferenced blob(s)\n`);
     return 0;
   } finally {
-    await store.meta.close();
+    await store.close();
   }
 };

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, configPath, UsageError, type CliIo, type Command } from './args.js';
-import { loadConfigFile } from '../config/load.js';
+import { loadCommandConfig } from './overrides.js';
 import { ConfigError } from '../config/errors.js';
 import { EditError, planAddOnHost, planRemove, writeFileAtomic } from '../config/edit.js';
 import { portIsFree, type PortProbe } from '../config/port-probe.js';
@@ -56,8 +56,7 @@ async function list(argv: string[], io: CliIo): Promise<number> {
   const args = parseArgs(argv, { values: ['config', 'endpoint-host'], booleans: ['help'] });
   if (args.booleans.has('help')) return help(io);
   if (args.positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-  const file = configPath(args.flags, io.env);
-  const cfg = loadConfigFile(file, io.env);
+  const { file, config: cfg } = loadCommandConfig(args.flags, io.env);
   const entries = mirrorEndpoints(cfg, { endpointHost: args.flags['endpoint-host'], mode: 'ports' });
   if (entries.length === 0) {
     io.stdout(`no upstreams in ${file}; add one with: regcache mirror add --host HOST\n`);

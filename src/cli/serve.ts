@@ -1,18 +1,18 @@
 /**
- * `regcache serve`: loads the config (flags beat environment beat file), starts the app,
- * reloads upstreams on SIGHUP or when the config file changes, drains on SIGTERM/SIGINT
- * (a second signal exits at once).
+ * `regcache serve`: loads the config (flags beat environment beat file), checks the data
+ * directory is writable and takes its lock, starts the app, reloads upstreams on SIGHUP or
+ * when the config file changes, drains on SIGTERM/SIGINT (a second signal exits at once).
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import { App } from '../app.js';
-import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { configWarnings } from '../config/warnings.js';
-import { ConfigError, parseHostPort } from '../config/validate.js';
 import { createLogger } from '../log.js';
+import { checkDataDirWritable } from '../store/fs/data-dir-check.js';
+import { acquireDataDirLock, type DataDirLock } from '../store/fs/data-dir-lock.js';
 import { VERSION } from '../version.js';
-import { configPath, parseArgs, type CliIo, type Command } from './args.js';
+import { parseArgs, type CliIo, type Command } from './args.js';
+import { isSingleFileMount, watchConfigFile } from './config-watch.js';
+import { loadCommandConfig } from './overrides.js';
 
 const HELP = `usage: regcache serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL] [--log-format json|pretty]
 
@@ -23,35 +23,10 @@ Runs the caching registry proxy.
   --log-level LEVEL   fatal|error|warn|info|debug|trace (env REGCACHE_LOG_LEVEL; config logLevel)
   --log-format FMT    json|pretty (default: pretty on a terminal, json otherwise)
 
+The data directory must be writable by the user serve runs as, and is locked: a second
+serve, gc or fsck --repair on it is refused, naming this process's PID.
 Signals: SIGHUP reloads the config (upstreams apply live); SIGTERM/SIGINT drain and exit.
 `;
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-/** Applies environment, then flag overrides to a loaded config. */
-export function applyOverrides(cfg: Config, flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Config {
-  const out: Config = { ...cfg };
-  const pick = (flag: string, envName: string): [string, string] | undefined => {
-    if (flags[flag] !== undefined) return [flags[flag]!, `--${flag}`];
-    if (env[envName] !== undefined && env[envName] !== '') return [env[envName]!, envName];
-    return undefined;
-  };
-  const listen = pick('listen', 'REGCACHE_LISTEN');
-  if (listen) out.listen = parseHostPort(listen[0], listen[1]);
-  const data = pick('data', 'REGCACHE_DATA_DIR');
-  if (data) out.dataDir = data[0];
-  const level = pick('log-level', 'REGCACHE_LOG_LEVEL');
-  if (level) {
-    if (!LOG_LEVELS.includes(level[0])) throw new ConfigError(`${level[1]}: must be one of ${LOG_LEVELS.join(', ')}`);
-    out.logLevel = level[0];
-  }
-  const fmt = flags['log-format'];
-  if (fmt !== undefined) {
-    if (fmt !== 'json' && fmt !== 'pretty') throw new ConfigError('--log-format: must be json or pretty');
-    out.logFormat = fmt;
-  }
-  return out;
-}
 
 export const serve: Command = async (argv: string[], io: CliIo): Promise<number> => {
   const args = parseArgs(argv, { values: ['config', 'listen', 'data', 'log-level', 'log-format'], booleans: ['help'] });
@@ -59,23 +34,29 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
     io.stdout(HELP);
     return 0;
   }
-  const file = configPath(args.flags, io.env);
-  const load = (): Config => applyOverrides(loadConfigFile(file, io.env), args.flags, io.env);
+  const load = (): { file: string; config: Config } => loadCommandConfig(args.flags, io.env);
+  let file: string;
   let config: Config;
+  let lock: DataDirLock;
   try {
-    config = load();
+    ({ file, config } = load());
+    // Before the app opens anything: a clear refusal instead of a half-working start.
+    checkDataDirWritable(config.dataDir);
+    lock = acquireDataDirLock(config.dataDir, 'serve');
   } catch (err) {
     io.stderr(`regcache: ${(err as Error).message}\n`);
     return 1;
   }
   const log = createLogger(config.logLevel, config.logFormat);
   for (const w of configWarnings(config)) log.warn({ config: file }, w);
-  const app = new App(config, { log });
+  let app: App;
   try {
+    app = new App(config, { log });
     await app.start();
   } catch (err) {
     io.stderr(`regcache: ${(err as Error).message}\n`);
     log.flush();
+    lock.release();
     return 1;
   }
   log.info({
@@ -89,7 +70,7 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
     reloading = reloading.then(async () => {
       let next: Config;
       try {
-        next = load();
+        next = load().config;
       } catch (err) {
         log.error({ err: (err as Error).message, why }, 'config reload failed; keeping the running config');
         return;
@@ -101,17 +82,9 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
     });
   };
 
-  // Watch the directory: editors and `regcache mirror` replace the file by rename.
-  let watcher: FSWatcher | undefined;
-  let debounce: NodeJS.Timeout | undefined;
-  try {
-    watcher = watch(dirname(file), (_event, name) => {
-      if (name !== basename(file)) return;
-      clearTimeout(debounce);
-      debounce = setTimeout(() => reload('file changed'), 200);
-    });
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, 'cannot watch the config file; use SIGHUP to reload');
+  const watcher = watchConfigFile(file, () => reload('file changed'), (msg) => log.warn(msg));
+  if (isSingleFileMount(file)) {
+    log.warn({ config: file }, 'the config file is mounted on its own: a replacement by rename (editors, regcache mirror) is not visible here; mount its directory instead (see README, Container image). SIGHUP re-reads it.');
   }
 
   return new Promise<number>((resolve) => {
@@ -124,15 +97,16 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
       }
       stopping = true;
       log.info({ signal, graceMs: config.server.shutdownGrace }, 'shutting down: draining in-flight requests');
-      watcher?.close();
-      clearTimeout(debounce);
+      watcher.close();
       app.stop(app.currentConfig.server.shutdownGrace).then(
         () => {
+          lock.release();
           log.info('stopped');
           log.flush();
           resolve(0);
         },
         (err: unknown) => {
+          lock.release();
           log.error({ err: (err as Error).message }, 'error during shutdown');
           log.flush();
           resolve(1);

@@ -3,6 +3,9 @@
  * there. Order (fixed): the listener's own upstream (per-host ports), then `?ns=`, then a
  * first path component equal to a configured host, then defaultUpstream. Only configured
  * hosts can ever be chosen: nothing in a request can name another destination.
+ * A first component that looks like a registry host but is not configured is refused
+ * rather than passed to defaultUpstream inside the repository name, which would leak a
+ * private registry's name (and repository) to, say, Docker Hub.
  */
 import { OciError } from './errors.js';
 import { assertValidName } from './paths.js';
@@ -18,6 +21,17 @@ export interface NamespaceOptions {
 export interface Resolved {
   upstream: string;
   repo: string;
+}
+
+/**
+ * Docker's reference rule: a first component with `.` or `:`, or `localhost`, is a registry
+ * host. Docker Hub namespaces never look like this, so such a prefix is never meant for it.
+ */
+const HOST_SYNTAX = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?$/i;
+
+export function looksLikeHost(component: string): boolean {
+  if (!HOST_SYNTAX.test(component)) return false; // `..` and other junk: the name grammar answers
+  return component === 'localhost' || component.includes('.') || component.includes(':');
 }
 
 /** Docker Hub's official images live under library/. */
@@ -43,6 +57,8 @@ export function resolveNamespace(name: string, ns: string | undefined, opts: Nam
     if (first !== undefined && opts.hosts.has(first)) {
       upstream = first;
       repo = name.slice(slash + 1);
+    } else if (first !== undefined && looksLikeHost(first)) {
+      throw new OciError('NAME_UNKNOWN', `registry ${first.slice(0, 255)} is not a configured upstream`);
     } else if (opts.defaultHost !== undefined) {
       upstream = opts.defaultHost;
     } else {

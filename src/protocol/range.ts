@@ -1,6 +1,7 @@
 /**
- * HTTP Range header parsing for blobs (RFC 9110 §14). regcache serves one range:
- * a multi-range request is refused with 416 rather than answered with multipart.
+ * HTTP Range header parsing for blobs (RFC 9110 §14). regcache serves one range: a
+ * multi-range request is answered 200 with the whole body (RFC 9110 §14.2 lets a server
+ * ignore Range), never 416 and never multipart, which no registry client asks for.
  */
 
 export type RangeResult =
@@ -18,7 +19,8 @@ export function parseRange(header: string | undefined, size: number | undefined)
   const m = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
   if (!m) return { kind: 'invalid', reason: 'only byte ranges are supported' };
   const spec = m[1]!.trim();
-  if (spec.includes(',')) return { kind: 'invalid', reason: 'multiple ranges are not supported' };
+  // Several ranges: ignore the header and send the whole body (a client still gets its bytes).
+  if (spec.includes(',')) return { kind: 'none' };
   const r = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
   if (!r || (r[1] === '' && r[2] === '')) return { kind: 'invalid', reason: `malformed range ${JSON.stringify(spec)}` };
   if (r[1]!.length > 15 || r[2]!.length > 15) return { kind: 'unsatisfiable' };

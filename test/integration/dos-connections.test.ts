@@ -99,9 +99,10 @@ describe('connection limit', () => {
     const busy: Conn[] = [];
     for (let i = 0; i < LIMIT; i++) {
       const c = await open(i % 2 === 0 ? rc.port : upstreamPort);
+      // Stop reading at the first bytes: a client that polls first may read a whole cached blob.
+      c.socket.once('data', () => c.socket.pause());
       c.socket.write(`GET /v2/${i % 2 === 0 ? 'u.example/' : ''}team/app/blobs/${layer.digest} HTTP/1.1\r\nHost: regcache\r\n\r\n`);
       await waitUntil(() => c.text.length > 0, { timeoutMs: 15_000, message: 'blob reader got no answer' });
-      c.socket.pause();
       busy.push(c);
     }
     const refused = await open(rc.port);

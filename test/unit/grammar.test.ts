@@ -112,6 +112,26 @@ describe('resolveNamespace', () => {
     expect(codeOf(() => resolveNamespace('a/b', undefined, { hosts }))).toBe('404 NAME_UNKNOWN');
     expect(codeOf(() => resolveNamespace('a', 'ghcr.io', { hosts, fixedHost: 'docker.io' }))).toBe('404 NAME_UNKNOWN');
   });
+  it('refuses a path prefix naming an unconfigured registry instead of sending it to defaultUpstream (issue 15 item 4)', () => {
+    const opts = { hosts, defaultHost: 'docker.io' };
+    for (const name of ['quay.io/org/app', 'localhost/app', 'localhost:5000/app', 'registry.internal:443/team/app', '10.0.0.5/x']) {
+      let err: unknown;
+      try {
+        resolveNamespace(name, undefined, opts);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, name).toBeInstanceOf(OciError);
+      expect((err as OciError).status).toBe(404);
+      expect((err as OciError).code).toBe('NAME_UNKNOWN');
+      expect((err as OciError).message).toContain(`registry ${name.split('/')[0]} is not a configured upstream`);
+    }
+    // Docker Hub namespaces (no dot, no colon, not localhost) still go to the default.
+    expect(resolveNamespace('org/app', undefined, opts)).toEqual({ upstream: 'docker.io', repo: 'org/app' });
+    expect(resolveNamespace('my-org/app.name', undefined, opts)).toEqual({ upstream: 'docker.io', repo: 'my-org/app.name' });
+    // A one-component name with a dot is a repository, not a host prefix.
+    expect(resolveNamespace('app.v2', undefined, opts)).toEqual({ upstream: 'docker.io', repo: 'library/app.v2' });
+  });
   it('only ever picks a configured host (property)', () => {
     fc.assert(fc.property(fc.string(), fc.option(fc.string()), (name, ns) => {
       try {
@@ -132,11 +152,16 @@ describe('parseRange', () => {
     expect(parseRange('bytes=-10', 100)).toEqual({ kind: 'range', start: 90, end: 99 });
     expect(parseRange('bytes=50-500', 100)).toEqual({ kind: 'range', start: 50, end: 99 });
     expect(parseRange('bytes=100-', 100)).toEqual({ kind: 'unsatisfiable' });
-    expect(parseRange('bytes=0-1,5-6', 100).kind).toBe('invalid');
     expect(parseRange('bytes=5-1', 100).kind).toBe('invalid');
     expect(parseRange('items=0-1', 100).kind).toBe('invalid');
     expect(parseRange('bytes=abc', 100).kind).toBe('invalid');
     expect(parseRange('bytes=10-', undefined)).toEqual({ kind: 'range', start: 10, end: Number.MAX_SAFE_INTEGER });
+  });
+  it('ignores a multi-range header: the whole body, 200 (issue 15 item 23)', () => {
+    expect(parseRange('bytes=0-1,5-6', 100)).toEqual({ kind: 'none' });
+    expect(parseRange('bytes=0-1, 5-6', 100)).toEqual({ kind: 'none' });
+    expect(parseRange('bytes=-5,0-1', 100)).toEqual({ kind: 'none' });
+    expect(parseRange('bytes=0-1,5-6', undefined)).toEqual({ kind: 'none' });
   });
   it('a satisfiable range always lies inside the blob (property)', () => {
     fc.assert(fc.property(fc.string(), fc.integer({ min: 0, max: 1e9 }), (h, size) => {
