@@ -30,10 +30,6 @@ export class FillError extends Error {
 }
 
 const READ_CHUNK = 256 * 1024;
-/** Received but not yet written bytes at most (then the upstream body is paused); << RECENT_WINDOW. */
-const MAX_UNWRITTEN = 1024 * 1024;
-/** And at most this many chunks per writev (IOV_MAX is 1024). */
-const MAX_BATCH_CHUNKS = 256;
 /**
  * The most recent upstream chunks stay in memory (shared, never copied) so readers at the
  * live edge are served without reading back what was just written.
@@ -89,7 +85,28 @@ export class BlobFill {
   /** Pumps the upstream body into the temp file. Never throws; the outcome is `state`. */
   async run(body: Readable): Promise<void> {
     try {
-      await this.receive(body);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (this.size !== undefined && this.received + chunk.length > this.size) {
+          throw new FillError('size', `upstream sent more than the announced ${this.size} bytes`);
+        }
+        this.hash.update(chunk);
+        // Readers at the live edge may take the chunk from memory at once ...
+        const offset = this.received;
+        this.recent.push({ offset, buf: chunk });
+        this.recentBytes += chunk.length;
+        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
+        this.received += chunk.length;
+        this.callbacks.onBytes?.(chunk.length);
+        this.wake();
+        // ... while readers behind the window read the file only up to what was written.
+        try {
+          await this.writeAll(chunk, offset);
+        } catch (err) {
+          throw new FillError('disk', `cannot write to the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        this.written += chunk.length;
+        this.wake();
+      }
       if (this.size !== undefined && this.written !== this.size) {
         throw new FillError('size', `upstream ended after ${this.written} of ${this.size} bytes`);
       }
@@ -136,90 +153,11 @@ export class BlobFill {
     for (const w of waiting) w();
   }
 
-  /**
-   * Takes the upstream body chunk by chunk ('data' events: no stream buffer merging, which
-   * would copy every chunk once more), hashes each at once and offers it to the readers at
-   * the live edge, and appends the chunks to the temp file with one writev per batch: the
-   * chunks that arrived while the previous write was in the thread pool. One write per
-   * upstream chunk (16-64 KiB) cost a thread-pool round trip each and held the next upstream
-   * read behind it. Resolves once the body ended and every byte is written.
-   */
-  private receive(body: Readable): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      let writing = false;
-      let ended = false;
-      let failed = false;
-      const fail = (err: Error): void => {
-        if (failed) return;
-        failed = true;
-        body.off('data', onData);
-        reject(err);
-      };
-      const flush = (): void => {
-        if (writing || failed) return;
-        if (batchBytes === 0) {
-          if (ended) resolve();
-          return;
-        }
-        const bufs = batch;
-        const n = batchBytes;
-        batch = [];
-        batchBytes = 0;
-        writing = true;
-        this.writeAll(bufs, this.written, n).then(() => {
-          writing = false;
-          if (failed) return;
-          this.written += n;
-          this.wake();
-          if (!ended && !failed && body.isPaused()) body.resume();
-          flush();
-        }, (err: NodeJS.ErrnoException) => {
-          fail(new FillError('disk', `cannot write to the store: ${err.code ?? err.message}`));
-        });
-      };
-      const onData = (chunk: Buffer): void => {
-        if (failed) return;
-        if (this.size !== undefined && this.received + chunk.length > this.size) {
-          fail(new FillError('size', `upstream sent more than the announced ${this.size} bytes`));
-          return;
-        }
-        this.hash.update(chunk);
-        // Readers at the live edge may take the chunk from memory at once ...
-        this.recent.push({ offset: this.received, buf: chunk });
-        this.recentBytes += chunk.length;
-        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
-        this.received += chunk.length;
-        this.callbacks.onBytes?.(chunk.length);
-        this.wake();
-        // ... while readers behind the window read the file only up to what was written.
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        // Bounded: unwritten bytes stay well inside the memory window, and a slow disk slows
-        // the upstream read instead of growing memory.
-        if (batchBytes >= MAX_UNWRITTEN || batch.length >= MAX_BATCH_CHUNKS) body.pause();
-        flush();
-      };
-      body.on('data', onData);
-      body.once('end', () => {
-        ended = true;
-        flush();
-      });
-      body.once('error', (err) => fail(err));
-      // Destroyed without an error (and without an end): the body is cut short.
-      body.once('close', () => {
-        if (!ended) fail(new Error('upstream body closed before its end'));
-      });
-    });
-  }
-
-  private async writeAll(bufs: Buffer[], position: number, total: number): Promise<void> {
-    let done = 0;
-    while (done < total) {
-      const { bytesWritten } = await this.temp.handle.writev(done === 0 ? bufs : skipBytes(bufs, done), position + done);
-      if (bytesWritten <= 0) throw new Error('short write');
-      done += bytesWritten;
+  private async writeAll(chunk: Buffer, position: number): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.temp.handle.write(chunk, off, chunk.length - off, position + off);
+      off += bytesWritten;
     }
   }
 
@@ -351,18 +289,4 @@ export class BlobFill {
     };
     return stream;
   }
-}
-
-/** `bufs` without their first `n` bytes (after a partial writev). */
-function skipBytes(bufs: Buffer[], n: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const b of bufs) {
-    if (n >= b.length) {
-      n -= b.length;
-      continue;
-    }
-    out.push(n > 0 ? b.subarray(n) : b);
-    n = 0;
-  }
-  return out;
 }
