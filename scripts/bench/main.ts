@@ -10,13 +10,13 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT, runCommand, tmpDir, whichTool, type Registry } from '../../test/helpers/index.js';
+import { makeBlob, pushBlob, REPO_ROOT, runCommand, seededBytes, tmpDir, whichTool, type Registry } from '../../test/helpers/index.js';
 import { installSignalHandlers, interruptedBy, runCleanup } from './lib/cleanup.js';
 import { newAgent, pullImage, getManifest, ACCEPT_MANIFESTS } from './lib/client.js';
 import { ensureBuilt, ensureTools, log, parseFlags, versionOf } from './lib/env.js';
-import { RssSampler } from './lib/proc.js';
+import { cpuSeconds, RssSampler, treeCpuSeconds } from './lib/proc.js';
 import { generateSeed, pushSeed, writeStaticTree, type Seed, type SeededImage } from './lib/seed.js';
-import { fmtNum, fmtSummary, mapLimit, summarize, type Summary } from './lib/stats.js';
+import { fmtNum, fmtSummary, mapLimit, MiB, summarize, type Summary } from './lib/stats.js';
 import {
   startDirectSystem,
   startDistributionSystem,
@@ -30,24 +30,27 @@ import { runWrk, type WrkResult } from './lib/wrk.js';
 import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
 
 const MB = 1e6;
+const GB = 1e9;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
 const HELP = `usage: npm run bench -- [options]
   --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
-  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-7)
   --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
   --clients N       clients at once in scenarios 2 and 3 (default 20)
   --small N         small images in scenario 5 (default 200)
   --big A,B,C       layer sizes of the big image in MiB (default 50,100,20)
   --log-level L     log level of regcache and distribution's proxy (default info, as deployed)
+  --fanout-mib M    size of the blob in scenario 7 (default 64)
+  --fanout-readers L  concurrent clients of scenario 7's runs (default 20,200,1000)
   --cpu-prof        run regcache with node --cpu-prof; profiles and their top functions go to bench-results/profiles/
   --quick           1 repetition, 3 s wrk runs (a smoke test, not a measurement)
 `;
 
 interface Options {
-  reps: Record<1 | 2 | 3 | 4 | 5, number>;
+  reps: Record<1 | 2 | 3 | 4 | 5 | 7, number>;
   only: Set<number>;
   wrkSeconds: number;
   clients: number;
@@ -57,6 +60,8 @@ interface Options {
   cpuProf: boolean;
   smallParallel: number;
   wrkConnections: number;
+  fanoutMiB: number;
+  fanoutReaders: number[];
 }
 
 function parseOptions(argv: string[]): Options {
@@ -74,8 +79,8 @@ function parseOptions(argv: string[]): Options {
   };
   const quick = flags.has('quick');
   const r = values.has('reps') ? num('reps', 3) : undefined;
-  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3) };
-  const only = new Set((values.get('only') ?? '1,2,3,4,5,6').split(',').map((s) => Number(s.trim())));
+  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3) };
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7').split(',').map((s) => Number(s.trim())));
   if (only.has(6)) only.add(2);
   return {
     reps,
@@ -88,6 +93,8 @@ function parseOptions(argv: string[]): Options {
     cpuProf: flags.has('cpu-prof'),
     smallParallel: 8,
     wrkConnections: 32,
+    fanoutMiB: num('fanout-mib', 64),
+    fanoutReaders: (values.get('fanout-readers') ?? '20,200,1000').split(',').map(Number),
   };
 }
 
@@ -129,6 +136,17 @@ const ratioOf = (a: Summary | undefined, b: Summary | undefined): number | undef
 
 function verdict(ok: boolean | undefined): 'PASS' | 'MISS' | undefined {
   return ok === undefined ? undefined : ok ? 'PASS' : 'MISS';
+}
+
+/** CPU seconds the serving process(es) of a system used so far; undefined for "direct" (no process of its own). */
+function systemCpu(sys: System): number | undefined {
+  if (sys.pid === undefined) return undefined;
+  return sys.name === 'nginx' ? treeCpuSeconds(sys.pid) : cpuSeconds(sys.pid);
+}
+
+/** CPU-seconds per GB served (10^9 bytes): a cost figure that holds on a noisy machine, unlike wall time. */
+function cpuPerGB(cpuS: number, bytes: number): number {
+  return cpuS / (bytes / GB);
 }
 
 async function startProxy(ctx: Ctx, name: 'regcache' | 'distribution', label: string): Promise<System> {
@@ -173,16 +191,21 @@ async function scenario1(ctx: Ctx): Promise<void> {
   const big = ctx.seed.big;
   const times: Record<string, number[]> = { direct: [], regcache: [], distribution: [] };
   const upstreamBytes: Record<string, number[]> = { direct: [], regcache: [], distribution: [] };
+  const cpuGB: Record<string, number[]> = { regcache: [], distribution: [] };
   for (let rep = 0; rep < ctx.opts.reps[1]; rep++) {
     for (const name of ['direct', 'regcache', 'distribution'] as const) {
       const sys = name === 'direct' ? ctx.direct : await startProxy(ctx, name, `scenario 1 rep ${rep + 1}`);
       try {
         sys.fwd?.reset();
+        const cpu0 = systemCpu(sys);
         const r = await pullMany(sys, big, 1, true);
+        const cpu = cpu0 === undefined ? undefined : systemCpu(sys)! - cpu0;
         if (r.failed) throw new Error(r.errors[0]);
         times[name]!.push(r.ms / 1000);
         upstreamBytes[name]!.push(sys.fwd!.bytesFromTarget);
-        log(`1. cold pull, 1 client: ${name} rep ${rep + 1}: ${(r.ms / 1000).toFixed(2)} s`);
+        if (cpu !== undefined) cpuGB[name]!.push(cpuPerGB(cpu, r.bytes));
+        log(`1. cold pull, 1 client: ${name} rep ${rep + 1}: ${(r.ms / 1000).toFixed(2)} s` +
+          `${cpu === undefined ? '' : `, proxy CPU ${cpu.toFixed(2)} s (${cpuPerGB(cpu, r.bytes).toFixed(2)} CPU-s/GB)`}`);
       } catch (err) {
         recordFailure(ctx, `scenario 1 ${name} rep ${rep + 1}`, err);
       } finally {
@@ -190,7 +213,7 @@ async function scenario1(ctx: Ctx): Promise<void> {
       }
     }
   }
-  ctx.raw.scenario1 = { unit: 's', times, upstreamBytes, imageBytes: big.totalBytes };
+  ctx.raw.scenario1 = { unit: 's', times, upstreamBytes, imageBytes: big.totalBytes, proxyCpuSecondsPerGB: cpuGB };
   const rc = summarize(times.regcache!);
   const dist = summarize(times.distribution!);
   const direct = summarize(times.direct!);
@@ -203,6 +226,17 @@ async function scenario1(ctx: Ctx): Promise<void> {
     ratio: ratioOf(rc, dist),
     target: `≤ 1.15× direct${vsDirect !== undefined ? ` (${vsDirect.toFixed(2)}×)` : ''}`,
     verdict: verdict(vsDirect === undefined ? undefined : vsDirect <= 1.15),
+  });
+  const c = { regcache: summarize(cpuGB.regcache!), distribution: summarize(cpuGB.distribution!) };
+  const vsDist = ratioOf(c.regcache, c.distribution);
+  ctx.rows.push({
+    scenario: '1. Cold pull, 1 client (3 layers in parallel)',
+    metric: 'proxy CPU per GB served, cold, CPU-s/GB ↓',
+    better: 'lower',
+    cells: c,
+    ratio: vsDist,
+    target: '≤ distribution',
+    verdict: verdict(vsDist === undefined ? undefined : vsDist <= 1.0),
   });
 }
 
@@ -323,15 +357,18 @@ async function scenario3(ctx: Ctx, systems: System[]): Promise<void> {
   }
   const tput: Record<string, Record<string, number[]>> = { curl: {}, undici: {} };
   const upstreamReqs: Record<string, number[]> = {};
+  const cpuGB: Record<string, Record<string, number[]>> = { curl: {}, undici: {} };
   for (let rep = 0; rep < ctx.opts.reps[3]; rep++) {
     for (const client of ctx.warmClients) {
       for (const sys of systems) {
         sys.fwd?.reset();
         try {
+          const cpu0 = systemCpu(sys);
           const r = client === 'curl' ? await curlPullMany(sys, big, n) : await pullMany(sys, big, n, false);
           if (r.failed) throw new Error(`${r.failed}/${n} failed, first: ${r.errors[0]}`);
           const v = r.bytes / MB / (r.ms / 1000);
           (tput[client]![sys.name] ??= []).push(v);
+          if (cpu0 !== undefined) (cpuGB[client]![sys.name] ??= []).push(cpuPerGB(systemCpu(sys)! - cpu0, r.bytes));
           (upstreamReqs[sys.name] ??= []).push(sys.fwd?.requests.length ?? 0);
           log(`3. warm pull, ${n} ${client} clients: ${sys.name} rep ${rep + 1}: ${v.toFixed(0)} MB/s (${(r.ms / 1000).toFixed(2)} s)`);
         } catch (err) {
@@ -340,7 +377,7 @@ async function scenario3(ctx: Ctx, systems: System[]): Promise<void> {
       }
     }
   }
-  ctx.raw.scenario3 = { clients: n, imageBytes: big.totalBytes, unit: 'MB/s', throughput: tput, upstreamRequests: upstreamReqs, verifyPass };
+  ctx.raw.scenario3 = { clients: n, imageBytes: big.totalBytes, unit: 'MB/s', throughput: tput, upstreamRequests: upstreamReqs, verifyPass, proxyCpuSecondsPerGB: cpuGB };
   for (const client of ctx.warmClients) {
     const c: Cells = {};
     for (const [k, v] of Object.entries(tput[client]!)) c[k as SystemName] = summarize(v);
@@ -357,6 +394,15 @@ async function scenario3(ctx: Ctx, systems: System[]): Promise<void> {
         ? `≥ 1.0× distribution, ≥ 0.8× nginx${vsNginx !== undefined ? ` (${vsNginx.toFixed(2)}× nginx)` : ''}`
         : `(reference, client-bound)${vsNginx !== undefined ? ` ${vsNginx.toFixed(2)}× nginx` : ''}`,
       verdict: judged ? verdict(vsDist === undefined || vsNginx === undefined ? undefined : vsDist >= 1.0 && vsNginx >= 0.8) : undefined,
+    });
+    const cpu: Cells = {};
+    for (const [k, v] of Object.entries(cpuGB[client]!)) cpu[k as SystemName] = summarize(v);
+    ctx.rows.push({
+      scenario: `3. Warm pull, ${n} clients at once (${client === 'curl' ? 'curl clients' : 'undici clients, one Node process'})`,
+      metric: 'proxy CPU per GB served, warm, CPU-s/GB ↓',
+      better: 'lower',
+      cells: cpu,
+      ratio: ratioOf(cpu.regcache, cpu.distribution),
     });
   }
 }
@@ -501,6 +547,68 @@ async function scenario5(ctx: Ctx): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Scenario 7: fan-out of one cold blob to many concurrent HTTP clients
+
+async function scenario7(ctx: Ctx): Promise<void> {
+  const blob = makeBlob(seededBytes(ctx.opts.fanoutMiB * MiB, 'regcache-bench-fanout'));
+  const repo = 'bench/fanout';
+  await pushBlob(ctx.upstream.url, repo, blob);
+  const counts = ctx.opts.fanoutReaders;
+  const perReader: Record<number, number[]> = {};
+  const runs: Array<Record<string, unknown>> = [];
+  for (let rep = 0; rep < ctx.opts.reps[7]; rep++) {
+    for (const n of counts) {
+      // A fresh regcache each time: the blob is cold, and start-up is not counted.
+      const sys = await startProxy(ctx, 'regcache', `scenario 7 rep ${rep + 1}, ${n} clients`);
+      try {
+        sys.fwd!.reset();
+        const cpu0 = systemCpu(sys)!;
+        const r = await runCommand(
+          process.execPath,
+          ['--import', './scripts/register-ts.mjs', 'scripts/bench/fanout-client.ts', `${sys.url}/v2/${repo}/blobs/${blob.digest}`, String(n), String(blob.size), blob.digest],
+          { cwd: REPO_ROOT, timeoutMs: 600_000 },
+        );
+        const cpu = systemCpu(sys)! - cpu0;
+        const out = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { ok?: number; failed?: number; firstError?: string; verified?: boolean; ms?: number };
+        if (r.code !== 0 || out.failed !== 0 || !out.verified) {
+          throw new Error(`client exit ${r.code}: ${out.failed ?? '?'} of ${n} failed (first: ${out.firstError}), sample verified: ${out.verified} ${r.stderr.slice(-500)}`);
+        }
+        const upstreamRequests = sys.fwd!.requests.length;
+        if (upstreamRequests !== 1) throw new Error(`${upstreamRequests} upstream requests for one cold blob`);
+        (perReader[n] ??= []).push(cpu / n);
+        runs.push({ rep: rep + 1, clients: n, cpuS: cpu, cpuPerReaderMs: (cpu / n) * 1000, wallS: (out.ms ?? 0) / 1000, upstreamRequests });
+        log(`7. fan-out, ${n} clients of one cold ${ctx.opts.fanoutMiB} MiB blob: rep ${rep + 1}: regcache CPU ${cpu.toFixed(2)} s ` +
+          `(${((cpu / n) * 1000).toFixed(1)} ms per reader), ${((out.ms ?? 0) / 1000).toFixed(1)} s wall, ${upstreamRequests} upstream request`);
+      } catch (err) {
+        recordFailure(ctx, `scenario 7 ${n} clients rep ${rep + 1}`, err);
+      } finally {
+        await sys.stop();
+      }
+    }
+  }
+  ctx.raw.scenario7 = { blobBytes: blob.size, clients: counts, runs };
+  const lo = summarize(perReader[Math.min(...counts)] ?? []);
+  const hi = summarize(perReader[Math.max(...counts)] ?? []);
+  const ratio = ratioOf(hi, lo);
+  for (const n of counts) {
+    const c = summarize((perReader[n] ?? []).map((x) => x * 1000));
+    const last = n === Math.max(...counts);
+    ctx.rows.push({
+      scenario: `7. Fan-out: ${n} HTTP clients of one cold ${ctx.opts.fanoutMiB} MiB blob`,
+      metric: 'regcache CPU per reader, ms ↓',
+      better: 'lower',
+      cells: { regcache: c },
+      ...(last && counts.length > 1
+        ? {
+          target: `≤ 1.5× that with ${Math.min(...counts)} clients${ratio !== undefined ? ` (${ratio.toFixed(2)}×)` : ''}`,
+          verdict: verdict(ratio === undefined ? undefined : ratio <= 1.5),
+        }
+        : {}),
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Output
 
 function table(rows: Row[]): string {
@@ -582,6 +690,7 @@ async function main(): Promise<number> {
     }
   }
   if (opts.only.has(5)) await scenario5(ctx);
+  if (opts.only.has(7)) await scenario7(ctx);
 
   if (interruptedBy()) throw new Error(`interrupted by ${interruptedBy()}: no results written`);
   const md = table(ctx.rows);
@@ -598,7 +707,7 @@ async function main(): Promise<number> {
     `regcache benchmark, ${new Date().toISOString()} — ${env.cpus}, node ${env.node}, ${env.dockerRegistry}, ${env.nginx}, ` +
     `load average ${env.loadAverage1mBefore.toFixed(2)} before, ${env.loadAverage1mAfter.toFixed(2)} after\n` +
     `big image ${(seed.big.totalBytes / MB).toFixed(1)} MB (layers ${opts.big.join('/')} MiB); figures: median (min–max) over ` +
-    `${[1, 2, 3, 4, 5].map((s) => `${s}: ${opts.reps[s as 1]}`).join(', ')} repetitions; log level ${opts.logLevel}; ` +
+    `${[1, 2, 3, 4, 5, 7].map((s) => `${s}: ${opts.reps[s as 1]}`).join(', ')} repetitions; log level ${opts.logLevel}; ` +
     `blobs sha256-verified in every pull except the timed reps of scenario 3 (a verification pass precedes them)`;
   let profiles: Array<{ file: string; ran?: string; summary: ReturnType<typeof summarizeProfile> }> = [];
   if (opts.cpuProf) {

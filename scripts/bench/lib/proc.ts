@@ -1,4 +1,5 @@
 /** Resource readings of a process from /proc (Linux). */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcStatus {
@@ -89,4 +90,35 @@ export class RssSampler {
     if (s && s.rss > this.peak) this.peak = s.rss;
     return { peakRss: this.peak, hwm: s?.hwm ?? 0, samples: this.samples };
   }
+}
+
+let ticksPerSecond: number | undefined;
+
+/** Clock ticks per second of /proc/PID/stat times (getconf CLK_TCK; 100 on every Linux we run on). */
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** User + system CPU seconds a process has used so far (/proc/PID/stat utime + stime), or 0 once it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at field 3; utime and stime are 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / clockTicks();
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of a process and its direct children (nginx: the master and its workers). */
+export function treeCpuSeconds(pid: number): number {
+  return cpuSeconds(pid) + childPids(pid).reduce((a, c) => a + cpuSeconds(c), 0);
 }

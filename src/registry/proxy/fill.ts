@@ -9,9 +9,12 @@
  * - No reader ever receives the final byte of its response before the digest is verified:
  *   on a mismatch or an upstream failure every reader is destroyed (the client sees an
  *   aborted response, never a clean end), the temp file is removed and nothing is committed.
+ * - A reader with nothing to read puts one callback in a set; every progress (bytes received,
+ *   bytes written, verified, failed) takes the whole set and calls each once. Waking N readers
+ *   costs O(N) per chunk; EventEmitter listeners added and removed per chunk cost O(N^2)
+ *   (1,000 readers of one 64 MiB fill: seconds of CPU instead of a fraction of one).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { digestAlgorithm } from '../../protocol/grammar.js';
 import type { Spool } from '../../store/blob-store.js';
@@ -40,7 +43,7 @@ export interface FillCallbacks {
   onBytes?(n: number): void;
 }
 
-export class BlobFill extends EventEmitter {
+export class BlobFill {
   state: FillState = 'filling';
   /** Bytes received from the upstream (hashed, in the memory window). */
   received = 0;
@@ -51,6 +54,8 @@ export class BlobFill extends EventEmitter {
   commitError: Error | undefined;
   error: Error | undefined;
   private readers = 0;
+  /** Readers waiting for progress; each is called once, then must wait again if still starved. */
+  private waiters = new Set<() => void>();
   private readonly recent: Array<{ offset: number; buf: Buffer }> = [];
   private recentBytes = 0;
   private handleClosed = false;
@@ -68,8 +73,6 @@ export class BlobFill extends EventEmitter {
     private readonly temp: Spool,
     private readonly callbacks: FillCallbacks,
   ) {
-    super();
-    this.setMaxListeners(0);
     this.hash = createHash(digestAlgorithm(digest));
   }
 
@@ -93,7 +96,7 @@ export class BlobFill extends EventEmitter {
         while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
         this.received += chunk.length;
         this.callbacks.onBytes?.(chunk.length);
-        this.emit('progress');
+        this.wake();
         // ... while readers behind the window read the file only up to what was written.
         try {
           await this.writeAll(chunk, offset);
@@ -101,7 +104,7 @@ export class BlobFill extends EventEmitter {
           throw new FillError('disk', `cannot write to the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
         this.written += chunk.length;
-        this.emit('progress');
+        this.wake();
       }
       if (this.size !== undefined && this.written !== this.size) {
         throw new FillError('size', `upstream ended after ${this.written} of ${this.size} bytes`);
@@ -115,7 +118,7 @@ export class BlobFill extends EventEmitter {
       // a request arriving meanwhile still joins this fill. A commit that fails (disk full)
       // costs nothing to the readers: the bytes are good, they are just not kept.
       this.state = 'done';
-      this.emit('done');
+      this.wake();
       try {
         await this.callbacks.commit(this.temp, this.written);
         this.committed = true;
@@ -138,7 +141,15 @@ export class BlobFill extends EventEmitter {
     this.state = 'failed';
     this.error = err;
     void this.callbacks.discard(this.temp).catch(() => undefined);
-    this.emit('failed', err);
+    this.wake();
+  }
+
+  /** Calls every waiting reader once. A reader that waits again joins the next round. */
+  private wake(): void {
+    if (this.waiters.size === 0) return;
+    const waiting = this.waiters;
+    this.waiters = new Set();
+    for (const w of waiting) w();
   }
 
   private writeAll(chunk: Buffer, position: number): Promise<void> {
@@ -206,21 +217,17 @@ export class BlobFill extends EventEmitter {
       },
     });
     const wake = (): void => {
-      unsubscribe();
+      waiting = false;
       void pump();
     };
     const unsubscribe = (): void => {
       if (!waiting) return;
       waiting = false;
-      fill.off('progress', wake);
-      fill.off('done', wake);
-      fill.off('failed', wake);
+      fill.waiters.delete(wake);
     };
     const wait = (): void => {
       waiting = true;
-      fill.on('progress', wake);
-      fill.on('done', wake);
-      fill.on('failed', wake);
+      fill.waiters.add(wake);
     };
     // One pump at a time: positional reads must not overlap or repeat.
     const pump = async (): Promise<void> => {

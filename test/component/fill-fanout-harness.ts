@@ -1,0 +1,96 @@
+/**
+ * One BlobFill read by many in-process readers, fed by a fake upstream body: shared by the
+ * fan-out component test and scripts/bench/fill-fanout-inproc.ts (which measures its CPU).
+ * Needs no system tools.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { BlobFill } from '../../src/cache/fill.js';
+
+export interface TestBlob {
+  bytes: Buffer;
+  digest: string;
+}
+
+export function randomBlob(size: number): TestBlob {
+  const bytes = randomBytes(size);
+  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+}
+
+/**
+ * An upstream body that sends `bytes` in `chunk`-sized pieces, one per macrotask (as a socket
+ * delivers them), so readers interleave with the fill as they do in the server.
+ */
+export function upstreamBody(bytes: Buffer, chunk = 64 * 1024): Readable {
+  let off = 0;
+  return new Readable({
+    read(): void {
+      setImmediate(() => {
+        if (off >= bytes.length) {
+          this.push(null);
+          return;
+        }
+        const end = Math.min(bytes.length, off + chunk);
+        this.push(bytes.subarray(off, end));
+        off = end;
+      });
+    },
+  });
+}
+
+export interface ReaderResult {
+  bytes: number;
+  /** sha256 digest of what the reader got, when hashing. */
+  digest?: string;
+  /** How the reader's stream finished: a clean end, or an error. */
+  outcome: 'end' | 'error';
+}
+
+/** Reads a stream to its end (or error), counting and optionally hashing the bytes. */
+export function consume(stream: Readable, hash: boolean): Promise<ReaderResult> {
+  return new Promise((resolve) => {
+    const h = hash ? createHash('sha256') : undefined;
+    let bytes = 0;
+    stream.on('data', (c: Buffer) => {
+      bytes += c.length;
+      h?.update(c);
+    });
+    stream.once('end', () => resolve({ bytes, outcome: 'end', ...(h ? { digest: `sha256:${h.digest('hex')}` } : {}) }));
+    stream.once('error', () => resolve({ bytes, outcome: 'error' }));
+  });
+}
+
+export interface FanOutRun {
+  fill: BlobFill;
+  results: ReaderResult[];
+  commits: number;
+}
+
+/**
+ * Starts one fill of `blob` (announced size = its length, digest = `digest`), attaches
+ * `readers` readers at once, runs `body` into it, and waits for every reader and the fill.
+ */
+export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: number; hash: boolean; body: Readable }): Promise<FanOutRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'regcache-fanout-'));
+  try {
+    const path = join(dir, 'blob.part');
+    const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644);
+    let commits = 0;
+    const fill = new BlobFill(opts.digest ?? opts.blob.digest, opts.blob.bytes.length, { path, handle }, {
+      commit: async () => {
+        commits++;
+      },
+      discard: async () => undefined,
+    });
+    const readers = Array.from({ length: opts.readers }, () => consume(fill.createReader(), opts.hash));
+    const [results] = await Promise.all([Promise.all(readers), fill.run(opts.body)]);
+    await fill.settledPromise;
+    return { fill, results, commits };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Fan-out of one cold blob to many concurrent readers, in-process: the blob cache with a real
+ * index, store and upstream client in front of a node:http fake upstream on 127.0.0.1 that
+ * counts its requests. No system tools.
+ *
+ * The blob is 8 MiB, not 64: 1,000 readers each hash every byte, and 1,000 x 64 MiB of sha256
+ * is ~40 s of CPU on this machine; 8 MiB still spans two 4 MiB memory windows, so readers
+ * also read back from the temp file.
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BlobCache } from '../../src/cache/blob-cache.js';
+import { Pins } from '../../src/cache/pins.js';
+import { Metrics } from '../../src/metrics/metrics.js';
+import { BlobFiles } from '../../src/storage/blob-files.js';
+import { IndexDb } from '../../src/storage/index-db.js';
+import { layout } from '../../src/storage/layout.js';
+import { UpstreamClient } from '../../src/upstream/client.js';
+import { consume, fanOut, randomBlob, upstreamBody, type TestBlob } from './fill-fanout-harness.js';
+
+const READERS = 1000;
+const REPO = 'fan/out';
+
+interface FakeUpstream {
+  server: Server;
+  url: string;
+  /** Blob GETs and HEADs received. */
+  requests: number;
+}
+
+/** Serves `blob` at /v2/<REPO>/blobs/<digest> in 64 KiB writes, as a registry does. */
+async function startUpstream(blob: TestBlob, sendBytes: Buffer): Promise<FakeUpstream> {
+  const up: FakeUpstream = { server: createServer(), url: '', requests: 0 };
+  up.server.on('request', (req, res) => {
+    if (req.url !== `/v2/${REPO}/blobs/${blob.digest}`) {
+      res.writeHead(404).end();
+      return;
+    }
+    up.requests++;
+    res.writeHead(200, { 'content-length': String(sendBytes.length), 'content-type': 'application/octet-stream' });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    upstreamBody(sendBytes).pipe(res);
+  });
+  await new Promise<void>((resolve) => up.server.listen(0, '127.0.0.1', resolve));
+  up.url = `http://127.0.0.1:${(up.server.address() as AddressInfo).port}`;
+  return up;
+}
+
+function newCache(dataDir: string, upstreamUrl: string): { cache: BlobCache; client: UpstreamClient; index: IndexDb } {
+  const lay = layout(dataDir);
+  const files = new BlobFiles(lay);
+  files.initSync();
+  const index = new IndexDb(lay.indexFile);
+  const cache = new BlobCache({
+    index, files, pins: new Pins(), metrics: new Metrics({ defaultMetrics: false }),
+    log: pino({ level: 'silent' }), admit: async () => true, now: Date.now,
+  });
+  const client = new UpstreamClient(
+    { host: 'fake.test', url: upstreamUrl, insecureSkipVerify: false, immutableTags: [] },
+    { timeouts: { connect: 5_000, headers: 30_000, idle: 60_000 }, health: { maxFails: 100, failTimeout: 1_000 }, userAgent: 'regcache-test' },
+  );
+  return { cache, client, index };
+}
+
+/** READERS concurrent GETs of the cold blob; every body read to its end or error (sha256 of each). */
+async function pullAll(cache: BlobCache, client: UpstreamClient, digest: string): Promise<Array<{ bytes: number; digest?: string; outcome: string }>> {
+  return Promise.all(Array.from({ length: READERS }, async () => {
+    try {
+      const answer = await cache.get(client, { upstream: 'fake.test', repo: REPO }, digest, 'GET', undefined);
+      return await consume(answer.body as Readable, true);
+    } catch (err) {
+      return { bytes: 0, outcome: `rejected: ${(err as Error).message}` };
+    }
+  }));
+}
+
+describe('one cold blob, 1,000 concurrent readers', () => {
+  const blob = randomBlob(8 * 1024 * 1024);
+  const dirs: string[] = [];
+  const servers: Server[] = [];
+  const closers: Array<() => Promise<void> | void> = [];
+
+  afterAll(async () => {
+    for (const c of closers) await c();
+    for (const s of servers) await new Promise<void>((resolve) => s.close(() => resolve()));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const setup = async (sendBytes: Buffer): Promise<{ up: FakeUpstream; cache: BlobCache; client: UpstreamClient; index: IndexDb }> => {
+    const up = await startUpstream(blob, sendBytes);
+    servers.push(up.server);
+    const dir = mkdtempSync(join(tmpdir(), 'regcache-fanout-'));
+    dirs.push(dir);
+    const c = newCache(dir, up.url);
+    closers.push(() => c.client.close(), () => c.index.close());
+    return { up, ...c };
+  };
+
+  it('every reader gets the verified blob from one upstream GET, and it is committed once', async () => {
+    const { up, cache, client, index } = await setup(blob.bytes);
+    const results = await pullAll(cache, client, blob.digest);
+    await cache.idle();
+    const wrong = results.filter((r) => r.outcome !== 'end' || r.bytes !== blob.bytes.length || r.digest !== blob.digest);
+    expect(wrong.length, `first wrong: ${JSON.stringify(wrong[0])}`).toBe(0);
+    expect(up.requests).toBe(1);
+    expect(index.blobSize(blob.digest)).toBe(blob.bytes.length);
+  }, 180_000);
+
+  it('a corrupt upstream body makes every reader error, never end cleanly, and nothing is stored', async () => {
+    const corrupt = Buffer.from(blob.bytes);
+    const last = corrupt.length - 1;
+    corrupt.writeUInt8(corrupt.readUInt8(last) ^ 0xff, last); // same length, wrong last byte: only the digest can tell
+    const { up, cache, client, index } = await setup(corrupt);
+    const results = await pullAll(cache, client, blob.digest);
+    await cache.idle();
+    const ended = results.filter((r) => r.outcome === 'end');
+    expect(ended.length).toBe(0);
+    expect(results.every((r) => r.outcome === 'error')).toBe(true);
+    // Every reader was held back before the last byte: none saw the whole (wrong) body.
+    expect(results.every((r) => r.bytes < blob.bytes.length)).toBe(true);
+    expect(up.requests).toBe(1);
+    expect(index.blobSize(blob.digest)).toBeUndefined();
+  }, 180_000);
+});
+
+describe('fill fan-out without HTTP', () => {
+  it('readers that join one fill all get every byte, in order, and one commit', async () => {
+    const blob = randomBlob(6 * 1024 * 1024 + 123);
+    // Odd upstream chunk sizes, so chunk and window boundaries do not line up.
+    const body = upstreamBody(blob.bytes, 50_001);
+    const run = await fanOut({ blob, readers: 50, hash: true, body });
+    expect(run.fill.state).toBe('done');
+    expect(run.commits).toBe(1);
+    for (const r of run.results) expect(r).toEqual({ bytes: blob.bytes.length, digest: blob.digest, outcome: 'end' });
+  }, 60_000);
+});
