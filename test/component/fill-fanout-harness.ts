@@ -4,12 +4,12 @@
  * Needs no system tools.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { BlobFill } from '../../src/cache/fill.js';
+import { BlobFill } from '../../src/registry/proxy/fill.js';
+import { FsBlobStore } from '../../src/store/fs/fs-blob-store.js';
 
 export interface TestBlob {
   bytes: Buffer;
@@ -77,10 +77,11 @@ export interface FanOutRun {
 export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: number; hash: boolean; body: Readable }): Promise<FanOutRun> {
   const dir = mkdtempSync(join(tmpdir(), 'regcache-fanout-'));
   try {
-    const path = join(dir, 'blob.part');
-    const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644);
+    const store = new FsBlobStore(dir);
+    await store.init();
+    const spool = await store.createSpool();
     let commits = 0;
-    const fill = new BlobFill(opts.digest ?? opts.blob.digest, opts.blob.bytes.length, { path, handle }, {
+    const fill = new BlobFill(opts.digest ?? opts.blob.digest, opts.blob.bytes.length, spool, {
       commit: async () => {
         commits++;
       },

@@ -15,13 +15,14 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BlobCache } from '../../src/cache/blob-cache.js';
-import { Pins } from '../../src/cache/pins.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { BlobFiles } from '../../src/storage/blob-files.js';
-import { IndexDb } from '../../src/storage/index-db.js';
-import { layout } from '../../src/storage/layout.js';
+import { Admission } from '../../src/registry/proxy/admission.js';
+import { BlobCache } from '../../src/registry/proxy/blob-cache.js';
+import { Pins } from '../../src/registry/proxy/pins.js';
+import { FsBlobStore } from '../../src/store/fs/fs-blob-store.js';
+import { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
 import { UpstreamClient } from '../../src/upstream/client.js';
+import { RegistryClient } from '../../src/upstream/registry-client.js';
 import { consume, fanOut, randomBlob, upstreamBody, type TestBlob } from './fill-fanout-harness.js';
 
 const READERS = 1000;
@@ -55,24 +56,26 @@ async function startUpstream(blob: TestBlob, sendBytes: Buffer): Promise<FakeUps
   return up;
 }
 
-function newCache(dataDir: string, upstreamUrl: string): { cache: BlobCache; client: UpstreamClient; index: IndexDb } {
-  const lay = layout(dataDir);
-  const files = new BlobFiles(lay);
-  files.initSync();
-  const index = new IndexDb(lay.indexFile);
+async function newCache(dataDir: string, upstreamUrl: string): Promise<{ cache: BlobCache; client: RegistryClient; index: SqliteMetadataStore }> {
+  const blobs = new FsBlobStore(dataDir);
+  await blobs.init();
+  const index = new SqliteMetadataStore(blobs.layout.indexFile);
+  await index.init();
+  // No retention limit and no disk check: every fill is admitted.
+  const admission = new Admission({ used: () => 0, maxSize: () => undefined, disk: async () => undefined, evict: async () => undefined });
   const cache = new BlobCache({
-    index, files, pins: new Pins(), metrics: new Metrics({ defaultMetrics: false }),
-    log: pino({ level: 'silent' }), admit: async () => true, now: Date.now,
+    blobs, meta: index, pins: new Pins(), metrics: new Metrics({ defaultMetrics: false }),
+    log: pino({ level: 'silent' }), admission, now: Date.now,
   });
-  const client = new UpstreamClient(
-    { host: 'fake.test', url: upstreamUrl, insecureSkipVerify: false, immutableTags: [] },
-    { timeouts: { connect: 5_000, headers: 30_000, idle: 60_000 }, health: { maxFails: 100, failTimeout: 1_000 }, userAgent: 'regcache-test' },
-  );
+  const client = new RegistryClient(new UpstreamClient(
+    { host: 'fake.test', url: upstreamUrl, insecureSkipVerify: false, immutableTags: [], allowedHosts: [] },
+    { timeouts: { connect: 5_000, headers: 30_000, idle: 60_000, manifestTotal: 30_000 }, health: { maxFails: 100, failTimeout: 1_000 }, userAgent: 'regcache-test' },
+  ));
   return { cache, client, index };
 }
 
 /** READERS concurrent GETs of the cold blob; every body read to its end or error (sha256 of each). */
-async function pullAll(cache: BlobCache, client: UpstreamClient, digest: string): Promise<Array<{ bytes: number; digest?: string; outcome: string }>> {
+async function pullAll(cache: BlobCache, client: RegistryClient, digest: string): Promise<Array<{ bytes: number; digest?: string; outcome: string }>> {
   return Promise.all(Array.from({ length: READERS }, async () => {
     try {
       const answer = await cache.get(client, { upstream: 'fake.test', repo: REPO }, digest, 'GET', undefined);
@@ -95,13 +98,13 @@ describe('one cold blob, 1,000 concurrent readers', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  const setup = async (sendBytes: Buffer): Promise<{ up: FakeUpstream; cache: BlobCache; client: UpstreamClient; index: IndexDb }> => {
+  const setup = async (sendBytes: Buffer): Promise<{ up: FakeUpstream; cache: BlobCache; client: RegistryClient; index: SqliteMetadataStore }> => {
     const up = await startUpstream(blob, sendBytes);
     servers.push(up.server);
     const dir = mkdtempSync(join(tmpdir(), 'regcache-fanout-'));
     dirs.push(dir);
-    const c = newCache(dir, up.url);
-    closers.push(() => c.client.close(), () => c.index.close());
+    const c = await newCache(dir, up.url);
+    closers.push(() => c.client.transport.close(), () => c.index.close());
     return { up, ...c };
   };
 
@@ -112,7 +115,7 @@ describe('one cold blob, 1,000 concurrent readers', () => {
     const wrong = results.filter((r) => r.outcome !== 'end' || r.bytes !== blob.bytes.length || r.digest !== blob.digest);
     expect(wrong.length, `first wrong: ${JSON.stringify(wrong[0])}`).toBe(0);
     expect(up.requests).toBe(1);
-    expect(index.blobSize(blob.digest)).toBe(blob.bytes.length);
+    expect(await index.blobSize(blob.digest)).toBe(blob.bytes.length);
   }, 180_000);
 
   it('a corrupt upstream body makes every reader error, never end cleanly, and nothing is stored', async () => {
@@ -128,7 +131,7 @@ describe('one cold blob, 1,000 concurrent readers', () => {
     // Every reader was held back before the last byte: none saw the whole (wrong) body.
     expect(results.every((r) => r.bytes < blob.bytes.length)).toBe(true);
     expect(up.requests).toBe(1);
-    expect(index.blobSize(blob.digest)).toBeUndefined();
+    expect(await index.blobSize(blob.digest)).toBeUndefined();
   }, 180_000);
 });
 

@@ -347,7 +347,7 @@ describe('ctr images pull --hosts-dir through regcache', () => {
 });
 
 describe('upstream down after one containerd pull', () => {
-  // BUG (src/cache/manifest-cache.ts, fetchOnce, HEAD branch): containerd resolves a tag with HEAD and then GETs the
+  // BUG (src/registry/proxy/manifest-cache.ts, fetchOnce, HEAD branch): containerd resolves a tag with HEAD and then GETs the
   // manifest by digest. On the first pull the HEAD is a miss for a manifest regcache does not have yet, and the tag
   // is only recorded `if (known)`; the GET by digest stores the manifest but no tag. So after a complete containerd
   // pull regcache still has no tag -> digest mapping: the next HEAD by tag goes upstream again (logged cache=miss),
