@@ -68,7 +68,7 @@ export class ManifestCache {
    * client that accepts only Docker schema2 asking for an OCI-index tag is answered from
    * here instead of draining the upstream's rate limit with one GET per request.
    */
-  private readonly refused = new LRUCache<string, OciError>({ max: 10_000, ttlAutopurge: false });
+  private readonly refused = new LRUCache<string, { err: OciError; until: number }>({ max: 10_000 });
   private readonly inflight = new Map<string, Promise<ManifestAnswer>>();
 
   constructor(private readonly d: ManifestCacheDeps) {}
@@ -237,16 +237,16 @@ export class ManifestCache {
     const key = `${req.method} ${req.scope.upstream}/${req.scope.repo}@${req.reference} ${req.acceptHeader ?? ''}`;
     const refusedKey = `${req.scope.upstream}/${req.scope.repo}@${req.reference} ${req.acceptHeader ?? ''}`;
     const refused = this.refused.get(refusedKey);
-    if (refused) {
+    if (refused && refused.until > this.d.now()) {
       this.count(req.scope, 'hit');
-      return Promise.reject(refused);
+      return Promise.reject(refused.err);
     }
     const existing = this.inflight.get(key);
     if (existing) return existing;
     const p = this.fetchOnce(client, req).catch((err: unknown) => {
       // Remember a 404 for a client that does not take every manifest type (see `refused`).
       if (!req.isDigest && !acceptsAllManifestTypes(req.accepted) && err instanceof OciError && err.status === 404) {
-        this.refused.set(refusedKey, err, { ttl: Math.max(1, req.policy.tagTTL) });
+        this.refused.set(refusedKey, { err, until: this.d.now() + req.policy.tagTTL });
       }
       throw err;
     }).finally(() => this.inflight.delete(key));

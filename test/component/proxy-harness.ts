@@ -1,0 +1,43 @@
+/**
+ * An in-process regcache (the App and its services, listening on loopback) in front of a
+ * fake upstream, with a settable clock: for component tests that assert upstream hit counts.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { App } from '../../src/app.js';
+import { validateConfig } from '../../src/config/validate.js';
+import type { Repository } from '../../src/registry/repository.js';
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+
+export const HOST = 'fake.test';
+
+export interface ProxyHarness {
+  app: App;
+  up: FakeUpstream;
+  clock: { now: number };
+  repo(name: string): Repository;
+  close(): Promise<void>;
+}
+
+export async function startProxy(extra: Record<string, unknown> = {}): Promise<ProxyHarness> {
+  const up = await startFakeUpstream();
+  const dataDir = mkdtempSync(join(tmpdir(), 'regcache-component-'));
+  const clock = { now: Date.parse('2026-06-01T00:00:00Z') };
+  const config = validateConfig({
+    listen: '127.0.0.1:0', dataDir, logLevel: 'silent', retention: { interval: 0 },
+    upstreams: { [HOST]: { url: up.url } }, cache: { tagTTL: '5m' }, ...extra,
+  });
+  const app = new App(config, { log: pino({ level: 'silent' }), now: () => clock.now, defaultMetrics: false });
+  await app.start();
+  return {
+    app, up, clock,
+    repo: (name) => app.namespace.resolve({}, HOST, name),
+    close: async () => {
+      await app.stop(1000);
+      await up.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,38 @@
+/** The SQLite MetadataStore runs the MetadataStore contract, plus its migration from the v1 schema. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
+import { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
+import { fakeDigest, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
+
+runMetadataStoreContract('sqlite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'regcache-meta-'));
+  return { store: new SqliteMetadataStore(join(dir, 'index.db'), { touchFlushMs: 60_000 }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+});
+
+it('sqlite: an index written by the first release migrates with its totals and reference counts', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'regcache-meta-'));
+  try {
+    const file = join(dir, 'index.db');
+    const db = new Database(file);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma('user_version = 1');
+    const layer = fakeDigest('layer');
+    const m = fakeDigest('manifest');
+    db.prepare('INSERT INTO blobs VALUES (?, 700, 1, 1)').run(layer);
+    db.prepare('INSERT INTO manifests VALUES (?, ?, 30, ?, 1, 1)').run(m, 'application/vnd.oci.image.manifest.v1+json', Buffer.alloc(30));
+    db.prepare("INSERT INTO manifest_refs VALUES (?, ?, 'blob')").run(m, layer);
+    db.close();
+    const s = new SqliteMetadataStore(file);
+    await s.init();
+    expect(s.totals()).toEqual({ blobs: 1, blobBytes: 700, manifests: 1, manifestBytes: 30 });
+    const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+    expect(units).toEqual([{ kind: 'image', digest: m, recency: 1, manifests: [m], blobs: [layer], bytes: 730 }]);
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

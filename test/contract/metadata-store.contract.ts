@@ -1,0 +1,197 @@
+/**
+ * The MetadataStore contract: one suite that every implementation runs (SQLite today,
+ * PostgreSQL next). Call runMetadataStoreContract(name, factory) from a test file of the
+ * implementation. Digests here are made up (only their shape matters).
+ */
+import { createHash } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ManifestRecord, MetadataStore, RepoRef } from '../../src/store/metadata-store.js';
+
+export interface MetadataStoreFixture {
+  store: MetadataStore;
+  cleanup(): Promise<void>;
+}
+
+export const fakeDigest = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const repo: RepoRef = { upstream: 'docker.io', repo: 'library/app' };
+const other: RepoRef = { upstream: 'ghcr.io', repo: 'org/tool' };
+
+function manifest(name: string, size = 100): ManifestRecord {
+  return { digest: fakeDigest(`m:${name}`), mediaType: 'application/vnd.oci.image.manifest.v1+json', size, body: Buffer.alloc(size, name) };
+}
+
+export function runMetadataStoreContract(name: string, make: () => Promise<MetadataStoreFixture>): void {
+  describe(`MetadataStore contract: ${name}`, () => {
+    const fixtures: MetadataStoreFixture[] = [];
+    const fresh = async (): Promise<MetadataStore> => {
+      const f = await make();
+      fixtures.push(f);
+      await f.store.init();
+      return f.store;
+    };
+    afterEach(async () => {
+      for (const f of fixtures.splice(0)) {
+        await f.store.close();
+        await f.cleanup();
+      }
+    });
+
+    it('manifests with their references, subject and artifactType; referrers by subject', async () => {
+      const s = await fresh();
+      const m = manifest('a');
+      const subject = fakeDigest('subject');
+      expect(await s.getManifest(m.digest)).toBeUndefined();
+      await s.putManifest(m, { blobs: [fakeDigest('l1')], manifests: [], subject, artifactType: 'application/vnd.example.sig' }, repo, 1000);
+      const got = await s.getManifest(m.digest);
+      expect(got).toMatchObject({ digest: m.digest, mediaType: m.mediaType, size: 100 });
+      expect(Buffer.from(got!.body).equals(m.body)).toBe(true);
+      expect(await s.referrers(subject)).toEqual([{ digest: m.digest, mediaType: m.mediaType, size: 100, artifactType: 'application/vnd.example.sig' }]);
+      expect(await s.referrers(fakeDigest('nothing'))).toEqual([]);
+      // A manifest links itself to the repository, never the blobs it names (scope).
+      expect(await s.isLinked(repo, m.digest)).toBe(true);
+      expect(await s.isLinked(repo, fakeDigest('l1'))).toBe(false);
+      expect(await s.isLinked(other, m.digest)).toBe(false);
+    });
+
+    it('blobs, links and the catalog (paged, per upstream)', async () => {
+      const s = await fresh();
+      const b = fakeDigest('blob');
+      await s.putBlob(b, 4096, repo, 1000);
+      expect(await s.blobSize(b)).toBe(4096);
+      expect(await s.isLinked(repo, b)).toBe(true);
+      await s.putBlob(b, 4096, other, 2000); // again, from another repository
+      expect(await s.isLinked(other, b)).toBe(true);
+      const all = [];
+      for await (const r of s.listBlobs()) all.push(r);
+      expect(all).toEqual([{ digest: b, size: 4096 }]);
+      await s.putManifest(manifest('x'), { blobs: [], manifests: [] }, repo, 1000);
+      await s.putManifest(manifest('y'), { blobs: [], manifests: [] }, other, 1000);
+      await s.putManifest(manifest('z'), { blobs: [], manifests: [] }, { upstream: 'docker.io', repo: 'library/zed' }, 1000);
+      expect(await s.catalog('', 10)).toEqual(['docker.io/library/app', 'docker.io/library/zed', 'ghcr.io/org/tool']);
+      expect(await s.catalog('', 1)).toEqual(['docker.io/library/app']);
+      expect(await s.catalog('docker.io/library/app', 10)).toEqual(['docker.io/library/zed', 'ghcr.io/org/tool']);
+      expect(await s.catalog('', 10, 'ghcr.io')).toEqual(['ghcr.io/org/tool']);
+      await s.dropBlobs([b]);
+      expect(await s.blobSize(b)).toBeUndefined();
+    });
+
+    it('tags: put, get, move, list in order with paging', async () => {
+      const s = await fresh();
+      const d1 = fakeDigest('1');
+      const d2 = fakeDigest('2');
+      for (const t of ['v2', 'v1', 'latest']) await s.putTag(repo, t, d1, 500);
+      expect(await s.getTag(repo, 'v1')).toEqual({ digest: d1, validatedAt: 500 });
+      await s.putTag(repo, 'v1', d2, 900);
+      expect(await s.getTag(repo, 'v1')).toEqual({ digest: d2, validatedAt: 900 });
+      expect(await s.getTag(other, 'v1')).toBeUndefined();
+      expect(await s.listTags(repo, '', 10)).toEqual(['latest', 'v1', 'v2']);
+      expect(await s.listTags(repo, 'latest', 1)).toEqual(['v1']);
+    });
+
+    it('totals are kept with every insert and removal', async () => {
+      const s = await fresh();
+      expect(s.totals()).toEqual({ blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 });
+      await s.putBlob(fakeDigest('b1'), 1000, repo, 1);
+      await s.putBlob(fakeDigest('b1'), 1000, repo, 2); // same blob again: counted once
+      await s.putBlob(fakeDigest('b2'), 500, undefined, 1);
+      await s.putManifest(manifest('m', 300), { blobs: [fakeDigest('b1')], manifests: [] }, repo, 1);
+      expect(s.totals()).toEqual({ blobs: 2, blobBytes: 1500, manifests: 1, manifestBytes: 300 });
+      await s.dropBlobs([fakeDigest('b2')]);
+      expect(s.totals()).toEqual({ blobs: 1, blobBytes: 1000, manifests: 1, manifestBytes: 300 });
+    });
+
+    it('eviction candidates: oldest unit first, an index with its own children, shared blobs and children stay, loose blobs are units', async () => {
+      const s = await fresh();
+      const shared = fakeDigest('shared-layer');
+      const own1 = fakeDigest('own1');
+      const own2 = fakeDigest('own2');
+      const loose = fakeDigest('loose');
+      for (const [d, n] of [[shared, 1000], [own1, 100], [own2, 200], [loose, 50]] as const) await s.putBlob(d, n, repo, 10);
+      const img1 = manifest('img1', 10);
+      const img2 = manifest('img2', 20);
+      const child = manifest('child', 30);
+      const index1 = manifest('index1', 40);
+      const index2 = manifest('index2', 50);
+      await s.putManifest(img1, { blobs: [shared, own1], manifests: [] }, repo, 100);
+      await s.putManifest(img2, { blobs: [shared, own2], manifests: [] }, repo, 300);
+      await s.putManifest(child, { blobs: [], manifests: [] }, repo, 200);
+      await s.putManifest(index1, { blobs: [], manifests: [child.digest, img2.digest] }, repo, 200);
+      await s.putManifest(index2, { blobs: [], manifests: [child.digest] }, repo, 400);
+      const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      // loose (10), img1 (100), index1 (200; img2 goes with it, child is shared with index2), index2 (400).
+      expect(units.map((u) => u.digest)).toEqual([loose, img1.digest, index1.digest, index2.digest]);
+      const [u0, u1, u2, u3] = units;
+      expect(u0).toMatchObject({ kind: 'blob', blobs: [loose], bytes: 50 });
+      // img1 alone: its own layer goes, the layer shared with img2 stays.
+      expect(u1).toMatchObject({ kind: 'image', manifests: [img1.digest], blobs: [own1], bytes: 10 + 100 });
+      // index1 after img1 (planned in order): img2 goes with it, and now the shared layer too.
+      expect(u2!.manifests.sort()).toEqual([index1.digest, img2.digest].sort());
+      expect(u2!.blobs.sort()).toEqual([own2, shared].sort());
+      expect(u3!.manifests.sort()).toEqual([index2.digest, child.digest].sort());
+      // Age: only what is older than `before`; the cursor pages.
+      expect((await s.evictionCandidates({ before: 150, limit: 10 })).map((u) => u.digest)).toEqual([loose, img1.digest]);
+      expect((await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 2, after: { recency: 100, digest: img1.digest } })).map((u) => u.digest))
+        .toEqual([index1.digest, index2.digest]);
+    });
+
+    it('a pull of an index child keeps its index recent (batched, written by flush)', async () => {
+      const s = await fresh();
+      const child = manifest('c', 10);
+      const idx = manifest('i', 10);
+      const lone = manifest('lone', 10);
+      await s.putManifest(child, { blobs: [], manifests: [] }, repo, 100);
+      await s.putManifest(idx, { blobs: [], manifests: [child.digest] }, repo, 100);
+      await s.putManifest(lone, { blobs: [], manifests: [] }, repo, 200);
+      s.touch(child.digest, 1000);
+      await s.flush();
+      expect((await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 })).map((u) => u.digest)).toEqual([lone.digest, idx.digest]);
+    });
+
+    it('removeUnits deletes rows, keeps what keep() says, and keeps a blob a new manifest references', async () => {
+      const s = await fresh();
+      const layer = fakeDigest('layer');
+      const pinned = fakeDigest('pinned');
+      await s.putBlob(layer, 100, repo, 1);
+      await s.putBlob(pinned, 100, repo, 1);
+      const m = manifest('old', 10);
+      await s.putManifest(m, { blobs: [layer, pinned], manifests: [] }, repo, 1);
+      await s.putTag(repo, 'v1', m.digest, 1);
+      const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      // Meanwhile a new manifest references the layer again: it must stay.
+      await s.putManifest(manifest('new', 10), { blobs: [layer], manifests: [] }, repo, 5);
+      const removed = await s.removeUnits(units.filter((u) => u.digest === m.digest), (d) => d === pinned);
+      expect(removed).toEqual([]);
+      expect(await s.getManifest(m.digest)).toBeUndefined();
+      expect(await s.getTag(repo, 'v1')).toBeUndefined();
+      expect(await s.blobSize(layer)).toBe(100);
+      expect(await s.blobSize(pinned)).toBe(100);
+      expect(s.totals()).toEqual({ blobs: 2, blobBytes: 200, manifests: 1, manifestBytes: 10 });
+    });
+
+    it('names of digests: tags first, else repositories', async () => {
+      const s = await fresh();
+      const m = manifest('named', 10);
+      await s.putManifest(m, { blobs: [], manifests: [] }, repo, 1);
+      const b = fakeDigest('b');
+      await s.putBlob(b, 1, other, 1);
+      await s.putTag(repo, 'v1', m.digest, 1);
+      expect(await s.namesOf([m.digest, b])).toEqual([
+        { digest: m.digest, names: ['docker.io/library/app:v1'] },
+        { digest: b, names: ['ghcr.io/org/tool'] },
+      ]);
+    });
+
+    it('state: JSON documents by namespace and key', async () => {
+      const s = await fresh();
+      expect(await s.getState('uploads', 'a')).toBeUndefined();
+      await s.putState('uploads', 'b', { offset: 2 });
+      await s.putState('uploads', 'a', { offset: 1, parts: ['x'] });
+      await s.putState('jobs', 'a', 'other namespace');
+      expect(await s.getState('uploads', 'a')).toEqual({ offset: 1, parts: ['x'] });
+      expect(await s.listState('uploads')).toEqual([{ key: 'a', value: { offset: 1, parts: ['x'] } }, { key: 'b', value: { offset: 2 } }]);
+      await s.deleteState('uploads', 'a');
+      expect(await s.listState('uploads')).toEqual([{ key: 'b', value: { offset: 2 } }]);
+      expect(s.healthy()).toBe(true);
+    });
+  });
+}
