@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { restartNeededKeys } from './config/reload.js';
 import type { Config } from './config/types.js';
+import { EventBus } from './events/event-bus.js';
 import { Access } from './http/access.js';
 import { HttpService } from './http/http-service.js';
 import type { HttpDeps } from './http/route.js';
@@ -42,6 +43,7 @@ export interface ReloadSummary {
 
 export class App {
   readonly metrics: Metrics;
+  readonly events: EventBus;
   readonly log: Logger;
   readonly blobs: FsBlobStore;
   readonly meta: SqliteMetadataStore;
@@ -65,13 +67,24 @@ export class App {
     this.now = opts.now ?? Date.now;
     const now = this.now;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    this.events = new EventBus(1000, now);
     this.blobs = new FsBlobStore(config.dataDir);
     this.meta = new SqliteMetadataStore(this.blobs.layout.indexFile, {
       onError: (err) => this.log.warn({ err: err.message }, 'cannot record last-pull times; will retry'),
     });
     this.store = new StoreService(this.blobs, this.meta, now);
     this.upstreams = new Upstreams({
-      timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, observer: this.metrics, now,
+      timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, now,
+      observer: {
+        request: (upstream, method, status, seconds) => this.metrics.request(upstream, method, status, seconds),
+        failed: (upstream, cause, message) => this.log.warn({ upstream, cause, err: message }, 'upstream request failed'),
+        health: (upstream, state, cause) => {
+          this.metrics.upstreamUp.set({ upstream }, state === 'down' ? 0 : 1);
+          if (state === 'down') this.log.warn({ upstream, cause }, 'upstream marked down: failing fast until it answers again');
+          else this.log.info({ upstream }, 'upstream is up again');
+          this.events.emit(state === 'down' ? 'upstream.down' : 'upstream.up', cause === undefined ? {} : { cause }, upstream);
+        },
+      },
     });
     this.upstreams.update(config.upstreams);
     this.retention = new RetentionService(config, {
@@ -82,6 +95,7 @@ export class App {
       evicted: (plan: SweepPlan) => {
         for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
         this.metrics.evictedBytes.inc(plan.bytesFreed);
+        this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] });
       },
     }, now);
     const admission = new Admission({

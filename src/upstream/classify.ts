@@ -62,3 +62,25 @@ export function classify(statusOrError: unknown): Classification {
   else cls = 'unreachable';
   return { class: cls, ...TABLE[cls] };
 }
+
+const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_OSSL_)/;
+
+/**
+ * What an operator needs to read in a log line: dns, refused, reset, tls, timeout, or the
+ * HTTP status, with the system error code where there is one.
+ */
+export function causeOf(statusOrError: unknown): string {
+  if (typeof statusOrError === 'number') return `status ${statusOrError}`;
+  if (statusOrError instanceof UpstreamError) {
+    const code = statusOrError.errno;
+    if (statusOrError.reason === 'timeout') return 'timeout';
+    if (statusOrError.reason !== 'unreachable') return statusOrError.reason;
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `dns (${code})`;
+    if (code === 'ECONNREFUSED') return 'refused (ECONNREFUSED)';
+    if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') return `reset (${code})`;
+    if (code && TLS_CODES.test(code)) return `tls (${code})`;
+    return code ? `unreachable (${code})` : 'unreachable';
+  }
+  if (statusOrError && typeof statusOrError === 'object' && 'status' in statusOrError) return `status ${String((statusOrError as { status: unknown }).status)}`;
+  return 'error';
+}

@@ -18,7 +18,7 @@ import { discard } from './body.js';
 import { startDeadline, TotalDeadlineError, type Deadline } from './deadline.js';
 import { networkError, UpstreamError } from './errors.js';
 import { parseChallenges } from './challenge.js';
-import { classify } from './classify.js';
+import { causeOf, classify } from './classify.js';
 import { UpstreamHealth } from './health.js';
 import { TokenAuth } from './token-auth.js';
 
@@ -48,6 +48,10 @@ export interface UpstreamResponse {
 
 export interface UpstreamObserver {
   request(upstream: string, method: string, status: string, seconds: number): void;
+  /** A request that counts against the upstream's health failed; `cause` says why (classify.ts causeOf). */
+  failed?(upstream: string, cause: string, message: string): void;
+  /** The failure detector marked the upstream down, or up again (once per transition). */
+  health?(upstream: string, state: 'down' | 'up', lastCause: string | undefined): void;
 }
 
 export interface UpstreamClientOptions {
@@ -96,7 +100,8 @@ export class UpstreamClient {
     this.agent = new Agent({ connect, ...pool });
     this.policy = new AddressPolicy(config.allowedHosts ?? [], this.baseUrl.hostname, `upstreams.${config.host}`);
     this.outbound = new Agent({ connect: { ...connect, lookup: this.policy.lookup }, ...pool });
-    this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now);
+    this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now,
+      (state) => opts.observer?.health?.(this.host, state, this.lastCause));
     const creds = config.username !== undefined && config.password !== undefined
       ? { username: config.username, password: config.password } : undefined;
     this.auth = new TokenAuth({
@@ -120,16 +125,25 @@ export class UpstreamClient {
     try {
       const res = await this.send(req);
       statusLabel = String(res.status);
-      if (classify(res.status).countsAsFailure) this.health.failure();
+      if (classify(res.status).countsAsFailure) this.failed(causeOf(res.status), `${req.method} ${req.path.split('?')[0]} answered ${res.status}`);
       else this.health.success();
       return res;
     } catch (err) {
-      if (classify(err).countsAsFailure) this.health.failure();
+      if (classify(err).countsAsFailure) this.failed(causeOf(err), (err as Error).message);
       else this.health.success();
       throw err;
     } finally {
       this.opts.observer?.request(this.host, req.method, statusLabel, (performance.now() - started) / 1000);
     }
+  }
+
+  /** The cause of the last failure that counted against health (for logs and the admin API). */
+  lastCause: string | undefined;
+
+  private failed(cause: string, message: string): void {
+    this.lastCause = cause;
+    this.opts.observer?.failed?.(this.host, cause, message);
+    this.health.failure();
   }
 
   /**

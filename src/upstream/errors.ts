@@ -5,7 +5,7 @@ export type UpstreamFailure = 'down' | 'unreachable' | 'timeout' | 'redirect' | 
 
 export class UpstreamError extends Error {
   override name = 'UpstreamError';
-  constructor(readonly reason: UpstreamFailure, message: string) {
+  constructor(readonly reason: UpstreamFailure, message: string, readonly errno?: string) {
     super(message);
   }
 }
@@ -19,6 +19,7 @@ function isTimeout(err: unknown): boolean {
 export function networkError(host: string, err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
   if (isTimeout(err)) return new UpstreamError('timeout', `${host}: ${(err as Error).message}`);
-  const code = (err as NodeJS.ErrnoException).code;
-  return new UpstreamError('unreachable', `${host} unreachable (${code ?? (err as Error).message})`);
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e.code && e.code !== 'UND_ERR_SOCKET' ? e.code : e.cause?.code ?? e.code;
+  return new UpstreamError('unreachable', `${host} unreachable (${code ?? e.message})`, code);
 }

@@ -8,10 +8,15 @@ export class UpstreamHealth {
   private downUntil = 0;
   private probing = false;
 
+  /** When the upstream was last marked down (ms), while it is down. */
+  downSince: number | undefined;
+
   constructor(
     private readonly maxFails: number,
     private readonly failTimeout: number,
     private readonly now: () => number = Date.now,
+    /** Called once per transition: down when marked down, up on the first success after. */
+    private readonly onChange: (state: 'down' | 'up') => void = () => undefined,
   ) {}
 
   /** Whether a request may be sent now. */
@@ -31,6 +36,10 @@ export class UpstreamHealth {
     this.fails = 0;
     this.downUntil = 0;
     this.probing = false;
+    if (this.downSince !== undefined) {
+      this.downSince = undefined;
+      this.onChange('up');
+    }
   }
 
   failure(): void {
@@ -38,6 +47,10 @@ export class UpstreamHealth {
     if (this.probing || this.fails >= this.maxFails) {
       this.downUntil = this.now() + this.failTimeout;
       this.probing = false;
+      if (this.downSince === undefined) {
+        this.downSince = this.now();
+        this.onChange('down');
+      }
     }
   }
 }

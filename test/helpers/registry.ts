@@ -30,6 +30,8 @@ export interface RegistryOptions {
   extraConfig?: Record<string, unknown>;
   /** Readiness timeout (default 15 s). */
   startTimeoutMs?: number;
+  /** Listen on this port (default: a free one). */
+  port?: number;
 }
 
 export interface Registry {
@@ -53,7 +55,7 @@ export interface Registry {
 }
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<Registry> {
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
   const dir = tmpDir('regcache-registry-');
   const storageDir = opts.storageDir ?? join(dir, 'storage');
   mkdirSync(storageDir, { recursive: true });
