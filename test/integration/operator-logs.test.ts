@@ -87,6 +87,22 @@ describe('operator-facing logs and answers', () => {
     }
   });
 
+  it('a GET with no Accept: the same answer cold and warm (an OCI index)', async () => {
+    const idx = (await import('../helpers/index.js')).makeIndex('oci', [img]);
+    await (await import('../helpers/index.js')).pushIndex(upstream.url, 'team/multi', 'v1', idx);
+    const rc = await startRegcache({ config: { upstreams: { 'u.example': { url: upstream.url } } } });
+    try {
+      const cold = await httpProbe(`${rc.url}/v2/u.example/team/multi/manifests/v1`);
+      const warm = await httpProbe(`${rc.url}/v2/u.example/team/multi/manifests/v1`);
+      expect(cold.status).toBe(200);
+      expect(warm.status).toBe(200);
+      expect(warm.headers['content-type']).toBe(cold.headers['content-type']);
+      expect(warm.headers['docker-content-digest']).toBe(idx.digest);
+    } finally {
+      await rc.stop();
+    }
+  });
+
   it('the catalog of a per-host port lists only that upstream, by the names used on that port', async () => {
     const port = await freePort();
     const rc = await startRegcache({ config: { upstreams: { 'u.example': { url: upstream.url, port }, 'v.example': { url: upstream.url } } } });

@@ -202,6 +202,9 @@ describe('retention', () => {
     const dry = await runCommand(process.execPath, [CLI_PATH, 'gc', '--dry-run', '--config', r.configFile]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`would remove image ${imgC.digest}`);
+    // Named by its tag, not only its digest (issue 15 item 20).
+    expect(dry.stdout).toContain(`would remove image ${imgC.digest} [docker.io/r/c:v1]`);
+    expect(dry.stdout).toMatch(/1 image\(s\), 0 unreferenced blob\(s\)/);
     expect(listing()).toEqual(before);
     const real = await runCommand(process.execPath, [CLI_PATH, 'gc', '--config', r.configFile]);
     expect(real.code, real.stderr).toBe(0);
