@@ -7,7 +7,8 @@
  *
  * Prints a markdown table and writes bench-results/bench-<time>.json (+ latest.json, latest.md).
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { makeBlob, pushBlob, REPO_ROOT, runCommand, seededBytes, tmpDir, whichTool, type Registry } from '../../test/helpers/index.js';
@@ -16,6 +17,7 @@ import { newAgent, pullImage, getManifest, ACCEPT_MANIFESTS } from './lib/client
 import { ensureBuilt, ensureTools, log, parseFlags, versionOf } from './lib/env.js';
 import { cpuSeconds, RssSampler, treeCpuSeconds } from './lib/proc.js';
 import { generateSeed, pushSeed, writeStaticTree, type Seed, type SeededImage } from './lib/seed.js';
+import { seedSyntheticStore } from './lib/synthetic-store.js';
 import { fmtNum, fmtSummary, mapLimit, MiB, summarize, type Summary } from './lib/stats.js';
 import {
   startDirectSystem,
@@ -37,7 +39,7 @@ const GB = 1e9;
 
 const HELP = `usage: npm run bench -- [options]
   --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
-  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-7)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-8)
   --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
   --clients N       clients at once in scenarios 2 and 3 (default 20)
   --small N         small images in scenario 5 (default 200)
@@ -45,6 +47,9 @@ const HELP = `usage: npm run bench -- [options]
   --log-level L     log level of regcache and distribution's proxy (default info, as deployed)
   --fanout-mib M    size of the blob in scenario 7 (default 64)
   --fanout-readers L  concurrent clients of scenario 7's runs (default 20,200,1000)
+  --scale-blobs N   blobs in scenario 8's synthetic store (default 300000)
+  --scale-manifests N  manifests in it (default 20000)
+  --scale-fills N   cold 4 MiB fills crossing maxSize in scenario 8 (default 40)
   --cpu-prof        run regcache with node --cpu-prof; profiles and their top functions go to bench-results/profiles/
   --quick           1 repetition, 3 s wrk runs (a smoke test, not a measurement)
 `;
@@ -62,6 +67,9 @@ interface Options {
   wrkConnections: number;
   fanoutMiB: number;
   fanoutReaders: number[];
+  scaleBlobs: number;
+  scaleManifests: number;
+  scaleFills: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -80,7 +88,7 @@ function parseOptions(argv: string[]): Options {
   const quick = flags.has('quick');
   const r = values.has('reps') ? num('reps', 3) : undefined;
   const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3) };
-  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7').split(',').map((s) => Number(s.trim())));
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8').split(',').map((s) => Number(s.trim())));
   if (only.has(6)) only.add(2);
   return {
     reps,
@@ -95,6 +103,9 @@ function parseOptions(argv: string[]): Options {
     wrkConnections: 32,
     fanoutMiB: num('fanout-mib', 64),
     fanoutReaders: (values.get('fanout-readers') ?? '20,200,1000').split(',').map(Number),
+    scaleBlobs: num('scale-blobs', 300_000),
+    scaleManifests: num('scale-manifests', 20_000),
+    scaleFills: num('scale-fills', 40),
   };
 }
 
@@ -608,6 +619,73 @@ async function scenario7(ctx: Ctx): Promise<void> {
   }
 }
 
+/**
+ * 8. Admission at scale: a store of 300k blobs and 20k manifests at retention.maxSize; cold
+ * fills keep crossing the cap (each evicts) while a separate process times /healthz (the
+ * longest answer is the longest event-loop stall) and warm manifest hits.
+ */
+async function scenario8(ctx: Ctx): Promise<void> {
+  const o = ctx.opts;
+  const dir = tmpDir('regcache-bench-scale-');
+  const dataDir = join(dir, 'data');
+  const t0 = performance.now();
+  const store = seedSyntheticStore(dataDir, { blobs: o.scaleBlobs, manifests: o.scaleManifests, blobSize: 1024, now: Date.now(), hot: 200 });
+  const seedS = (performance.now() - t0) / 1000;
+  const total = store.blobBytes + store.manifestBytes;
+  log(`8. synthetic store: ${o.scaleBlobs} blobs, ${o.scaleManifests} manifests, ${(total / MiB).toFixed(0)} MiB, seeded in ${seedS.toFixed(0)} s`);
+  const cold: Array<{ digest: string; size: number }> = [];
+  for (let i = 0; i < o.scaleFills; i++) {
+    const b = makeBlob(seededBytes(4 * MiB, `scale-cold-${i}`));
+    await pushBlob(ctx.upstream.url, store.repo, b);
+    cold.push({ digest: b.digest, size: b.size });
+  }
+  const started = performance.now();
+  const sys = await startRegcacheSystem(ctx.upstream, {
+    logLevel: o.logLevel, startTimeoutMs: 600_000,
+    config: { dataDir, retention: { maxSize: total, interval: 0 } },
+  });
+  const startS = (performance.now() - started) / 1000;
+  const runs: Record<string, unknown> = { seedS, startS, blobs: o.scaleBlobs, manifests: o.scaleManifests, storeBytes: total };
+  try {
+    const probe = spawn(process.execPath, ['--import', './scripts/register-ts.mjs', 'scripts/bench/latency-probe.ts', sys.url, store.repo, store.hot.join(',')], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    probe.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    const done = new Promise<void>((resolve) => probe.once('close', () => resolve()));
+    await new Promise((r) => setTimeout(r, 1000));
+    const agent = newAgent();
+    const fillT0 = performance.now();
+    let failed = 0;
+    await mapLimit(cold, 2, async (b) => {
+      const { request } = await import('undici');
+      const res = await request(`${sys.url}/v2/${store.repo}/blobs/${b.digest}`, { dispatcher: agent });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      if (res.statusCode !== 200 || body.length !== b.size) failed++;
+    });
+    const fillS = (performance.now() - fillT0) / 1000;
+    await new Promise((r) => setTimeout(r, 500));
+    probe.stdin.end();
+    await done;
+    await agent.close();
+    const r = JSON.parse(out.trim().split('\n').pop() || '{}') as { healthzMaxMs: number; warmP99Ms: number; warmP50Ms: number; warmCount: number; healthzCount: number; errors: number };
+    const metrics = await (await fetch(`${sys.url}/metrics`)).text();
+    const evictions = metrics.split('\n').filter((l) => l.startsWith('regcache_evictions_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    Object.assign(runs, { fillS, failed, evictions, ...r });
+    log(`8. admission at scale: start ${startS.toFixed(1)} s, ${o.scaleFills} cold fills in ${fillS.toFixed(1)} s (${failed} failed, ${evictions} units evicted); ` +
+      `longest /healthz ${r.healthzMaxMs.toFixed(1)} ms (${r.healthzCount} probes), warm hits p50 ${r.warmP50Ms.toFixed(2)} ms p99 ${r.warmP99Ms.toFixed(2)} ms (${r.warmCount}), ${r.errors} probe errors`);
+    if (failed) recordFailure(ctx, 'scenario 8', new Error(`${failed} cold fills failed`));
+    if (evictions === 0) recordFailure(ctx, 'scenario 8', new Error('no eviction happened: the store was not at maxSize'));
+    const scenario = `8. Admission at scale: ${o.scaleBlobs / 1000}k blobs, ${o.scaleManifests / 1000}k manifests at maxSize, ${o.scaleFills} cold fills crossing it`;
+    ctx.rows.push({ scenario, metric: 'longest event-loop stall (/healthz), ms ↓', better: 'lower', cells: { regcache: summarize([r.healthzMaxMs]) }, target: '< 50 ms', verdict: verdict(r.healthzMaxMs < 50) });
+    ctx.rows.push({ scenario, metric: 'warm-hit p99 latency, ms ↓', better: 'lower', cells: { regcache: summarize([r.warmP99Ms]) }, target: '< 20 ms', verdict: verdict(r.warmP99Ms < 20) });
+  } catch (err) {
+    recordFailure(ctx, 'scenario 8', err);
+  } finally {
+    await sys.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  ctx.raw.scenario8 = runs;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Output
 
@@ -691,6 +769,7 @@ async function main(): Promise<number> {
   }
   if (opts.only.has(5)) await scenario5(ctx);
   if (opts.only.has(7)) await scenario7(ctx);
+  if (opts.only.has(8)) await scenario8(ctx);
 
   if (interruptedBy()) throw new Error(`interrupted by ${interruptedBy()}: no results written`);
   const md = table(ctx.rows);

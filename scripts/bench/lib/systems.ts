@@ -61,6 +61,8 @@ export interface RegcacheOptions {
   nodeArgs?: string[];
   /** Extra config keys. */
   config?: Record<string, unknown>;
+  /** How long to wait for it to answer (default 15 s; a large store takes longer to check at start). */
+  startTimeoutMs?: number;
 }
 
 /**
@@ -97,7 +99,7 @@ export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOpti
   const unRc = onCleanup('regcache', stopRc);
   try {
     await waitForHttp(`${url}/v2/`, {
-      timeoutMs: 15_000,
+      timeoutMs: opts.startTimeoutMs ?? 15_000,
       abortIf: () => (p.running ? undefined : `regcache exited (code ${p.exitResult?.code}): ${readLog(dir)}`),
     });
   } catch (e) {
