@@ -55,6 +55,8 @@ export class App {
   readonly retention: RetentionService;
   readonly http: HttpService;
   private readonly services: Service[];
+  /** Access control (reads the htpasswd file at start). */
+  private access: Access | undefined;
   private config: Config;
   /** The config the restart-only keys were taken from. */
   private readonly startConfig: Config;
@@ -85,8 +87,7 @@ export class App {
           this.events.emit(state === 'down' ? 'upstream.down' : 'upstream.up', cause === undefined ? {} : { cause }, upstream);
         },
       },
-    });
-    this.upstreams.update(config.upstreams);
+    }, config.upstreams);
     this.retention = new RetentionService(config, {
       blobs: this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
@@ -109,13 +110,12 @@ export class App {
       upstreams: this.upstreams, admission, now,
     });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
-    const access = config.auth ? new Access(config.auth) : undefined;
     const deps: HttpDeps = {
       namespace: this.namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
       catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
     };
-    if (access) deps.authorize = (req, ep) => access.authorize(req, ep);
+    if (config.auth) deps.authorize = (req, ep) => this.access!.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);
     this.metrics.storeStats = () => {
       for (const c of this.upstreams.all()) this.metrics.upstreamUp.set({ upstream: c.host }, c.health.isDown ? 0 : 1);
@@ -154,6 +154,7 @@ export class App {
 
   /** Starts every service in order; on a failure, stops what started. */
   async start(): Promise<void> {
+    if (this.config.auth) this.access = new Access(this.config.auth);
     const started: Service[] = [];
     try {
       for (const s of this.services) {

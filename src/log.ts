@@ -29,8 +29,8 @@ function prettyStream(out: NodeJS.WritableStream): Writable {
   });
 }
 
-export function createLogger(level: string, format: 'json' | 'pretty' | 'auto', out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): Logger {
+export function createLogger(level: string, format: 'json' | 'pretty' | 'auto', out: NodeJS.WritableStream & { isTTY?: boolean }, pid: number): Logger {
   const pretty = format === 'pretty' || (format === 'auto' && out.isTTY === true);
-  const opts = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: { pid: process.pid } };
+  const opts = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: { pid } };
   return pretty ? pino(opts, prettyStream(out)) : pino(opts, pino.destination({ dest: 1, sync: false }));
 }

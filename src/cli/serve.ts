@@ -13,6 +13,7 @@ import { VERSION } from '../version.js';
 import { parseArgs, type CliIo, type Command } from './args.js';
 import { isSingleFileMount, watchConfigFile } from './config-watch.js';
 import { loadCommandConfig } from './overrides.js';
+import { currentUser } from './run-as.js';
 
 const HELP = `usage: regcache serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL] [--log-format json|pretty]
 
@@ -41,13 +42,13 @@ export const serve: Command = async (argv: string[], io: CliIo): Promise<number>
   try {
     ({ file, config } = load());
     // Before the app opens anything: a clear refusal instead of a half-working start.
-    checkDataDirWritable(config.dataDir);
-    lock = acquireDataDirLock(config.dataDir, 'serve');
+    checkDataDirWritable(config.dataDir, currentUser());
+    lock = acquireDataDirLock(config.dataDir, 'serve', process.pid);
   } catch (err) {
     io.stderr(`regcache: ${(err as Error).message}\n`);
     return 1;
   }
-  const log = createLogger(config.logLevel, config.logFormat);
+  const log = createLogger(config.logLevel, config.logFormat, process.stdout, process.pid);
   for (const w of configWarnings(config)) log.warn({ config: file }, w);
   let app: App;
   try {

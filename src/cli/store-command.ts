@@ -23,7 +23,7 @@ export interface OpenStore {
  */
 export async function openStore(args: ParsedArgs, io: CliIo, lockFor?: string): Promise<OpenStore> {
   const { config } = loadCommandConfig(args.flags, io.env);
-  const lock: DataDirLock | undefined = lockFor === undefined ? undefined : acquireDataDirLock(config.dataDir, lockFor);
+  const lock: DataDirLock | undefined = lockFor === undefined ? undefined : acquireDataDirLock(config.dataDir, lockFor, process.pid);
   const blobs = new FsBlobStore(config.dataDir);
   const meta = new SqliteMetadataStore(blobs.layout.indexFile);
   try {

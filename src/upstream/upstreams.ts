@@ -14,7 +14,7 @@ export class Upstreams implements Service {
   private clients = new Map<string, RegistryClient>();
   private hostSet: ReadonlySet<string> = new Set();
 
-  constructor(private readonly opts: UpstreamClientOptions) {}
+  constructor(private readonly opts: UpstreamClientOptions, private readonly initial: UpstreamConfig[]) {}
 
   get hosts(): ReadonlySet<string> {
     return this.hostSet;
@@ -52,8 +52,9 @@ export class Upstreams implements Service {
     return { added, removed, changed };
   }
 
+  /** Builds the clients (reading CA files); they connect lazily, on their first request. */
   async start(): Promise<void> {
-    // Clients connect lazily, on their first request.
+    this.update(this.initial);
   }
 
   /** Cuts in-flight upstream requests (the listeners have drained by now). */

@@ -156,6 +156,8 @@ describe('regcache mirror against a running serve', () => {
       timeoutMs: 5_000, intervalMs: 50, message: `port ${ghcrPort} did not start serving within 5 s of mirror add`,
     });
     timings.addToPortServing = Date.now() - t0;
+    // The port opens before the reload's log line is written (logs are asynchronous): wait for it.
+    await waitUntil(() => reloads().some((l) => (l.added as string[] | undefined)?.includes('ghcr.io')), { timeoutMs: 5_000 });
     const reload = reloads().at(-1);
     expect(reload).toMatchObject({ why: 'file changed', added: ['ghcr.io'], removed: [] });
 
@@ -204,6 +206,7 @@ describe('regcache mirror against a running serve', () => {
     advice.remove = rm.stdout;
     await waitUntil(async () => !(await listening(ghcrPort)), { timeoutMs: 5_000, intervalMs: 50, message: `port ${ghcrPort} still accepts connections 5 s after mirror remove` });
     timings.removeToPortClosed = Date.now() - t0;
+    await waitUntil(() => reloads().some((l) => (l.removed as string[] | undefined)?.includes('ghcr.io')), { timeoutMs: 5_000 });
     expect(reloads().at(-1)).toMatchObject({ why: 'file changed', added: [], removed: ['ghcr.io'] });
     const gone = await httpProbe(`${rc.url}/v2/org/live/manifests/v1?ns=ghcr.io`);
     expect(gone.status).toBe(404);

@@ -109,7 +109,7 @@ describe('data directory lock (item 1)', () => {
     const first = acquireDataDirLock(d, 'serve', 4242);
     let err: unknown;
     try {
-      acquireDataDirLock(d, 'fsck --repair');
+      acquireDataDirLock(d, 'fsck --repair', process.pid);
     } catch (e) {
       err = e;
     }
@@ -118,15 +118,15 @@ describe('data directory lock (item 1)', () => {
     expect(dataDirLockHolder(d)).toMatchObject({ pid: 4242, command: 'serve' });
     first.release();
     expect(dataDirLockHolder(d)).toBeUndefined();
-    acquireDataDirLock(d, 'gc').release();
+    acquireDataDirLock(d, 'gc', process.pid).release();
   });
 
   it('the lock is held against other processes too', async () => {
     const d = tmp();
-    const lock = acquireDataDirLock(d, 'serve');
+    const lock = acquireDataDirLock(d, 'serve', process.pid);
     try {
       const script = `import { acquireDataDirLock } from ${JSON.stringify(join(ROOT, 'src/store/fs/data-dir-lock.ts'))};
-        try { acquireDataDirLock(${JSON.stringify(d)}, 'gc'); console.log('acquired'); } catch (e) { console.log(e.message); }`;
+        try { acquireDataDirLock(${JSON.stringify(d)}, 'gc', process.pid); console.log('acquired'); } catch (e) { console.log(e.message); }`;
       const r = await runNode(['--import', join(ROOT, 'scripts/register-ts.mjs'), '--input-type=module', '-e', script]);
       expect(r.stdout).toContain(`in use by regcache serve (PID ${process.pid}`);
     } finally {

@@ -5,7 +5,6 @@
  * the directory, the user and the uid:gid to chown to is what an operator can act on.
  */
 import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export class DataDirError extends Error {
@@ -22,24 +21,13 @@ export interface RunAs {
   username: string;
 }
 
-export function currentUser(): RunAs {
-  const uid = process.getuid?.() ?? -1;
-  const gid = process.getgid?.() ?? -1;
-  let username = String(uid);
-  try {
-    username = userInfo().username;
-  } catch {
-    /* a uid with no passwd entry (docker run --user 1234) */
-  }
-  return { uid, gid, username };
-}
 
 /**
  * Creates the directory if missing, then checks that every path regcache writes in it is
  * writable. Throws DataDirError with one line:
  * `data directory /data is not writable by user node (uid 1000): /data/tmp: EACCES; fix with: chown -R 1000:1000 /data`.
  */
-export function checkDataDirWritable(dataDir: string, user: RunAs = currentUser()): void {
+export function checkDataDirWritable(dataDir: string, user: RunAs): void {
   const dir = resolve(dataDir);
   const fail = (path: string, err: unknown): never => {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;

@@ -54,7 +54,7 @@ function isBusy(err: unknown): boolean {
 }
 
 /** Takes the lock for `command` (e.g. "serve", "gc"), or throws DataDirLockedError naming the holder. */
-export function acquireDataDirLock(dataDir: string, command: string, pid: number = process.pid): DataDirLock {
+export function acquireDataDirLock(dataDir: string, command: string, pid: number): DataDirLock {
   // timeout 0: a held lock is refused at once, never waited for.
   const db = new Database(join(dataDir, LOCK_FILE), { timeout: 0 });
   try {
