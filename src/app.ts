@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { restartNeededKeys } from './config/reload.js';
 import type { Config } from './config/types.js';
+import { EventBus } from './events/event-bus.js';
 import { Access } from './http/access.js';
 import { HttpService } from './http/http-service.js';
 import type { HttpDeps } from './http/route.js';
@@ -15,7 +16,9 @@ import { Namespace } from './registry/namespace.js';
 import { Admission } from './registry/proxy/admission.js';
 import { Pins } from './registry/proxy/pins.js';
 import { Proxy } from './registry/proxy/proxy.js';
+import type { JobControl } from './jobs/job-control.js';
 import type { Service } from './service.js';
+import { AdminService } from './status/admin-service.js';
 import type { SweepOptions, SweepPlan } from './store/eviction.js';
 import { FsBlobStore } from './store/fs/fs-blob-store.js';
 import { RetentionService } from './store/retention-service.js';
@@ -23,10 +26,12 @@ import type { RecoveryReport } from './store/recovery.js';
 import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
 import { StoreService } from './store/store-service.js';
 import { Upstreams } from './upstream/upstreams.js';
-import { USER_AGENT } from './version.js';
+import { USER_AGENT, VERSION } from './version.js';
 
 export interface AppOptions {
   log: Logger;
+  /** The sync and copy jobs, when their service runs: the admin API and page show and drive them. */
+  jobs?: JobControl;
   now?: () => number;
   defaultMetrics?: boolean;
 }
@@ -52,6 +57,9 @@ export class App {
   readonly store: StoreService;
   readonly retention: RetentionService;
   readonly http: HttpService;
+  /** Upstream up/down, evictions, digest mismatches (and sync/copy runs): the admin API's events. */
+  readonly events: EventBus;
+  readonly admin: AdminService;
   private readonly services: Service[];
   private config: Config;
   /** The config the restart-only keys were taken from. */
@@ -65,6 +73,7 @@ export class App {
     this.now = opts.now ?? Date.now;
     const now = this.now;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    this.events = new EventBus(1000, now);
     this.blobs = new FsBlobStore(config.dataDir);
     this.meta = new SqliteMetadataStore(this.blobs.layout.indexFile, {
       onError: (err) => this.log.warn({ err: err.message }, 'cannot record last-pull times; will retry'),
@@ -72,6 +81,10 @@ export class App {
     this.store = new StoreService(this.blobs, this.meta, now);
     this.upstreams = new Upstreams({
       timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, observer: this.metrics, now,
+      onHealth: (host, up, cause) => {
+        this.events.emit(up ? 'upstream.up' : 'upstream.down', up ? { upstream: host } : { upstream: host, cause }, host);
+        this.log.warn({ upstream: host, cause }, up ? 'upstream answers again' : 'upstream marked down');
+      },
     });
     this.upstreams.update(config.upstreams);
     this.retention = new RetentionService(config, {
@@ -82,6 +95,10 @@ export class App {
       evicted: (plan: SweepPlan) => {
         for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
         this.metrics.evictedBytes.inc(plan.bytesFreed);
+        if (plan.units.length > 0) {
+          const reasons = { age: plan.units.filter((u) => u.reason === 'age').length, size: plan.units.filter((u) => u.reason === 'size').length };
+          this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons });
+        }
       },
     }, now);
     const admission = new Admission({
@@ -92,14 +109,19 @@ export class App {
     });
     this.proxy = new Proxy({
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
-      upstreams: this.upstreams, admission, now,
+      upstreams: this.upstreams, admission, now, events: this.events,
     });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
     const access = config.auth ? new Access(config.auth) : undefined;
+    this.admin = new AdminService({
+      version: VERSION, startedAt: now(), now, meta: this.meta, proxy: this.proxy, upstreams: this.upstreams,
+      metrics: this.metrics, events: this.events, jobs: opts.jobs, maxSize: () => this.config.retention.maxSize,
+    });
     const deps: HttpDeps = {
       namespace: this.namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
       catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
+      admin: this.admin,
     };
     if (access) deps.authorize = (req, ep) => access.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);
@@ -108,6 +130,7 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
+    this.metrics.declare(config.upstreams.map((u) => u.host));
     this.services = [this.store, this.upstreams, this.retention, this.http];
   }
 
@@ -157,6 +180,7 @@ export class App {
     const prev = this.config;
     this.config = next;
     this.proxy.setConfig(next);
+    this.metrics.declare(next.upstreams.map((u) => u.host));
     const summary: ReloadSummary = { added: [], removed: [], changed: [], restartNeeded: restartNeededKeys(this.startConfig, next), failed: [] };
     for (const s of this.services) {
       const r = await s.reload(next, prev);
@@ -168,6 +192,8 @@ export class App {
 
   /** Stops accepting, lets in-flight responses finish up to `graceMs`, then stops the rest. */
   async stop(graceMs: number): Promise<void> {
+    // Live event streams would otherwise hold the listeners open for the whole grace.
+    this.admin.close();
     for (const s of [...this.services].reverse()) await s.stop(graceMs);
   }
 }

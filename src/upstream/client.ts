@@ -56,6 +56,8 @@ export interface UpstreamClientOptions {
   health: { maxFails: number; failTimeout: number };
   userAgent: string;
   observer?: UpstreamObserver;
+  /** Told when the failure detector marks an upstream down, and when it answers again (events). */
+  onHealth?: (host: string, up: boolean, cause: string | undefined) => void;
   now?: () => number;
 }
 
@@ -73,6 +75,8 @@ export class UpstreamClient {
   readonly host: string;
   readonly baseUrl: URL;
   readonly health: UpstreamHealth;
+  /** Docker Hub's `ratelimit-remaining` as last seen (e.g. `98;w=21600`), for the admin status. */
+  rateLimit: { remaining: string; at: number } | undefined;
   /** Connections to the configured origin: trusted, whatever it resolves to. */
   private readonly agent: Agent;
   /** Connections to any other origin: the address policy runs in its DNS lookup. */
@@ -97,6 +101,7 @@ export class UpstreamClient {
     this.policy = new AddressPolicy(config.allowedHosts ?? [], this.baseUrl.hostname, `upstreams.${config.host}`);
     this.outbound = new Agent({ connect: { ...connect, lookup: this.policy.lookup }, ...pool });
     this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now);
+    this.health.onChange = (up, cause) => opts.onHealth?.(this.host, up, cause);
     const creds = config.username !== undefined && config.password !== undefined
       ? { username: config.username, password: config.password } : undefined;
     this.auth = new TokenAuth({
@@ -120,11 +125,13 @@ export class UpstreamClient {
     try {
       const res = await this.send(req);
       statusLabel = String(res.status);
-      if (classify(res.status).countsAsFailure) this.health.failure();
+      const remaining = res.headers['ratelimit-remaining'];
+      if (typeof remaining === 'string') this.rateLimit = { remaining: remaining.slice(0, 64), at: (this.opts.now ?? Date.now)() };
+      if (classify(res.status).countsAsFailure) this.health.failure(`${req.method} answered ${res.status}`);
       else this.health.success();
       return res;
     } catch (err) {
-      if (classify(err).countsAsFailure) this.health.failure();
+      if (classify(err).countsAsFailure) this.health.failure(`${req.method} failed: ${classify(err).class}: ${(err as Error).message}`.slice(0, 300));
       else this.health.success();
       throw err;
     } finally {
@@ -150,7 +157,7 @@ export class UpstreamClient {
     try {
       const res = await this.exchange({ ...req, signal: deadline.signal }, deadline);
       // A trickle that runs out the deadline mid-body is the upstream failing, like a timeout before the headers.
-      res.body.once('error', (err) => { if (err instanceof TotalDeadlineError) this.health.failure(); });
+      res.body.once('error', (err) => { if (err instanceof TotalDeadlineError) this.health.failure('answer exceeded the total deadline'); });
       deadline.holdUntilClosed(res.body);
       return res;
     } catch (err) {
