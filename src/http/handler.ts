@@ -21,6 +21,7 @@ import { AcceptCache, manifestRoute } from './routes/manifests.js';
 import { metrics } from './routes/metrics.js';
 import { referrers } from './routes/referrers.js';
 import { tags } from './routes/tags.js';
+import { ui } from './routes/ui.js';
 import { uploads } from './routes/uploads.js';
 
 export type { HttpDeps } from './route.js';
@@ -32,7 +33,7 @@ const METHODS = new Set<string>(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'
 export function routeTable(): Map<Endpoint['kind'], Route> {
   const routes = [
     healthz, readyz, metrics, base, catalog, manifestRoute(new AcceptCache()), blobs, uploads, tags, referrers,
-    apiStatus, apiOpenapi, apiRepositories, apiRepository, apiTag, apiTagRefresh, apiJobs, apiJob, apiJobRun, apiJobCancel, apiEvents, apiEventsStream,
+    apiStatus, apiOpenapi, apiRepositories, apiRepository, apiTag, apiTagRefresh, apiJobs, apiJob, apiJobRun, apiJobCancel, apiEvents, apiEventsStream, ui,
   ];
   // HEAD is GET without the body (respond.ts leaves it out) wherever a route has no HEAD of its own.
   return new Map(routes.map((r) => [r.endpoint, r.methods.GET && !r.methods.HEAD ? { ...r, methods: { ...r.methods, HEAD: r.methods.GET } } : r]));

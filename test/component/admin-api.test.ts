@@ -187,6 +187,20 @@ describe('admin API', () => {
     expect(text).toContain('regcache_bytes_served_total{source="cache"} 0');
   });
 
+  it('the page is served by regcache with a policy that allows nothing from elsewhere and no inline code', async () => {
+    h = await startProxy();
+    const redirect = await fetch(`${base()}/ui`, { redirect: 'manual' });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.get('location')).toBe('/ui/');
+    const html = await fetch(`${base()}/ui/`);
+    expect(html.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(html.headers.get('content-security-policy')).toMatch(/default-src 'none'; script-src 'self'/);
+    const texts = [await html.text(), await (await fetch(`${base()}/ui/app.js`)).text(), await (await fetch(`${base()}/ui/app.css`)).text()];
+    for (const t of texts) expect(t).not.toMatch(/https?:\/\//);
+    expect(texts[0]).not.toMatch(/<script>|<style>| on[a-z]+=/);
+    expect((await fetch(`${base()}/ui/other.js`)).status).toBe(404);
+  });
+
   it('the OpenAPI description is served', async () => {
     h = await startProxy();
     const doc = await body(await api('openapi.json'));

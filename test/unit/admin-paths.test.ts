@@ -61,8 +61,8 @@ describe('admin paths', () => {
 
   it('every admin kind has a route, and every route path of the OpenAPI file parses to one', () => {
     const table = routeTable();
+    for (const k of ADMIN_KINDS) expect(table.has(k as never), k).toBe(true);
     const routed = [...ADMIN_KINDS].filter((k) => k !== 'ui');
-    for (const k of routed) expect(table.has(k as never), k).toBe(true);
     const sample: Record<string, string> = { '{upstream}': 'docker.io', '{repo}': 'library/alpine', '{tag}': 'v1', '{job}': 'nightly' };
     const described = new Set<string>();
     for (const [path, ops] of Object.entries(OPENAPI.paths)) {
