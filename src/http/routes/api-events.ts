@@ -9,13 +9,11 @@
 import type { ServerResponse } from 'node:http';
 import type { RegcacheEvent } from '../../events/event-bus.js';
 import { sendJson } from '../respond.js';
-import type { Route, RouteContext } from '../route.js';
-import { adminOf } from './api-guard.js';
+import type { Route } from '../route.js';
+import { adminOf, type Ep } from './api-guard.js';
 
 const STATUS_EVERY_MS = 2000;
 const HEARTBEAT_MS = 15_000;
-
-type Ep<K extends string> = Extract<RouteContext['target']['endpoint'], { kind: K }>;
 
 export const apiEvents: Route = {
   endpoint: 'api-events', kind: 'admin', authorize: true,

@@ -12,6 +12,9 @@ import { OciError } from '../../protocol/errors.js';
 import type { Admin } from '../../status/admin.js';
 import type { RouteContext } from '../route.js';
 
+/** The parsed endpoint of one admin kind. */
+export type Ep<K extends string> = Extract<RouteContext['target']['endpoint'], { kind: K }>;
+
 export const CSRF_HEADER = 'x-regcache-request';
 
 export function adminOf(ctx: RouteContext): Admin {

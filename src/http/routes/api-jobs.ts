@@ -15,8 +15,13 @@ function jobName(ctx: RouteContext): string {
   return (ctx.target.endpoint as { job: string }).job;
 }
 
-function known(jobs: JobControl, name: string): void {
+/** The job a state-changing request names, after the cross-site check; 404 when unknown. */
+function actOn(ctx: RouteContext): { jobs: JobControl; name: string } {
+  assertSameOrigin(ctx);
+  const jobs = jobsOf(ctx);
+  const name = jobName(ctx);
   if (!jobs.get(name)) throw new OciError('NOT_FOUND', 'no such job', { job: name });
+  return { jobs, name };
 }
 
 export const apiJobs: Route = {
@@ -44,10 +49,7 @@ export const apiJobRun: Route = {
   endpoint: 'api-job-run', kind: 'admin', authorize: true,
   methods: {
     POST: async (ctx) => {
-      assertSameOrigin(ctx);
-      const jobs = jobsOf(ctx);
-      const name = jobName(ctx);
-      known(jobs, name);
+      const { jobs, name } = actOn(ctx);
       const wait = ctx.target.query.get('wait') === '1';
       const run = await jobs.runNow(name, { wait });
       ctx.deps.log.info({ job: name }, 'admin: job run now');
@@ -60,10 +62,7 @@ export const apiJobCancel: Route = {
   endpoint: 'api-job-cancel', kind: 'admin', authorize: true,
   methods: {
     POST: async (ctx) => {
-      assertSameOrigin(ctx);
-      const jobs = jobsOf(ctx);
-      const name = jobName(ctx);
-      known(jobs, name);
+      const { jobs, name } = actOn(ctx);
       if (!jobs.cancel(name)) throw new OciError('CONFLICT', 'the job is not running', { job: name });
       ctx.deps.log.info({ job: name }, 'admin: job cancelled');
       sendJson(ctx.req, ctx.res, 200, { job: jobs.get(name) });

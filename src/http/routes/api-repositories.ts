@@ -5,10 +5,8 @@
  */
 import { OciError } from '../../protocol/errors.js';
 import { sendJson } from '../respond.js';
-import type { Route, RouteContext } from '../route.js';
-import { adminOf, assertSameOrigin } from './api-guard.js';
-
-type Ep<K extends string> = Extract<RouteContext['target']['endpoint'], { kind: K }>;
+import type { Route } from '../route.js';
+import { adminOf, type Ep, assertSameOrigin } from './api-guard.js';
 
 export const apiRepositories: Route = {
   endpoint: 'api-repositories', kind: 'admin', authorize: true,
