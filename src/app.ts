@@ -16,7 +16,9 @@ import { Namespace } from './registry/namespace.js';
 import { Admission } from './registry/proxy/admission.js';
 import { Pins } from './registry/proxy/pins.js';
 import { Proxy } from './registry/proxy/proxy.js';
+import type { JobControl } from './jobs/job-control.js';
 import type { Service } from './service.js';
+import { AdminService } from './status/admin-service.js';
 import type { SweepOptions, SweepPlan } from './store/eviction.js';
 import { FsBlobStore } from './store/fs/fs-blob-store.js';
 import { RetentionService } from './store/retention-service.js';
@@ -24,10 +26,12 @@ import type { RecoveryReport } from './store/recovery.js';
 import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
 import { StoreService } from './store/store-service.js';
 import { Upstreams } from './upstream/upstreams.js';
-import { USER_AGENT } from './version.js';
+import { USER_AGENT, VERSION } from './version.js';
 
 export interface AppOptions {
   log: Logger;
+  /** The sync and copy jobs, when their service runs: the admin API and page show and drive them. */
+  jobs?: JobControl;
   now?: () => number;
   defaultMetrics?: boolean;
 }
@@ -43,7 +47,6 @@ export interface ReloadSummary {
 
 export class App {
   readonly metrics: Metrics;
-  readonly events: EventBus;
   readonly log: Logger;
   readonly blobs: FsBlobStore;
   readonly meta: SqliteMetadataStore;
@@ -54,6 +57,9 @@ export class App {
   readonly store: StoreService;
   readonly retention: RetentionService;
   readonly http: HttpService;
+  /** Upstream up/down, evictions, digest mismatches (and sync/copy runs): the admin API's events. */
+  readonly events: EventBus;
+  readonly admin: AdminService;
   private readonly services: Service[];
   /** Access control (reads the htpasswd file at start). */
   private access: Access | undefined;
@@ -84,7 +90,7 @@ export class App {
           this.metrics.upstreamUp.set({ upstream }, state === 'down' ? 0 : 1);
           if (state === 'down') this.log.warn({ upstream, cause }, 'upstream marked down: failing fast until it answers again');
           else this.log.info({ upstream }, 'upstream is up again');
-          this.events.emit(state === 'down' ? 'upstream.down' : 'upstream.up', cause === undefined ? {} : { cause }, upstream);
+          this.events.emit(state === 'down' ? 'upstream.down' : 'upstream.up', state === 'up' ? { upstream } : { upstream, cause }, upstream);
         },
       },
     }, config.upstreams);
@@ -96,7 +102,10 @@ export class App {
       evicted: (plan: SweepPlan) => {
         for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
         this.metrics.evictedBytes.inc(plan.bytesFreed);
-        this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] });
+        if (plan.units.length > 0) {
+          const reasons = { age: plan.units.filter((u) => u.reason === 'age').length, size: plan.units.filter((u) => u.reason === 'size').length };
+          this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons });
+        }
       },
     }, now);
     const admission = new Admission({
@@ -107,13 +116,18 @@ export class App {
     });
     this.proxy = new Proxy({
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
-      upstreams: this.upstreams, admission, now,
+      upstreams: this.upstreams, admission, now, events: this.events,
     });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
+    this.admin = new AdminService({
+      version: VERSION, startedAt: now(), now, meta: this.meta, proxy: this.proxy, upstreams: this.upstreams,
+      metrics: this.metrics, events: this.events, jobs: opts.jobs, maxSize: () => this.config.retention.maxSize,
+    });
     const deps: HttpDeps = {
       namespace: this.namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
       catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
+      admin: this.admin,
     };
     if (config.auth) deps.authorize = (req, ep) => this.access!.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);
@@ -122,6 +136,7 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
+    this.metrics.declare(config.upstreams.map((u) => u.host));
     this.services = [this.store, this.upstreams, this.retention, this.http];
   }
 
@@ -172,6 +187,7 @@ export class App {
     const prev = this.config;
     this.config = next;
     this.proxy.setConfig(next);
+    this.metrics.declare(next.upstreams.map((u) => u.host));
     const summary: ReloadSummary = { added: [], removed: [], changed: [], restartNeeded: restartNeededKeys(this.startConfig, next), failed: [] };
     for (const s of this.services) {
       const r = await s.reload(next, prev);
@@ -183,6 +199,8 @@ export class App {
 
   /** Stops accepting, lets in-flight responses finish up to `graceMs`, then stops the rest. */
   async stop(graceMs: number): Promise<void> {
+    // Live event streams would otherwise hold the listeners open for the whole grace.
+    this.admin.close();
     for (const s of [...this.services].reverse()) await s.stop(graceMs);
   }
 }

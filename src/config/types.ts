@@ -52,6 +52,8 @@ export interface Config {
     anonymousPull: boolean;
     /** Whether /metrics needs credentials. */
     protectMetrics: boolean;
+    /** Whether the admin status and page need no credentials. */
+    publicStatus: boolean;
   };
   upstreamTimeouts: {
     connect: number;

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
+import { isAdminEndpoint, PUBLIC_STATUS_KINDS } from '../protocol/admin-paths.js';
 import { OciError } from '../protocol/errors.js';
 import type { Endpoint } from '../protocol/paths.js';
 import type { Req } from './respond.js';
@@ -17,6 +18,8 @@ export interface AccessOptions {
   htpasswd: string;
   anonymousPull: boolean;
   protectMetrics: boolean;
+  /** The admin status (and the page that shows it) needs no login. */
+  publicStatus?: boolean;
 }
 
 /** A fixed bcrypt hash (cost 10) compared against for unknown users, so they cost as much as known ones. */
@@ -67,7 +70,10 @@ export class Access {
   async authorize(req: Req, ep: Endpoint): Promise<OciError | undefined> {
     if (ep.kind === 'healthz' || ep.kind === 'readyz') return undefined;
     if (ep.kind === 'metrics' && !this.opts.protectMetrics) return undefined;
-    if (ep.kind !== 'metrics' && this.opts.anonymousPull) return undefined;
+    // The admin API and page: a login always (anonymousPull opens pulls only), but status may be public.
+    if (isAdminEndpoint(ep)) {
+      if (this.opts.publicStatus && PUBLIC_STATUS_KINDS.has(ep.kind)) return undefined;
+    } else if (ep.kind !== 'metrics' && this.opts.anonymousPull) return undefined;
     const header = req.headers.authorization;
     if (typeof header !== 'string' || !/^basic /i.test(header)) return this.challenge('authentication required');
     const keyHex = createHash('sha256').update(header).digest('hex');

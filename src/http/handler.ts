@@ -9,6 +9,10 @@ import { OciError } from '../protocol/errors.js';
 import { parseTarget } from '../protocol/paths.js';
 import { sendError, toOciError, type Req, type Res } from './respond.js';
 import type { HttpDeps, Method, RequestState, Route, RouteContext } from './route.js';
+import { apiEvents, apiEventsStream } from './routes/api-events.js';
+import { apiJob, apiJobCancel, apiJobRun, apiJobs } from './routes/api-jobs.js';
+import { apiRepositories, apiRepository, apiTag, apiTagRefresh } from './routes/api-repositories.js';
+import { apiOpenapi, apiStatus } from './routes/api-status.js';
 import { base } from './routes/base.js';
 import { blobs } from './routes/blobs.js';
 import { catalog } from './routes/catalog.js';
@@ -17,6 +21,7 @@ import { AcceptCache, manifestRoute } from './routes/manifests.js';
 import { metrics } from './routes/metrics.js';
 import { referrers } from './routes/referrers.js';
 import { tags } from './routes/tags.js';
+import { ui } from './routes/ui.js';
 import { uploads } from './routes/uploads.js';
 
 export type { HttpDeps } from './route.js';
@@ -26,7 +31,10 @@ const METHODS = new Set<string>(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'
 
 /** The route table: one route per endpoint kind, each with its methods. */
 export function routeTable(): Map<Endpoint['kind'], Route> {
-  const routes = [healthz, readyz, metrics, base, catalog, manifestRoute(new AcceptCache()), blobs, uploads, tags, referrers];
+  const routes = [
+    healthz, readyz, metrics, base, catalog, manifestRoute(new AcceptCache()), blobs, uploads, tags, referrers,
+    apiStatus, apiOpenapi, apiRepositories, apiRepository, apiTag, apiTagRefresh, apiJobs, apiJob, apiJobRun, apiJobCancel, apiEvents, apiEventsStream, ui,
+  ];
   // HEAD is GET without the body (respond.ts leaves it out) wherever a route has no HEAD of its own.
   return new Map(routes.map((r) => [r.endpoint, r.methods.GET && !r.methods.HEAD ? { ...r, methods: { ...r.methods, HEAD: r.methods.GET } } : r]));
 }

@@ -8,6 +8,7 @@ import type { Metrics, CacheResult } from '../metrics/metrics.js';
 import type { OciError } from '../protocol/errors.js';
 import type { Endpoint, ParsedTarget } from '../protocol/paths.js';
 import type { ListenerContext, Namespace } from '../registry/namespace.js';
+import type { Admin } from '../status/admin.js';
 import type { Req, Res } from './respond.js';
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
@@ -30,6 +31,8 @@ export interface HttpDeps {
   authorize?(req: Req, endpoint: Endpoint): Promise<OciError | undefined>;
   /** Repositories with content, as `<upstream>/<repo>`, optionally under one upstream. */
   catalog(last: string, n: number, upstream?: string): Promise<string[]>;
+  /** The admin API and page (`/api/v1/`, `/ui/`); absent: they answer 404. */
+  admin?: Admin;
 }
 
 export interface RouteContext {

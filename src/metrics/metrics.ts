@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { UpstreamObserver } from '../upstream/client.js';
 
 export type CacheResult = 'hit' | 'miss' | 'stale' | 'revalidated' | 'passthrough';
+const CACHE_RESULTS: readonly CacheResult[] = ['hit', 'miss', 'stale', 'revalidated', 'passthrough'];
 
 export class Metrics implements UpstreamObserver {
   readonly registry = new Registry();
@@ -78,6 +79,24 @@ export class Metrics implements UpstreamObserver {
         if (s) this.set(s[field]);
       },
     });
+  }
+
+  /**
+   * Makes the series of known label sets exist at zero from the start (and for upstreams a
+   * reload adds), so rates, ratios and alerts work before the first event of each kind.
+   */
+  declare(upstreams: readonly string[]): void {
+    for (const upstream of upstreams) {
+      for (const kind of ['manifest', 'blob']) {
+        for (const result of CACHE_RESULTS) this.cacheResults.inc({ upstream, kind, result }, 0);
+      }
+      this.digestMismatches.inc({ upstream }, 0);
+      this.upstreamBytes.inc({ upstream }, 0);
+      this.upstreamUp.set({ upstream }, 1);
+    }
+    for (const source of ['cache', 'upstream']) this.bytesServed.inc({ source }, 0);
+    for (const reason of ['age', 'size']) this.evictions.inc({ reason }, 0);
+    this.evictedBytes.inc(0);
   }
 
   request(upstream: string, method: string, status: string, seconds: number): void {

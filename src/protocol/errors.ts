@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   REQUEST_INVALID: { status: 400 },
   REQUEST_TOO_LONG: { status: 414, wire: 'REQUEST_INVALID' },
   NOT_FOUND: { status: 404 },
+  // Admin API: the request is valid but the state does not allow it (cancel a job that is not running).
+  CONFLICT: { status: 409 },
   INTERNAL: { status: 500 },
   // Upstream faults: the client's request was fine, the upstream failed it.
   UNAVAILABLE: { status: 503 },

@@ -4,6 +4,7 @@
  * legal percent-encoding, so any `%` is simply invalid — there is nothing to decode and
  * no way to smuggle `..`, `/` or NUL through an escape.
  */
+import { parseAdminPath, type AdminEndpoint } from './admin-paths.js';
 import { OciError } from './errors.js';
 import { isValidDigest, isValidName, isValidTag, looksLikeDigest, MAX_NAME_LENGTH } from './grammar.js';
 
@@ -17,7 +18,8 @@ export type Endpoint =
   | { kind: 'referrers'; name: string; digest: string; artifactType?: string }
   | { kind: 'healthz' }
   | { kind: 'readyz' }
-  | { kind: 'metrics' };
+  | { kind: 'metrics' }
+  | AdminEndpoint;
 
 export interface ParsedTarget {
   endpoint: Endpoint;
@@ -60,6 +62,8 @@ export function parseTarget(target: string): ParsedTarget {
   if (path === '/readyz') return result({ kind: 'readyz' });
   if (path === '/metrics') return result({ kind: 'metrics' });
   if (path === '/v2' || path === '/v2/') return result({ kind: 'base' });
+  const admin = parseAdminPath(path, query);
+  if (admin) return result(admin);
   if (!path.startsWith('/v2/')) throw new OciError('NOT_FOUND', 'not a registry API path');
   if (path.includes('%')) throw new OciError('NAME_INVALID', 'percent-encoding is not allowed in registry paths');
   const rest = path.slice(4);

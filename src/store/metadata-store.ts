@@ -59,6 +59,29 @@ export interface EvictionUnit {
   bytes: number;
 }
 
+/** A repository with content, for the admin API's browser. */
+export interface RepositorySummary {
+  upstream: string;
+  repo: string;
+  tags: number;
+  /** Bytes of the manifests and blobs linked to the repository (shared content counts in each). */
+  bytes: number;
+  /** Latest pull of any of its manifests (ms); undefined when none was pulled. */
+  lastPull: number | undefined;
+}
+
+/** One tag of a repository with what the store knows of its manifest. */
+export interface RepositoryTag {
+  tag: string;
+  digest: string;
+  validatedAt: number;
+  /** Undefined when the tag names a manifest not cached (yet). */
+  mediaType: string | undefined;
+  /** Cached bytes of the image: its manifest, its blobs and, for an index, its children's. */
+  bytes: number;
+  lastPull: number | undefined;
+}
+
 /** Tags and repositories naming a digest, for operators' output (gc, fsck). */
 export interface DigestNames {
   digest: string;
@@ -91,6 +114,16 @@ export interface MetadataStore {
   isLinked(repo: RepoRef, digest: string): Promise<boolean>;
   /** Repositories with manifests, as `<upstream>/<repo>`, after `last`, at most n; optionally under one upstream. */
   catalog(last: string, n: number, upstream?: string): Promise<string[]>;
+
+  /**
+   * Repositories with manifests, ordered by `<upstream>/<repo>`, after `after`, whose name
+   * contains `query` (case-insensitive); at most `limit`.
+   */
+  listRepositories(opts: { query?: string; after?: string; limit: number }): Promise<RepositorySummary[]>;
+  /** The tags of one repository after `last`, ordered by tag, at most n. */
+  repositoryTags(repo: RepoRef, last: string, n: number): Promise<RepositoryTag[]>;
+  /** Drops one tag (admin "forget"); its content stays until retention. False when there was none. */
+  deleteTag(repo: RepoRef, tag: string): Promise<boolean>;
 
   /** Records a pull (memory); written in the next batch. */
   touch(digest: string, now: number): void;

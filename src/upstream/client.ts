@@ -60,6 +60,8 @@ export interface UpstreamClientOptions {
   health: { maxFails: number; failTimeout: number };
   userAgent: string;
   observer?: UpstreamObserver;
+  /** Told when the failure detector marks an upstream down, and when it answers again (events). */
+  onHealth?: (host: string, up: boolean, cause: string | undefined) => void;
   now?: () => number;
 }
 
@@ -77,6 +79,8 @@ export class UpstreamClient {
   readonly host: string;
   readonly baseUrl: URL;
   readonly health: UpstreamHealth;
+  /** Docker Hub's `ratelimit-remaining` as last seen (e.g. `98;w=21600`), for the admin status. */
+  rateLimit: { remaining: string; at: number } | undefined;
   /** Connections to the configured origin: trusted, whatever it resolves to. */
   private readonly agent: Agent;
   /** Connections to any other origin: the address policy runs in its DNS lookup. */
@@ -100,8 +104,11 @@ export class UpstreamClient {
     this.agent = new Agent({ connect, ...pool });
     this.policy = new AddressPolicy(config.allowedHosts ?? [], this.baseUrl.hostname, `upstreams.${config.host}`);
     this.outbound = new Agent({ connect: { ...connect, lookup: this.policy.lookup }, ...pool });
-    this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now,
-      (state) => opts.observer?.health?.(this.host, state, this.lastCause));
+    this.health = new UpstreamHealth(opts.health.maxFails, opts.health.failTimeout, opts.now);
+    this.health.onChange = (up, cause) => {
+      opts.onHealth?.(this.host, up, cause);
+      opts.observer?.health?.(this.host, up ? 'up' : 'down', cause);
+    };
     const creds = config.username !== undefined && config.password !== undefined
       ? { username: config.username, password: config.password } : undefined;
     this.auth = new TokenAuth({
@@ -125,6 +132,8 @@ export class UpstreamClient {
     try {
       const res = await this.send(req);
       statusLabel = String(res.status);
+      const remaining = res.headers['ratelimit-remaining'];
+      if (typeof remaining === 'string') this.rateLimit = { remaining: remaining.slice(0, 64), at: (this.opts.now ?? Date.now)() };
       if (classify(res.status).countsAsFailure) this.failed(causeOf(res.status), `${req.method} ${req.path.split('?')[0]} answered ${res.status}`);
       else this.health.success();
       return res;
@@ -143,7 +152,7 @@ export class UpstreamClient {
   private failed(cause: string, message: string): void {
     this.lastCause = cause;
     this.opts.observer?.failed?.(this.host, cause, message);
-    this.health.failure();
+    this.health.failure(cause);
   }
 
   /**
@@ -164,7 +173,7 @@ export class UpstreamClient {
     try {
       const res = await this.exchange({ ...req, signal: deadline.signal }, deadline);
       // A trickle that runs out the deadline mid-body is the upstream failing, like a timeout before the headers.
-      res.body.once('error', (err) => { if (err instanceof TotalDeadlineError) this.health.failure(); });
+      res.body.once('error', (err) => { if (err instanceof TotalDeadlineError) this.health.failure('answer exceeded the total deadline'); });
       deadline.holdUntilClosed(res.body);
       return res;
     } catch (err) {

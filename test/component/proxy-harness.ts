@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { App } from '../../src/app.js';
 import { validateConfig } from '../../src/config/validate.js';
+import type { JobControl } from '../../src/jobs/job-control.js';
 import type { Repository } from '../../src/registry/repository.js';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 
@@ -21,7 +22,7 @@ export interface ProxyHarness {
   close(): Promise<void>;
 }
 
-export async function startProxy(extra: Record<string, unknown> = {}): Promise<ProxyHarness> {
+export async function startProxy(extra: Record<string, unknown> = {}, opts: { jobs?: JobControl } = {}): Promise<ProxyHarness> {
   const up = await startFakeUpstream();
   const dataDir = mkdtempSync(join(tmpdir(), 'regcache-component-'));
   const clock = { now: Date.parse('2026-06-01T00:00:00Z') };
@@ -29,7 +30,7 @@ export async function startProxy(extra: Record<string, unknown> = {}): Promise<P
     listen: '127.0.0.1:0', dataDir, logLevel: 'silent', retention: { interval: 0 },
     upstreams: { [HOST]: { url: up.url } }, cache: { tagTTL: '5m' }, ...extra,
   });
-  const app = new App(config, { log: pino({ level: 'silent' }), now: () => clock.now, defaultMetrics: false });
+  const app = new App(config, { log: pino({ level: 'silent' }), now: () => clock.now, defaultMetrics: false, ...(opts.jobs ? { jobs: opts.jobs } : {}) });
   await app.start();
   return {
     app, up, clock,

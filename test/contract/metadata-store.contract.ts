@@ -88,6 +88,55 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect(await s.listTags(repo, 'latest', 1)).toEqual(['v1']);
     });
 
+    it('repositories for the admin browser: searched case-insensitively, paged, with tag counts, bytes and last pull', async () => {
+      const s = await fresh();
+      const zed: RepoRef = { upstream: 'docker.io', repo: 'library/zed' };
+      await s.putBlob(fakeDigest('layer'), 4000, repo, 1000);
+      await s.putManifest(manifest('a', 100), { blobs: [fakeDigest('layer')], manifests: [] }, repo, 1000);
+      await s.putTag(repo, 'v1', manifest('a').digest, 1000);
+      await s.putTag(repo, 'v2', manifest('a').digest, 1000);
+      await s.putManifest(manifest('y', 200), { blobs: [], manifests: [] }, other, 3000);
+      await s.putManifest(manifest('z', 50), { blobs: [], manifests: [] }, zed, 2000);
+      // A repository with only a blob link (no manifest) is not listed, as in the catalog.
+      await s.putBlob(fakeDigest('lonely'), 10, { upstream: 'docker.io', repo: 'library/blobonly' }, 1000);
+      const all = await s.listRepositories({ limit: 10 });
+      expect(all).toEqual([
+        { upstream: 'docker.io', repo: 'library/app', tags: 2, bytes: 4100, lastPull: 1000 },
+        { upstream: 'docker.io', repo: 'library/zed', tags: 0, bytes: 50, lastPull: 2000 },
+        { upstream: 'ghcr.io', repo: 'org/tool', tags: 0, bytes: 200, lastPull: 3000 },
+      ]);
+      expect((await s.listRepositories({ limit: 1 })).map((r) => r.repo)).toEqual(['library/app']);
+      expect((await s.listRepositories({ limit: 10, after: 'docker.io/library/app' })).map((r) => r.repo)).toEqual(['library/zed', 'org/tool']);
+      expect((await s.listRepositories({ limit: 10, query: 'ZED' })).map((r) => r.repo)).toEqual(['library/zed']);
+      expect((await s.listRepositories({ limit: 10, query: 'ghcr.io/' })).map((r) => r.repo)).toEqual(['org/tool']);
+      // LIKE wildcards are plain characters in a search.
+      expect(await s.listRepositories({ limit: 10, query: '%' })).toEqual([]);
+    });
+
+    it('repository tags with their manifests and image bytes; deleteTag drops one tag and keeps its content', async () => {
+      const s = await fresh();
+      const child = manifest('child', 300);
+      const index = { ...manifest('index', 100), mediaType: 'application/vnd.oci.image.index.v1+json' };
+      await s.putBlob(fakeDigest('l1'), 5000, repo, 1000);
+      await s.putManifest(child, { blobs: [fakeDigest('l1')], manifests: [] }, repo, 1000);
+      await s.putManifest(index, { blobs: [], manifests: [child.digest] }, repo, 4000);
+      await s.putTag(repo, 'multi', index.digest, 700);
+      await s.putTag(repo, 'single', child.digest, 800);
+      await s.putTag(repo, 'uncached', fakeDigest('nothing'), 900);
+      expect(await s.repositoryTags(repo, '', 10)).toEqual([
+        { tag: 'multi', digest: index.digest, validatedAt: 700, mediaType: index.mediaType, bytes: 5400, lastPull: 4000 },
+        { tag: 'single', digest: child.digest, validatedAt: 800, mediaType: child.mediaType, bytes: 5300, lastPull: 1000 },
+        { tag: 'uncached', digest: fakeDigest('nothing'), validatedAt: 900, mediaType: undefined, bytes: 0, lastPull: undefined },
+      ]);
+      expect((await s.repositoryTags(repo, 'multi', 1)).map((t) => t.tag)).toEqual(['single']);
+      expect(await s.deleteTag(repo, 'single')).toBe(true);
+      expect(await s.deleteTag(repo, 'single')).toBe(false);
+      expect(await s.getTag(repo, 'single')).toBeUndefined();
+      expect(await s.getTag(repo, 'multi')).toBeDefined();
+      expect((await s.getManifest(child.digest))?.size).toBe(300);
+      expect(await s.isLinked(repo, child.digest)).toBe(true);
+    });
+
     it('totals are kept with every insert and removal', async () => {
       const s = await fresh();
       expect(s.totals()).toEqual({ blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 });

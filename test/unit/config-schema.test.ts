@@ -179,7 +179,7 @@ describe('reload classification', () => {
     expect(change({ tls: { cert: 'c', key: 'k' } })).toEqual(['tls.cert', 'tls.key']);
     expect(change({ cache: { maxManifestSize: '8MiB' } })).toEqual(['cache.maxManifestSize']);
     expect(change({ metrics: { listen: '127.0.0.1:9090' } })).toEqual(['metrics.listen']);
-    expect(change({ auth: { htpasswd: 'h' } })).toEqual(['auth.htpasswd', 'auth.anonymousPull', 'auth.protectMetrics']);
+    expect(change({ auth: { htpasswd: 'h' } })).toEqual(['auth.htpasswd', 'auth.anonymousPull', 'auth.protectMetrics', 'auth.publicStatus']);
     expect(change({ upstreamTimeouts: { idle: '1m' }, upstreamHealth: { maxFails: 5 } })).toEqual(['upstreamTimeouts.idle', 'upstreamHealth.maxFails']);
     expect(change({ server: { idleTimeout: '1m', maxConnections: 10 } })).toEqual(['server.idleTimeout', 'server.maxConnections']);
   });

@@ -8,7 +8,8 @@ describe('UpstreamHealth', () => {
   it('reports down once when marked down, up once on the first success after', () => {
     const clock = { now: 0 };
     const seen: string[] = [];
-    const h = new UpstreamHealth(2, 1000, () => clock.now, (s) => seen.push(s));
+    const h = new UpstreamHealth(2, 1000, () => clock.now);
+    h.onChange = (up) => seen.push(up ? 'up' : 'down');
     h.failure();
     expect(seen).toEqual([]);
     h.failure();

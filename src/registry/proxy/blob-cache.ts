@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
+import type { EventBus } from '../../events/event-bus.js';
 import type { Metrics, CacheResult } from '../../metrics/metrics.js';
 import { OciError } from '../../protocol/errors.js';
 import { parseRange } from '../../protocol/range.js';
@@ -30,11 +31,22 @@ export interface BlobCacheDeps {
   log: Logger;
   admission: Admission;
   now: () => number;
+  events?: EventBus | undefined;
 }
 
 interface Pending {
   scope: Scope;
   fill: Promise<BlobFill | 'passthrough'>;
+  /** The fill once it started (the admin status shows its progress). */
+  started?: BlobFill;
+}
+
+export interface FillProgress {
+  upstream: string;
+  repo: string;
+  digest: string;
+  received: number;
+  size: number | undefined;
 }
 
 function rangeOrThrow(header: string | undefined, size: number | undefined): { start: number; end: number } | undefined {
@@ -58,6 +70,16 @@ export class BlobCache {
   /** Whether a fill of `digest` is in progress (retention leaves it alone). */
   isFilling(digest: string): boolean {
     return this.pending.has(digest);
+  }
+
+  /** Fills in progress with the bytes received so far. */
+  inFlight(): FillProgress[] {
+    const out: FillProgress[] = [];
+    for (const [digest, p] of this.pending) {
+      const f = p.started;
+      out.push({ upstream: p.scope.upstream, repo: p.scope.repo, digest, received: f?.received ?? 0, size: f?.size });
+    }
+    return out;
   }
 
   /** Resolves once every fill in flight now has been committed or has failed. */
@@ -100,6 +122,7 @@ export class BlobCache {
     p.fill.then(
       (f) => {
         if (f === 'passthrough') this.pending.delete(digest);
+        else p.started = f;
       },
       () => this.pending.delete(digest),
     );
@@ -216,8 +239,11 @@ export class BlobCache {
         return;
       }
       const err = fill.error as FillError;
-      if (err.reason === 'digest') metrics.digestMismatches.inc({ upstream: scope.upstream });
-      if (err.reason === 'upstream') client.health.failure();
+      if (err.reason === 'digest') {
+        metrics.digestMismatches.inc({ upstream: scope.upstream });
+        this.d.events?.emit('digest.mismatch', { upstream: scope.upstream, repo: scope.repo, digest, kind: 'blob' }, scope.upstream);
+      }
+      if (err.reason === 'upstream') client.health.failure(`blob body failed: ${err.message}`.slice(0, 300));
       if (err.reason === 'disk') this.noCache.set(digest, true);
       log.warn({ ...where, reason: err.reason, err: err.message }, 'blob fill failed; nothing stored');
     });
@@ -235,7 +261,10 @@ export class BlobCache {
       throw err;
     }
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'passthrough' });
-    const onMismatch = (): void => this.d.metrics.digestMismatches.inc({ upstream: scope.upstream });
+    const onMismatch = (): void => {
+      this.d.metrics.digestMismatches.inc({ upstream: scope.upstream });
+      this.d.events?.emit('digest.mismatch', { upstream: scope.upstream, repo: scope.repo, digest, kind: 'blob' }, scope.upstream);
+    };
     body.on('data', (c: Buffer) => this.d.metrics.upstreamBytes.inc({ upstream: scope.upstream }, c.length));
     const verified = body.pipe(verifyingStream(digest, onMismatch));
     body.once('error', (e) => verified.destroy(e));

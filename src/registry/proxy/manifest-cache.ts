@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
+import type { EventBus } from '../../events/event-bus.js';
 import type { CacheResult, Metrics } from '../../metrics/metrics.js';
 import { OciError } from '../../protocol/errors.js';
 import { digestAlgorithm, isValidDigest } from '../../protocol/grammar.js';
@@ -44,6 +45,7 @@ export interface ManifestCacheDeps {
   log: Logger;
   maxManifestSize: number;
   now: () => number;
+  events?: EventBus | undefined;
 }
 
 interface TagEntry {
@@ -299,6 +301,7 @@ export class ManifestCache {
     const expected = req.isDigest ? reference : got.digest && isValidDigest(got.digest) ? got.digest : undefined;
     if (expected !== undefined && expected !== digest) {
       this.d.metrics.digestMismatches.inc({ upstream: scope.upstream });
+      this.d.events?.emit('digest.mismatch', { upstream: scope.upstream, repo: scope.repo, digest: expected, kind: 'manifest' }, scope.upstream);
       throw new OciError('UPSTREAM_MANIFEST_INVALID', `upstream manifest does not match its digest ${expected}`, { upstream: scope.upstream });
     }
     const parsed = parseManifest(body, got.mediaType);

@@ -4,6 +4,7 @@
  * (cheap, one per request) that carry the repository's scope.
  */
 import type { Logger } from 'pino';
+import type { EventBus } from '../../events/event-bus.js';
 import type { Config } from '../../config/types.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { BlobStore } from '../../store/blob-store.js';
@@ -29,6 +30,7 @@ export interface ProxyDeps {
   upstreams: Upstreams;
   admission: Admission;
   now: () => number;
+  events?: EventBus;
 }
 
 export class Proxy {
@@ -41,8 +43,8 @@ export class Proxy {
 
   constructor(private readonly d: ProxyDeps) {
     this.config = d.config;
-    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now });
-    this.manifests = new ManifestCache({ meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize, now: d.now });
+    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, events: d.events });
+    this.manifests = new ManifestCache({ meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize, now: d.now, events: d.events });
     this.listings = new Listings(d.meta, d.metrics);
   }
 

@@ -7,7 +7,7 @@
  */
 import Database from 'better-sqlite3';
 import type {
-  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, StoreTotals, TagRecord,
+  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { MIGRATIONS } from './schema.js';
 
@@ -41,6 +41,24 @@ const STATEMENTS = {
             JOIN manifests m ON m.digest = l.digest WHERE name > ? ORDER BY name LIMIT ?`,
   catalogOf: `SELECT DISTINCT l.upstream || '/' || l.repo AS name FROM repo_links l
               JOIN manifests m ON m.digest = l.digest WHERE l.upstream = ? AND name > ? ORDER BY name LIMIT ?`,
+  listRepositories: `SELECT r.upstream, r.repo,
+                (SELECT count(*) FROM tags t WHERE t.upstream = r.upstream AND t.repo = r.repo) AS tags,
+                (SELECT coalesce(sum(coalesce(b.size, m.size, 0)), 0) FROM repo_links l
+                   LEFT JOIN blobs b ON b.digest = l.digest LEFT JOIN manifests m ON m.digest = l.digest
+                   WHERE l.upstream = r.upstream AND l.repo = r.repo) AS bytes,
+                (SELECT max(m.last_pulled_at) FROM repo_links l JOIN manifests m ON m.digest = l.digest
+                   WHERE l.upstream = r.upstream AND l.repo = r.repo) AS lastPull
+              FROM (SELECT DISTINCT l.upstream, l.repo FROM repo_links l JOIN manifests m ON m.digest = l.digest) r
+              WHERE r.upstream || '/' || r.repo > ? AND instr(lower(r.upstream || '/' || r.repo), lower(?)) > 0
+              ORDER BY r.upstream || '/' || r.repo LIMIT ?`,
+  repositoryTags: `SELECT t.tag, t.digest, t.validated_at AS validatedAt, m.media_type AS mediaType, m.last_pulled_at AS lastPull,
+                     coalesce(m.size, 0) + (SELECT coalesce(sum(coalesce(b.size, c.size, 0)), 0) FROM manifest_refs r
+                       LEFT JOIN blobs b ON b.digest = r.child LEFT JOIN manifests c ON c.digest = r.child
+                       WHERE r.manifest = t.digest
+                          OR r.manifest IN (SELECT child FROM manifest_refs WHERE manifest = t.digest AND kind = 'manifest')) AS bytes
+                   FROM tags t LEFT JOIN manifests m ON m.digest = t.digest
+                   WHERE t.upstream = ? AND t.repo = ? AND t.tag > ? ORDER BY t.tag LIMIT ?`,
+  delTag: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
   touchBlob: 'UPDATE blobs SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
   touchManifest: 'UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
   touchParents: `UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?)
@@ -184,6 +202,22 @@ export class SqliteMetadataStore implements MetadataStore {
   async catalog(last: string, n: number, upstream?: string): Promise<string[]> {
     const rows = upstream === undefined ? this.s.catalog.all(last, n) : this.s.catalogOf.all(upstream, last, n);
     return (rows as Array<{ name: string }>).map((r) => r.name);
+  }
+
+  async listRepositories(opts: { query?: string; after?: string; limit: number }): Promise<RepositorySummary[]> {
+    const rows = this.s.listRepositories.all(opts.after ?? '', opts.query ?? '', opts.limit) as Array<RepositorySummary & { lastPull: number | null }>;
+    return rows.map((r) => ({ ...r, lastPull: r.lastPull ?? undefined }));
+  }
+
+  async repositoryTags(repo: RepoRef, last: string, n: number): Promise<RepositoryTag[]> {
+    const rows = this.s.repositoryTags.all(repo.upstream, repo.repo, last, n) as Array<{
+      tag: string; digest: string; validatedAt: number; mediaType: string | null; lastPull: number | null; bytes: number;
+    }>;
+    return rows.map((r) => ({ ...r, mediaType: r.mediaType ?? undefined, lastPull: r.lastPull ?? undefined }));
+  }
+
+  async deleteTag(repo: RepoRef, tag: string): Promise<boolean> {
+    return this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0;
   }
 
   touch(digest: string, now: number): void {
