@@ -168,6 +168,13 @@ export class App {
 
   /** Stops accepting, lets in-flight responses finish up to `graceMs`, then stops the rest. */
   async stop(graceMs: number): Promise<void> {
-    for (const s of [...this.services].reverse()) await s.stop(graceMs);
+    const until = Date.now() + graceMs;
+    for (const s of [...this.services].reverse()) {
+      await s.stop(graceMs);
+      // Responses are over, but a fill verified for its last client may still be
+      // committing (rename, index row): let it land before the upstreams and the stores
+      // close, or its blob is lost (issue 10, item 7). The store then drains its writes.
+      if (s === this.http) await this.proxy.blobs.idleWithin(Math.max(0, until - Date.now()));
+    }
   }
 }

@@ -60,6 +60,17 @@ export class BlobCache {
     return this.pending.has(digest);
   }
 
+  /** idle(), given at most `ms` (shutdown); resolves false when fills were still running. */
+  async idleWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+    try {
+      return await Promise.race([this.idle().then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Resolves once every fill in flight now has been committed or has failed. */
   async idle(): Promise<void> {
     while (this.pending.size > 0) {
