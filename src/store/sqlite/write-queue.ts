@@ -30,6 +30,8 @@ export interface WriteQueueOptions {
   onDropped?: (what: string, err: Error) => void;
   /** Called after the queue became empty (the store then forgets its in-memory overlay). */
   onDrained?: () => void;
+  /** Most writes held (default 10,000); beyond, a write fails like a full disk: not kept. */
+  maxQueued?: number;
 }
 
 export class WriteQueue {
@@ -71,6 +73,9 @@ export class WriteQueue {
         if (!isLocked(err)) throw err;
         this.since = Date.now();
       }
+    }
+    if (this.queue.length >= (this.opts.maxQueued ?? 10_000)) {
+      throw Object.assign(new Error(`index locked by another process; ${this.queue.length} writes already wait`), { code: 'INDEX_QUEUE_FULL' });
     }
     this.queue.push(w);
     this.schedule();
