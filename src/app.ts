@@ -201,6 +201,13 @@ export class App {
   async stop(graceMs: number): Promise<void> {
     // Live event streams would otherwise hold the listeners open for the whole grace.
     this.admin.close();
-    for (const s of [...this.services].reverse()) await s.stop(graceMs);
+    const until = performance.now() + graceMs;
+    for (const s of [...this.services].reverse()) {
+      await s.stop(graceMs);
+      // Responses are over, but a fill verified for its last client may still be
+      // committing (rename, index row): let it land before the upstreams and the stores
+      // close, or its blob is lost (issue 10, item 7). The store then drains its writes.
+      if (s === this.http) await this.proxy.blobs.idleWithin(Math.max(0, until - performance.now()));
+    }
   }
 }

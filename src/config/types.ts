@@ -36,6 +36,10 @@ export interface Config {
     tagTTL: number;
     /** Largest manifest accepted from an upstream (bytes). */
     maxManifestSize: number;
+    /** Most descriptors (config, layers, children) an upstream manifest may name. */
+    maxManifestReferences: number;
+    /** Largest tags/list answer accepted from an upstream (bytes). */
+    maxTagListSize: number;
   };
   defaultUpstream?: string;
   /** In file order. */

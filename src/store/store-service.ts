@@ -31,6 +31,7 @@ export class StoreService implements Service {
 
   async status(): Promise<Record<string, unknown>> {
     const writable = await this.blobs.writable();
-    return { store: writable ? 'writable' : 'not writable', index: this.meta.healthy() ? 'open' : 'closed', ...this.meta.totals() };
+    // Not healthy: closed, or locked by another process (writes then queue in memory).
+    return { store: writable ? 'writable' : 'not writable', index: this.meta.healthy() ? 'open' : 'unavailable', ...this.meta.totals() };
   }
 }

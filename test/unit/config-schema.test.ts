@@ -42,7 +42,7 @@ describe('schema: every key', () => {
       dataDir: './data',
       logLevel: 'info',
       logFormat: 'auto',
-      cache: { tagTTL: 300_000, maxManifestSize: 4 * 1024 * 1024 },
+      cache: { tagTTL: 300_000, maxManifestSize: 4 * 1024 * 1024, maxManifestReferences: 1000, maxTagListSize: 4 * 1024 * 1024 },
       upstreams: [],
       retention: { interval: 600_000 },
       metrics: {},
@@ -196,7 +196,8 @@ describe('reload classification', () => {
   it('every key is classified as docs/config.md says', () => {
     const restart = configDocRows().filter((r) => r.apply === 'restart').map((r) => r.key);
     // The keys App.reload cannot apply (they shape listeners, the store, the logger or the upstream clients).
-    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize'];
+    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize',
+      'cache.maxManifestReferences', 'cache.maxTagListSize'];
     const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && k !== 'server.shutdownGrace');
     expect(restart).toEqual(expected);
   });

@@ -69,6 +69,15 @@ export class Admission {
     return this.reservedBytes;
   }
 
+  /**
+   * Whether a blob of `bytes` may be kept at all (not above retention.maxSize). A chunked
+   * fill, admitted without a size, asks this as its bytes arrive.
+   */
+  mayKeep(bytes: number): boolean {
+    const max = this.d.maxSize();
+    return max === undefined || bytes <= max;
+  }
+
   private reserve(bytes: number): Reservation {
     this.reservedBytes += bytes;
     let released = false;

@@ -62,6 +62,8 @@ function rangeOrThrow(header: string | undefined, size: number | undefined): { s
 
 export class BlobCache {
   private readonly pending = new Map<string, Pending>();
+  /** Fills not settled yet (a fill leaves `pending` before its temp file is removed). */
+  private readonly running = new Set<Promise<void>>();
   /** Digests whose last fill ran out of disk: stream them through for a while. */
   private readonly noCache = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
 
@@ -82,13 +84,24 @@ export class BlobCache {
     return out;
   }
 
+  /** idle(), given at most `ms` (shutdown); resolves false when fills were still running. */
+  async idleWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+    try {
+      return await Promise.race([this.idle().then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Resolves once every fill in flight now has been committed or has failed. */
   async idle(): Promise<void> {
-    while (this.pending.size > 0) {
-      await Promise.allSettled([...this.pending.values()].map(async (p) => {
+    while (this.pending.size > 0 || this.running.size > 0) {
+      await Promise.allSettled([...this.running, ...[...this.pending.values()].map(async (p) => {
         const f = await p.fill;
         if (f !== 'passthrough') await f.settledPromise;
-      }));
+      })]);
     }
   }
 
@@ -203,9 +216,13 @@ export class BlobCache {
       return 'passthrough';
     }
     const { blobs, meta, metrics, log } = this.d;
-    const fill = new BlobFill(digest, size, temp, {
+    // A chunked answer (no Content-Length) was admitted without a size: once it grows past
+    // retention.maxSize it is still served to its readers, but never kept (issue 10, item 17).
+    let tooLarge = false;
+    const fill: BlobFill = new BlobFill(digest, size, temp, {
       commit: async (t, n) => {
         try {
+          if (tooLarge) throw new Error(`chunked blob of ${n} bytes is larger than retention.maxSize`);
           await blobs.commit(t, digest);
           try {
             await meta.putBlob(digest, n, scope, this.d.now());
@@ -222,9 +239,15 @@ export class BlobCache {
         this.pending.delete(digest);
         await blobs.discard(t);
       },
-      onBytes: (n) => metrics.upstreamBytes.inc({ upstream: scope.upstream }, n),
+      onBytes: (n) => {
+        metrics.upstreamBytes.inc({ upstream: scope.upstream }, n);
+        if (size === undefined && !tooLarge && !this.d.admission.mayKeep(fill.received)) tooLarge = true;
+      },
     });
     metrics.fillsInFlight.inc();
+    const settled = fill.settledPromise;
+    this.running.add(settled);
+    void settled.then(() => this.running.delete(settled));
     const started = Date.now();
     void fill.run(body).then(() => {
       reservation.release();

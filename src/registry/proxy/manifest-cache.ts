@@ -44,6 +44,8 @@ export interface ManifestCacheDeps {
   metrics: Metrics;
   log: Logger;
   maxManifestSize: number;
+  /** Most descriptors a manifest may name (each is an index row). */
+  maxManifestReferences: number;
   now: () => number;
   events?: EventBus | undefined;
 }
@@ -306,6 +308,11 @@ export class ManifestCache {
     }
     const parsed = parseManifest(body, got.mediaType);
     if (!parsed) throw new OciError('UPSTREAM_MANIFEST_INVALID', 'upstream sent a manifest that is not a JSON object', { upstream: scope.upstream });
+    const refs = parsed.blobs.length + parsed.manifests.length;
+    if (refs > this.d.maxManifestReferences) {
+      throw new OciError('UPSTREAM_MANIFEST_INVALID', `upstream manifest names ${refs} descriptors, more than cache.maxManifestReferences (${this.d.maxManifestReferences})`,
+        { upstream: scope.upstream, references: refs, limit: this.d.maxManifestReferences });
+    }
     // Only a registered manifest media type, or a well-formed one from the body, is stored
     // and served: never an upstream's text/html or a header with control characters.
     const mediaType = manifestMediaType(got.mediaType) ?? manifestMediaType(parsed.mediaType);

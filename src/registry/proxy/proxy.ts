@@ -44,8 +44,9 @@ export class Proxy {
   constructor(private readonly d: ProxyDeps) {
     this.config = d.config;
     this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, events: d.events });
-    this.manifests = new ManifestCache({ meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize, now: d.now, events: d.events });
-    this.listings = new Listings(d.meta, d.metrics);
+    this.manifests = new ManifestCache({ meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize,
+      maxManifestReferences: d.config.cache.maxManifestReferences, now: d.now, events: d.events });
+    this.listings = new Listings(d.meta, d.metrics, d.config.cache.maxTagListSize);
   }
 
   get upstreams(): Upstreams {

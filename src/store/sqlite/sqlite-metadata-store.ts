@@ -4,20 +4,43 @@
  * index child also refreshes its parents, so a retention unit's recency is its top-level
  * manifest's. Totals live in a one-row table kept by triggers in the same transaction as
  * every insert and delete, and mirrored in memory after each write.
+ *
+ * No database wait ever blocks the event loop: after start-up the connection runs with
+ * busy_timeout 0, and a write that finds the database locked by another process is queued
+ * (write-queue.ts) and retried off the request path. Until it lands, reads of what it wrote
+ * (manifest, blob size, tag, link, state) are answered from the in-memory overlay below, so
+ * pulls go on from what is known; listings (tags, catalog, referrers) show it once written.
  */
 import Database from 'better-sqlite3';
 import type {
   DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { MIGRATIONS } from './schema.js';
+import { WriteQueue, isLocked, type QueuedWrite } from './write-queue.js';
 
 type Stmt = Database.Statement;
 
 export interface SqliteOptions {
   touchFlushMs?: number;
-  /** Reports a failed batch write (the batch is kept and retried). */
+  /** Reports a failed batch write (the batch is kept and retried) or a dropped queued write. */
   onError?: (err: Error) => void;
+  /** On close, how long queued writes are retried before they are given up (default 10 s). */
+  closeDrainMs?: number;
+  /** Busy timeout while opening and migrating (default 5 s); 0 afterwards. */
+  openBusyTimeoutMs?: number;
 }
+
+/** Writes accepted but not yet in the database (the database is locked elsewhere). */
+interface Overlay {
+  manifests: Map<string, ManifestRecord>;
+  blobs: Map<string, number>;
+  tags: Map<string, TagRecord>;
+  links: Set<string>;
+  /** undefined: deleted. */
+  state: Map<string, string | undefined>;
+}
+
+const repoKey = (r: RepoRef, x: string): string => `${r.upstream}\0${r.repo}\0${x}`;
 
 const STATEMENTS = {
   getManifest: 'SELECT digest, media_type AS mediaType, size, body FROM manifests WHERE digest = ?',
@@ -95,15 +118,40 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly pendingTouches = new Map<string, number>();
   private flushTimer: NodeJS.Timeout | undefined;
   private current: StoreTotals = { blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 };
+  private readonly overlay: Overlay = { manifests: new Map(), blobs: new Map(), tags: new Map(), links: new Set(), state: new Map() };
+  private readonly writes: WriteQueue;
 
-  constructor(private readonly file: string, private readonly opts: SqliteOptions = {}) {}
+  constructor(private readonly file: string, private readonly opts: SqliteOptions = {}) {
+    this.writes = new WriteQueue({
+      onDropped: (what, err) => this.opts.onError?.(new Error(`index write dropped (${what}): ${err.message}`)),
+      onDrained: () => {
+        const o = this.overlay;
+        o.manifests.clear();
+        o.blobs.clear();
+        o.tags.clear();
+        o.links.clear();
+        o.state.clear();
+      },
+    });
+  }
+
+  /** Runs `apply` now, or queues it when the database is locked and records it in the overlay. */
+  private submit(what: string, apply: () => void, remember: (o: Overlay) => void): void {
+    const w: QueuedWrite = { what, apply };
+    if (this.writes.submit(w) === 'queued') remember(this.overlay);
+  }
+
+  /** Writes waiting for a lock held elsewhere (status, tests). */
+  get queuedWrites(): number {
+    return this.writes.size;
+  }
 
   async init(): Promise<void> {
     const db = new Database(this.file);
     this.db = db;
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${this.opts.openBusyTimeoutMs ?? 5000}`);
     db.pragma('foreign_keys = OFF');
     const version = db.pragma('user_version', { simple: true }) as number;
     for (let v = version; v < MIGRATIONS.length; v++) {
@@ -116,6 +164,9 @@ export class SqliteMetadataStore implements MetadataStore {
     for (const [k, sql] of Object.entries(STATEMENTS)) s[k as keyof typeof STATEMENTS] = db.prepare(sql);
     this.s = s;
     this.refreshTotals();
+    // From now on a lock held elsewhere is answered at once (SQLITE_BUSY), never waited for
+    // on the event loop: writes queue (write-queue.ts), reads in WAL mode are not blocked.
+    db.pragma('busy_timeout = 0');
     this.flushTimer = setInterval(() => void this.flush(), this.opts.touchFlushMs ?? 1000);
     this.flushTimer.unref();
   }
@@ -137,17 +188,20 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getManifest(digest: string): Promise<ManifestRecord | undefined> {
-    return this.s.getManifest.get(digest) as ManifestRecord | undefined;
+    return this.overlay.manifests.get(digest) ?? this.s.getManifest.get(digest) as ManifestRecord | undefined;
   }
 
   async putManifest(rec: ManifestRecord, links: ManifestLinks, repo: RepoRef, now: number): Promise<void> {
-    this.write(() => {
+    this.submit(`manifest ${rec.digest}`, () => this.write(() => {
       this.s.putManifest.run(rec.digest, rec.mediaType, rec.size, rec.body, now, now, links.subject ?? null, links.artifactType ?? null);
       for (const b of links.blobs) this.s.putRef.run(rec.digest, b, 'blob');
       for (const m of links.manifests) this.s.putRef.run(rec.digest, m, 'manifest');
       // Only the manifest itself is linked: its blobs and children are linked to the
       // repository when its upstream serves them (never because a manifest names them).
       this.s.link.run(repo.upstream, repo.repo, rec.digest);
+    }), (o) => {
+      o.manifests.set(rec.digest, rec);
+      o.links.add(repoKey(repo, rec.digest));
     });
   }
 
@@ -157,13 +211,16 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async blobSize(digest: string): Promise<number | undefined> {
-    return (this.s.getBlob.get(digest) as { size: number } | undefined)?.size;
+    return this.overlay.blobs.get(digest) ?? (this.s.getBlob.get(digest) as { size: number } | undefined)?.size;
   }
 
   async putBlob(digest: string, size: number, repo: RepoRef | undefined, now: number): Promise<void> {
-    this.write(() => {
+    this.submit(`blob ${digest}`, () => this.write(() => {
       this.s.putBlob.run(digest, size, now, now);
       if (repo) this.s.link.run(repo.upstream, repo.repo, digest);
+    }), (o) => {
+      o.blobs.set(digest, size);
+      if (repo) o.links.add(repoKey(repo, digest));
     });
   }
 
@@ -174,17 +231,19 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async dropBlobs(digests: string[]): Promise<void> {
     if (digests.length === 0) return;
+    this.notWhileQueued('drop blob rows');
     this.write(() => {
       for (const d of digests) this.s.delBlob.run(d);
     });
   }
 
   async getTag(repo: RepoRef, tag: string): Promise<TagRecord | undefined> {
-    return this.s.getTag.get(repo.upstream, repo.repo, tag) as TagRecord | undefined;
+    return this.overlay.tags.get(repoKey(repo, tag)) ?? this.s.getTag.get(repo.upstream, repo.repo, tag) as TagRecord | undefined;
   }
 
   async putTag(repo: RepoRef, tag: string, digest: string, now: number): Promise<void> {
-    this.s.putTag.run(repo.upstream, repo.repo, tag, digest, now);
+    this.submit(`tag ${repo.repo}:${tag}`, () => void this.s.putTag.run(repo.upstream, repo.repo, tag, digest, now),
+      (o) => o.tags.set(repoKey(repo, tag), { digest, validatedAt: now }));
   }
 
   async listTags(repo: RepoRef, last: string, n: number): Promise<string[]> {
@@ -192,11 +251,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async link(repo: RepoRef, digest: string): Promise<void> {
-    this.s.link.run(repo.upstream, repo.repo, digest);
+    this.submit(`link ${repo.repo}@${digest}`, () => void this.s.link.run(repo.upstream, repo.repo, digest),
+      (o) => o.links.add(repoKey(repo, digest)));
   }
 
   async isLinked(repo: RepoRef, digest: string): Promise<boolean> {
-    return this.s.isLinked.get(repo.upstream, repo.repo, digest) !== undefined;
+    return this.overlay.links.has(repoKey(repo, digest)) || this.s.isLinked.get(repo.upstream, repo.repo, digest) !== undefined;
   }
 
   async catalog(last: string, n: number, upstream?: string): Promise<string[]> {
@@ -229,7 +289,8 @@ export class SqliteMetadataStore implements MetadataStore {
    * batch kept for the next try: not recording a pull time never takes the server down.
    */
   async flush(): Promise<void> {
-    if (this.pendingTouches.size === 0 || !this.db?.open) return;
+    // While writes queue for a lock, the times wait too (they are in memory, nothing is lost).
+    if (this.pendingTouches.size === 0 || !this.db?.open || this.writes.blocked) return;
     const batch = [...this.pendingTouches];
     this.pendingTouches.clear();
     try {
@@ -241,7 +302,7 @@ export class SqliteMetadataStore implements MetadataStore {
       })();
     } catch (err) {
       for (const [digest, at] of batch) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
-      this.opts.onError?.(err as Error);
+      if (!isLocked(err)) this.opts.onError?.(err as Error);
     }
   }
 
@@ -304,6 +365,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]> {
+    this.notWhileQueued('evict');
     const removed: string[] = [];
     this.write(() => {
       for (const u of units) {
@@ -337,32 +399,60 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getState<T>(ns: string, key: string): Promise<T | undefined> {
-    const r = this.s.getState.get(ns, key) as { value: string } | undefined;
-    return r ? (JSON.parse(r.value) as T) : undefined;
+    const k = `${ns}\0${key}`;
+    const value = this.overlay.state.has(k) ? this.overlay.state.get(k) : (this.s.getState.get(ns, key) as { value: string } | undefined)?.value;
+    return value === undefined ? undefined : (JSON.parse(value) as T);
   }
 
   async putState(ns: string, key: string, value: unknown): Promise<void> {
-    this.s.putState.run(ns, key, JSON.stringify(value));
+    const json = JSON.stringify(value);
+    this.submit(`state ${ns}/${key}`, () => void this.s.putState.run(ns, key, json), (o) => o.state.set(`${ns}\0${key}`, json));
   }
 
   async deleteState(ns: string, key: string): Promise<void> {
-    this.s.delState.run(ns, key);
+    this.submit(`state ${ns}/${key}`, () => void this.s.delState.run(ns, key), (o) => o.state.set(`${ns}\0${key}`, undefined));
   }
 
   async listState<T>(ns: string): Promise<Array<{ key: string; value: T }>> {
     return (this.s.listState.all(ns) as Array<{ key: string; value: string }>).map((r) => ({ key: r.key, value: JSON.parse(r.value) as T }));
   }
 
+  /**
+   * Open and writable now: no write waits for a lock, and the write lock can be taken at
+   * once (busy_timeout is 0, so this probe never waits).
+   */
   healthy(): boolean {
-    return this.db?.open === true;
+    if (this.db?.open !== true || this.writes.blocked) return false;
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.db.exec('ROLLBACK');
+      return true;
+    } catch {
+      return false;
+    }
   }
 
+  /** Evictions and recovery need the database itself: refused while writes queue for a lock. */
+  private notWhileQueued(what: string): void {
+    if (this.writes.blocked) throw Object.assign(new Error(`cannot ${what}: the index is locked by another process`), { code: 'SQLITE_BUSY' });
+  }
+
+  /**
+   * Drains queued writes and batched pull times (retrying a lock for up to closeDrainMs),
+   * then closes. What still cannot be written is reported; recovery adopts its blobs.
+   */
   async close(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = undefined;
     if (!this.db?.open) return;
+    const lost = await this.writes.close(this.opts.closeDrainMs ?? 10_000);
+    if (lost.length) this.opts.onError?.(new Error(`index locked at shutdown: ${lost.length} writes not recorded (${lost.slice(0, 3).map((w) => w.what).join(', ')})`));
     await this.flush();
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Locked elsewhere: the WAL is checkpointed by the next opener.
+    }
     this.db.close();
   }
 }

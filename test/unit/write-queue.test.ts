@@ -1,0 +1,59 @@
+/** The index write queue (store/sqlite/write-queue.ts): order, lock vs other errors, bound. */
+import { describe, expect, it } from 'vitest';
+import { WriteQueue } from '../../src/store/sqlite/write-queue.js';
+
+function fakeDb() {
+  const db = { locked: false, rows: [] as string[] };
+  const write = (row: string) => ({
+    what: row,
+    apply: () => {
+      if (db.locked) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      db.rows.push(row);
+    },
+  });
+  return { db, write };
+}
+
+describe('WriteQueue', () => {
+  it('writes at once when free; queues while locked, in order, and writes them when the lock goes', () => {
+    const { db, write } = fakeDb();
+    const q = new WriteQueue({ retryMs: 60_000 });
+    expect(q.submit(write('a'))).toBe('written');
+    db.locked = true;
+    expect(q.submit(write('b'))).toBe('queued');
+    db.locked = false;
+    // Earlier writes still wait: a new one queues behind them, never overtakes.
+    expect(q.submit(write('c'))).toBe('queued');
+    expect(db.rows).toEqual(['a']);
+    expect(q.drain()).toBe(true);
+    expect(db.rows).toEqual(['a', 'b', 'c']);
+    expect(q.blocked).toBe(false);
+    void q.close(0);
+  });
+
+  it('throws other errors to the caller on the first try; drops and reports them later', () => {
+    const q = new WriteQueue({ retryMs: 60_000, onDropped: (what) => dropped.push(what) });
+    const dropped: string[] = [];
+    const full = { what: 'full', apply: () => { throw Object.assign(new Error('disk full'), { code: 'SQLITE_FULL' }); } };
+    expect(() => q.submit(full)).toThrow('disk full');
+    const { db, write } = fakeDb();
+    db.locked = true;
+    q.submit(write('x'));
+    q.submit(full);
+    db.locked = false;
+    expect(q.drain()).toBe(true);
+    expect(db.rows).toEqual(['x']);
+    expect(dropped).toEqual(['full']);
+    void q.close(0);
+  });
+
+  it('holds at most maxQueued writes; beyond, a write fails (not kept) instead of growing memory', () => {
+    const { db, write } = fakeDb();
+    const q = new WriteQueue({ retryMs: 60_000, maxQueued: 2 });
+    db.locked = true;
+    q.submit(write('1'));
+    q.submit(write('2'));
+    expect(() => q.submit(write('3'))).toThrow(/already wait/);
+    void q.close(0);
+  });
+});
