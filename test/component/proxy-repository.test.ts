@@ -196,3 +196,26 @@ describe('proxy decisions, counted at the upstream', () => {
     await expect(repo.deleteManifest('v1')).rejects.toMatchObject({ status: 405 });
   });
 });
+
+describe('a fill started through another repository', () => {
+  let h: ProxyHarness;
+  afterEach(async () => h?.close());
+
+  it('failing upstream (404 there) is not the answer for a repository that has the blob (the soak failure)', async () => {
+    h = await startProxy();
+    const s = seed(h, 'lib/app', 'v1');
+    // The wrong repository's upstream answer comes late, so the valid request joins that fill.
+    h.up.script = async (r, res) => {
+      if (!r.path.startsWith('/v2/other/repo/blobs/')) return false;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      res.writeHead(404, { 'content-length': '0' }).end();
+      return true;
+    };
+    const wrong = h.repo('other/repo').getBlob(s.layer, { method: 'GET', range: undefined });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const right = h.repo('lib/app').getBlob(s.layer, { method: 'GET', range: undefined });
+    await expect(wrong).rejects.toMatchObject({ status: 404, code: 'BLOB_UNKNOWN' });
+    const a = await right;
+    expect((await bodyBytes(a)).equals(s.layerBytes)).toBe(true);
+  });
+});

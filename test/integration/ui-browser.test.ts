@@ -2,9 +2,11 @@
  * The page at /ui/ in a real browser: Debian's chromium driven by playwright-core (never a
  * downloaded browser), against regcache in-process in front of the fake upstream (which
  * counts every request) and a JobControl test double (until the sync jobs service lands).
- * Screenshots go to docs/img/ for the README.
+ * Screenshots go to a temp directory, or to docs/img/ (the README's) with UPDATE_SCREENSHOTS=1,
+ * so a test run never changes tracked files.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +15,7 @@ import { jobControlDouble, type JobControlDouble } from '../component/job-contro
 import { HOST, startProxy, type ProxyHarness } from '../component/proxy-harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const IMG = join(import.meta.dirname, '../../docs/img');
+const IMG = process.env.UPDATE_SCREENSHOTS === '1' ? join(import.meta.dirname, '../../docs/img') : mkdtempSync(join(tmpdir(), 'regcache-ui-shots-'));
 
 describe('the page in chromium', () => {
   let browser: Browser;
