@@ -11,6 +11,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   nginx: 'nginx-light',
   openssl: 'openssl',
   perl: 'perl-base',
+  promtool: 'prometheus',
 };
 
 /** Absolute path of `tool` on PATH, or undefined. */
