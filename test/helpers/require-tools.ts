@@ -12,6 +12,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   openssl: 'openssl',
   perl: 'perl-base',
   promtool: 'prometheus',
+  script: 'bsdutils',
 };
 
 /** Absolute path of `tool` on PATH, or undefined. */
