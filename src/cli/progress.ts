@@ -80,13 +80,14 @@ class BarProgress implements Progress {
   private bar: SingleBar | undefined;
   private done = 0;
   private stopped = false;
+  private readonly unhook: Array<() => void> = [];
 
   constructor(private readonly io: CliIo) {
     this.bars = new MultiBar({
       stream: io.terminal!.stream,
       hideCursor: true,
-      // Ctrl-C stops the bar and gives the cursor back.
-      gracefulExit: true,
+      // Its own handler would keep the process alive after Ctrl-C; see restoreOnSignals.
+      gracefulExit: false,
       // Long names are cut at the terminal's width rather than wrapping the bar.
       linewrap: false,
       clearOnComplete: false,
@@ -94,7 +95,24 @@ class BarProgress implements Progress {
     });
   }
 
+  /**
+   * Ctrl-C or a kill while a bar is drawn: give the cursor and line wrapping back, then
+   * die of the same signal (the command is not left running, as cli-progress's own
+   * gracefulExit would).
+   */
+  private restoreOnSignals(): void {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const handler = (): void => {
+        this.stop();
+        process.kill(process.pid, signal);
+      };
+      process.once(signal, handler);
+      this.unhook.push(() => process.removeListener(signal, handler));
+    }
+  }
+
   step(label: string, total?: number): void {
+    if (this.unhook.length === 0) this.restoreOnSignals();
     this.endBar();
     this.done = 0;
     const format = total === undefined
@@ -121,6 +139,7 @@ class BarProgress implements Progress {
     // Flushes lines logged since the last redraw, then draws the bars a last time.
     this.bars.update();
     this.bars.stop();
+    for (const f of this.unhook.splice(0)) f();
   }
 
   private endBar(): void {
