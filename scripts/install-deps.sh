@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages regcache's tests and benchmark use, when missing:
 #   docker-registry (the real upstream, and distribution's proxy for the benchmark),
-#   skopeo and containerd (real clients), chromium (the page's browser tests, driven by playwright-core), nginx-light and wrk (benchmark only, with --bench).
+#   skopeo and containerd (real clients), chromium (the page's browser tests, driven by playwright-core),
+#   prometheus (its promtool checks and unit-tests config/prometheus/alerts.yaml), nginx-light and wrk (benchmark only, with --bench).
 # `npm test` and CI (.ci/run) both run it first, so a fresh Debian machine needs no third
 # command: as root it installs what is missing; otherwise it fails naming the command.
 # --check only reports (exit 1 when something is missing). Safe to run again: it installs
@@ -25,6 +26,7 @@ check containerd containerd
 check ctr containerd
 check openssl openssl
 check chromium chromium
+check promtool prometheus
 if $bench; then
   check nginx nginx-light
   check wrk wrk
@@ -48,7 +50,7 @@ if ((${#need[@]})); then
 fi
 $check_only && exit 0
 # Debian starts these services on install; the tests run their own instances.
-for svc in docker-registry containerd nginx; do
+for svc in docker-registry containerd nginx prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -136,6 +136,7 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
+    this.metrics.storeMaxSize = () => this.config.retention.maxSize;
     this.metrics.declare(config.upstreams.map((u) => u.host));
     this.services = [this.store, this.upstreams, this.retention, this.http];
   }

@@ -38,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
     env: process.env,
+    ...(process.stderr.isTTY ? { terminal: { stream: process.stderr, stdoutToo: process.stdout.isTTY === true } } : {}),
   };
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {

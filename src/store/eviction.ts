@@ -42,6 +42,8 @@ export interface SweepOptions {
   withNames?: boolean;
   /** Units per batch (default 256). */
   batch?: number;
+  /** Told of each batch once it is removed (planned, in a dry run): the CLI prints it as it goes. */
+  onUnits?(units: EvictedUnit[]): void;
 }
 
 export interface EvictionDeps {
@@ -114,6 +116,7 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, removed.length) }, worker));
         planned = used(d.meta);
       }
+      opts.onUnits?.(evicted);
       await turn();
     }
   };

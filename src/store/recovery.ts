@@ -21,6 +21,17 @@ export interface RecoveryReport {
   strayFilesRemoved: number;
 }
 
+/** How a caller follows a long check (the CLI draws it): steps and items done. */
+export interface StepProgress {
+  /** A step begins; `total` items when known. */
+  step(label: string, total?: number): void;
+  /** One more item of the current step is done; `detail` names it. */
+  tick(detail?: string): void;
+}
+
+/** What was wrong with one blob (fsck names it with its tags or repositories). */
+export type RecoveryProblem = 'no-file' | 'size-mismatch' | 'orphan-intact' | 'orphan-corrupt';
+
 export interface RecoveryOptions {
   repair: boolean;
   /** Digests in use by a running server: never touched. */
@@ -28,26 +39,43 @@ export interface RecoveryOptions {
   /** Spools in use by a running server (read-only fsck next to a live serve): not leftovers. */
   skipSpools?: boolean;
   now?: () => number;
+  progress?: StepProgress;
+  /**
+   * Told of each blob in trouble before it is repaired, so its names can still be read (not
+   * kept in the report: a start's log stays small).
+   */
+  onFinding?: (problem: RecoveryProblem, digest: string) => void | Promise<void>;
 }
 
 export async function recover(blobs: BlobStore, meta: MetadataStore, opts: RecoveryOptions): Promise<RecoveryReport> {
   const report: RecoveryReport = { tempFilesRemoved: 0, missingBlobRowsDropped: 0, orphansAdopted: 0, orphansRemoved: 0, sizeMismatchesRemoved: 0, strayFilesRemoved: 0 };
+  const progress = opts.progress;
+  const found = async (problem: RecoveryProblem, digest: string): Promise<void> => opts.onFinding?.(problem, digest);
   if (!opts.skipSpools) {
-    for (const name of await blobs.listSpools()) {
+    const spools = await blobs.listSpools();
+    progress?.step('temp files', spools.length);
+    for (const name of spools) {
       report.tempFilesRemoved++;
       if (opts.repair) await blobs.removeSpool(name);
+      progress?.tick(name);
     }
   }
-  for (const path of await blobs.listStray()) {
+  const strays = await blobs.listStray();
+  progress?.step('stray files', strays.length);
+  for (const path of strays) {
     report.strayFilesRemoved++;
     if (opts.repair) await blobs.removeStray(path);
+    progress?.tick(path);
   }
 
   const rows = new Map<string, number>();
   for await (const r of meta.listBlobs()) rows.set(r.digest, r.size);
   const seen = new Set<string>();
   const drop: string[] = [];
+  // The number of files is known only once they are all listed: the rows are the estimate.
+  progress?.step('blob files', rows.size);
   for await (const { digest, size } of blobs.list()) {
+    progress?.tick(digest);
     if (opts.isPinned?.(digest)) {
       seen.add(digest);
       continue;
@@ -57,6 +85,7 @@ export async function recover(blobs: BlobStore, meta: MetadataStore, opts: Recov
       seen.add(digest);
       if (rowSize !== size) {
         report.sizeMismatchesRemoved++;
+        await found('size-mismatch', digest);
         if (opts.repair) {
           drop.push(digest);
           await blobs.delete(digest);
@@ -66,16 +95,19 @@ export async function recover(blobs: BlobStore, meta: MetadataStore, opts: Recov
     }
     if ((await blobs.hash(digest)) === digest) {
       report.orphansAdopted++;
+      await found('orphan-intact', digest);
       seen.add(digest);
       if (opts.repair) await meta.putBlob(digest, size, undefined, (opts.now ?? Date.now)());
     } else {
       report.orphansRemoved++;
+      await found('orphan-corrupt', digest);
       if (opts.repair) await blobs.delete(digest);
     }
   }
   for (const digest of rows.keys()) {
     if (seen.has(digest)) continue;
     report.missingBlobRowsDropped++;
+    await found('no-file', digest);
     if (opts.repair) drop.push(digest);
   }
   if (opts.repair) await meta.dropBlobs(drop);

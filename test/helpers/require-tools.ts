@@ -11,6 +11,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   nginx: 'nginx-light',
   openssl: 'openssl',
   perl: 'perl-base',
+  promtool: 'prometheus',
+  script: 'bsdutils',
 };
 
 /** Absolute path of `tool` on PATH, or undefined. */
