@@ -50,6 +50,10 @@ export interface CliIo {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
+  /** Reads all of stdin (commands that take `-f -`). */
+  readStdin?: () => Promise<string>;
+  /** stderr when it is a terminal (live progress displays draw there), else undefined. */
+  terminal?: NodeJS.WriteStream;
 }
 
 export type Command = (argv: string[], io: CliIo) => Promise<number>;

@@ -1,0 +1,155 @@
+/**
+ * One blob from a source repository to a destination repository: HEAD at the destination
+ * first (present: nothing sent), else a cross-repository mount when the same destination
+ * registry is known to hold it elsewhere, else an upload streamed from the source,
+ * monolithic (POST, then one PUT with the body) up to `monolithicMax` bytes, chunked
+ * (PATCHes of `chunkSize`, then PUT) above. The destination checks the digest on the PUT,
+ * so nothing unverified is committed there. A failed attempt starts over with a new
+ * upload session (retry.ts decides whether to try again).
+ */
+import { PassThrough, type Readable } from 'node:stream';
+import type { RegistryClient } from '../upstream/registry-client.js';
+import { withRetry, type RetryOptions } from './retry.js';
+
+export interface BlobRef {
+  digest: string;
+  size: number;
+}
+
+export interface RepoEndpoint {
+  client: RegistryClient;
+  /** Registry host as the mapping names it (mounts are only tried within one). */
+  registry: string;
+  repo: string;
+}
+
+export type BlobOutcome = 'present' | 'mounted' | 'sent' | 'would-send' | 'would-mount';
+
+/**
+ * Where blobs are known to be on each destination registry, shared by every copy of a
+ * run: the repository to mount from, and the transfer in flight (a second copy of the same
+ * blob into the same registry waits for the first and mounts instead of uploading again).
+ */
+export class MountIndex {
+  private readonly where = new Map<string, string>();
+  private readonly inflight = new Map<string, Promise<unknown>>();
+
+  private key(registry: string, digest: string): string {
+    return `${registry}|${digest}`;
+  }
+
+  seen(registry: string, digest: string, repo: string): void {
+    if (!this.where.has(this.key(registry, digest))) this.where.set(this.key(registry, digest), repo);
+  }
+
+  from(registry: string, digest: string, notRepo: string): string | undefined {
+    const r = this.where.get(this.key(registry, digest));
+    return r !== undefined && r !== notRepo ? r : undefined;
+  }
+
+  pending(registry: string, digest: string): Promise<unknown> | undefined {
+    return this.inflight.get(this.key(registry, digest));
+  }
+
+  track<T>(registry: string, digest: string, p: Promise<T>): Promise<T> {
+    const k = this.key(registry, digest);
+    const settled = p.then(() => undefined, () => undefined);
+    this.inflight.set(k, settled);
+    void settled.then(() => { if (this.inflight.get(k) === settled) this.inflight.delete(k); });
+    return p;
+  }
+}
+
+export interface BlobTransferOptions {
+  dryRun: boolean;
+  /** Send even when the destination has it. */
+  force: boolean;
+  monolithicMax: number;
+  chunkSize: number;
+  retry: RetryOptions;
+  mounts: MountIndex;
+  /** Called with every body byte count sent (progress). */
+  onBytes?: (n: number) => void;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_MONOLITHIC_MAX = 32 * 1024 * 1024;
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+function counted(body: Readable, onBytes: ((n: number) => void) | undefined): Readable {
+  if (!onBytes) return body;
+  const pass = new PassThrough({ highWaterMark: 256 * 1024 });
+  body.on('error', (err) => pass.destroy(err));
+  pass.on('close', () => { if (!body.destroyed) body.destroy(); });
+  body.on('data', (c: Buffer) => onBytes(c.length));
+  body.pipe(pass);
+  return pass;
+}
+
+async function upload(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, location: string, o: BlobTransferOptions): Promise<void> {
+  const got = await src.client.getBlob(src.repo, blob.digest, o.signal);
+  const size = got.size ?? blob.size;
+  const body = counted(got.body, o.onBytes);
+  try {
+    if (size <= o.monolithicMax) {
+      await dst.client.finishUpload(dst.repo, location, blob.digest, body, size);
+      return;
+    }
+    let offset = 0;
+    let loc = location;
+    let parts: Buffer[] = [];
+    let have = 0;
+    for await (const piece of body) {
+      parts.push(piece as Buffer);
+      have += (piece as Buffer).length;
+      if (have >= o.chunkSize) {
+        const chunk = Buffer.concat(parts, have);
+        parts = [];
+        have = 0;
+        loc = await dst.client.appendUpload(dst.repo, loc, chunk, offset);
+        offset += chunk.length;
+      }
+    }
+    await dst.client.finishUpload(dst.repo, loc, blob.digest, have ? Buffer.concat(parts, have) : undefined);
+  } finally {
+    body.destroy();
+  }
+}
+
+/**
+ * Copies one blob; returns what was done. Transfers of one digest into one registry run one
+ * after the other (the second then finds it present, or mounts it), never side by side.
+ */
+export function transferBlob(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, o: BlobTransferOptions): Promise<BlobOutcome> {
+  const prior = o.mounts.pending(dst.registry, blob.digest);
+  const work = (async () => {
+    if (prior) await prior;
+    return transferOne(src, dst, blob, o);
+  })();
+  return o.mounts.track(dst.registry, blob.digest, work);
+}
+
+async function transferOne(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, o: BlobTransferOptions): Promise<BlobOutcome> {
+  const retry = { ...o.retry, ...(o.signal ? { signal: o.signal } : {}) };
+  if (!o.force) {
+    const present = await withRetry(() => dst.client.has(dst.repo, 'blob', blob.digest), retry);
+    if (present) {
+      o.mounts.seen(dst.registry, blob.digest, dst.repo);
+      return 'present';
+    }
+  }
+  if (o.dryRun) {
+    const mountable = o.mounts.from(dst.registry, blob.digest, dst.repo) !== undefined;
+    o.mounts.seen(dst.registry, blob.digest, dst.repo);
+    return mountable ? 'would-mount' : 'would-send';
+  }
+  const outcome = await withRetry(async () => {
+    const from = o.force ? undefined : o.mounts.from(dst.registry, blob.digest, dst.repo);
+    const started = await dst.client.startUpload(dst.repo, from ? { digest: blob.digest, from } : undefined);
+    if (started.mounted) return 'mounted' as const;
+    await upload(src, dst, blob, started.location, o);
+    return 'sent' as const;
+  }, retry);
+  o.mounts.seen(dst.registry, blob.digest, dst.repo);
+  return outcome;
+}
