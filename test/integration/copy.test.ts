@@ -133,4 +133,98 @@ describe('regcache copy', () => {
     expect(await rawDigest(`${tokenReg.host}/team/multi:1`, `robot:${SECRET}`)).toBe(multi.digest);
     expect(issuer.log.some((l) => l.user === 'robot' && l.access.some((a) => a.actions.includes('push')))).toBe(true);
   });
+
+  it('mapping errors name file and line, overlaps are refused, and nothing is written (exit 2)', async () => {
+    basicFwd.reset();
+    const bad = join(work, 'bad-mapping.txt');
+    writeFileSync(bad, `# header\n${source.host}/org/app:v1 ${basicFwd.host}/x/app:v1\n${source.host}/org/app:v1\nnginx:1 ${basicFwd.host}/x/n:1\n`);
+    let r = await copy(['-f', bad, '--insecure', `${source.host},${basicFwd.host}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}:3: `);
+    expect(r.stderr).toContain(`${bad}:4: `);
+    expect(r.stderr).not.toContain(`${bad}:2:`);
+    const overlap = join(work, 'overlap.txt');
+    writeFileSync(overlap, `${source.host}/org/app:v1 ${basicFwd.host}/x/app:latest\n${source.host}/org/app:v2 ${basicFwd.host}/x/app:latest\n`);
+    r = await copy(['-f', overlap, '--insecure', `${source.host},${basicFwd.host}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${overlap}:2: destination ${basicFwd.host}/x/app:latest is also written by ${overlap}:1`);
+    // a wildcard's tags overlap an explicit tag: found after listing, still before anything is copied
+    r = await copy(['--insecure', `${source.host},${basicFwd.host}`,
+      `${source.host}/org/app:*=${basicFwd.host}/y/app`, `${source.host}/org/multi:1=${basicFwd.host}/y/app:v1`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/destination .*\/y\/app:v1 is also written by/);
+    expect(writes(basicFwd)).toBe(0);
+  });
+
+  it('--skip-missing skips absent sources; --continue-on-error copies the rest and exits 1', async () => {
+    const ins = ['--insecure', `${source.host},${basicFwd.host}`];
+    const good = `${source.host}/org/app:v1=${basicFwd.host}/miss/app:v1`;
+    let r = await copy([...ins, '--skip-missing', `${source.host}/org/nope:1=${basicFwd.host}/miss/nope:1`, `${source.host}/org/gone:*=${basicFwd.host}/miss/gone`, good]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/1 copied, 0 unchanged, 0 failed, 2 skipped/);
+    expect(r.stdout).toMatch(/^skipped .*org\/nope:1/m);
+
+    const good2 = `${source.host}/org/app:v2=${basicFwd.host}/coe/app:v2`;
+    r = await copy([...ins, '--continue-on-error', `${source.host}/org/app:nope=${basicFwd.host}/coe/app:nope`, good2]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^failed +.*org\/app:nope/m);
+    expect(r.stdout).toMatch(/1 copied, 0 unchanged, 1 failed/);
+    expect(await rawDigest(`${basic.host}/coe/app:v2`, `robot:${SECRET}`)).toBe(v2.digest);
+
+    // the same without --skip-missing: a failure, exit 1
+    r = await copy([...ins, `${source.host}/org/nope:1=${basicFwd.host}/miss/nope:1`]);
+    expect(r.code).toBe(1);
+  });
+
+  it('--output json: one line per image and a summary', async () => {
+    const r = await copy(['--output', 'json', '--dry-run', '--insecure', `${source.host},${basicFwd.host}`, `${source.host}/org/multi:1=${basicFwd.host}/json/multi:1`]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(lines[0]).toMatchObject({ type: 'image', status: 'planned', report: { digest: multi.digest, blobs: { sent: 6, present: 0 } } });
+    expect(lines.at(-1)).toMatchObject({ type: 'summary', counts: { planned: 1, failed: 0 } });
+  });
+});
+
+describe('platform filter', () => {
+  const ins = (): string[] => ['--insecure', `${source.host},${basicFwd.host}`];
+  const creds = `robot:${SECRET}`;
+  const has = async (repo: string, digest: string): Promise<number> =>
+    (await fetch(`${basic.url}/v2/${repo}/blobs/${digest}`, { method: 'HEAD', headers: { authorization: `Basic ${Buffer.from(creds).toString('base64')}` } })).status;
+
+  it('one platform: that manifest alone (its own digest), and only its blobs are sent', async () => {
+    const arm = multi.images[1]!;
+    const r = await copy([...ins(), '--platforms', 'linux/arm64', `${source.host}/org/multi:1=${basicFwd.host}/pf/one:1`]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(await rawDigest(`${basic.host}/pf/one:1`, creds)).toBe(arm.digest);
+    expect(await has('pf/one', arm.layers[0]!.digest)).toBe(200);
+    expect(await has('pf/one', multi.images[0]!.layers[0]!.digest)).toBe(404);
+    expect(r.stdout).toContain('platform filter kept one manifest');
+  });
+
+  it('several platforms: a new index with those children, its digest printed', async () => {
+    const r = await copy([...ins(), '--filter-by-os', 'linux/(amd64|s390x)', `${source.host}/org/multi:1=${basicFwd.host}/pf/two:1`]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const printed = /wrote a new index (sha256:[a-f0-9]{64})/.exec(r.stdout)?.[1];
+    expect(printed).toBeDefined();
+    const raw = await skopeoInspectRaw(`docker://${basic.host}/pf/two:1`, { creds });
+    expect(sha256(raw)).toBe(printed);
+    expect(printed).not.toBe(multi.digest);
+    const doc = JSON.parse(raw.toString()) as { manifests: Array<{ digest: string }> };
+    expect(doc.manifests.map((m) => m.digest)).toEqual([multi.images[0]!.digest, multi.images[2]!.digest]);
+    expect(await has('pf/two', multi.images[1]!.layers[0]!.digest)).toBe(404);
+  });
+
+  it('--keep-manifest-list: docker-registry refuses the index without its other children; the command says so and writes a filtered one', async () => {
+    const r = await copy([...ins(), '--platforms', 'linux/amd64', '--keep-manifest-list', `${source.host}/org/multi:1=${basicFwd.host}/pf/keep:1`]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const m = /refused the unchanged index (sha256:[a-f0-9]{64}) .*wrote a filtered index (sha256:[a-f0-9]{64})/.exec(r.stdout);
+    expect(m?.[1]).toBe(multi.digest);
+    expect(await rawDigest(`${basic.host}/pf/keep:1`, creds)).toBe(m?.[2]);
+    // a rerun finds the filtered index in place and changes nothing
+    basicFwd.reset();
+    const again = await copy([...ins(), '--platforms', 'linux/amd64', '--keep-manifest-list', `${source.host}/org/multi:1=${basicFwd.host}/pf/keep:1`]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/0 copied, 1 unchanged/);
+    expect(writes(basicFwd)).toBe(0);
+  });
 });
