@@ -156,7 +156,7 @@ export async function runCopyPlan(
           : i.status === 'failed' ? 'failed' : 'pending';
       const t: TagOutcome = { ref: i.destination || i.source, outcome };
       if (i.report) t.digest = i.report.destinationDigest;
-      if (i.error) t.reason = i.error;
+      if (i.error) t.reason = `${i.source}: ${i.error}`;
       else if (i.status === 'skipped') t.reason = 'source missing (skipped)';
       return t;
     });

@@ -13,6 +13,10 @@ import {
   startForwarder, startRegistry, startTokenIssuer, stopAllChildren, tmpDir,
   type Forwarder, type Image, type Index, type Registry, type RunResult, type TokenIssuer,
 } from '../helpers/index.js';
+import { parseAuthFile } from '../../src/transfer/auth-file.js';
+import { parseMappingText } from '../../src/transfer/mapping.js';
+import { RegistrySet } from '../../src/transfer/registries.js';
+import { runCopyPlan, type CopyEvent } from '../../src/transfer/run-copy.js';
 
 const SECRET = 'copy-Pa55-never-printed';
 let source: Registry;
@@ -228,3 +232,26 @@ describe('platform filter', () => {
     expect(writes(basicFwd)).toBe(0);
   });
 });
+
+describe('runCopyPlan (what a scheduled copy job calls)', () => {
+  it('returns a JobRun: counts per image, bytes, result; a second run is all unchanged', async () => {
+    const { readFileSync } = await import('node:fs');
+    const registries = new RegistrySet({ auth: parseAuthFile(readFileSync(authFile, 'utf8'), authFile), insecure: new Set([source.host, basicFwd.host]) });
+    const mappings = parseMappingText(`${source.host}/org/app:* ${basicFwd.host}/job/app\n${source.host}/org/none:1 ${basicFwd.host}/job/none:1\n`, 'job');
+    try {
+      const events: CopyEvent['type'][] = [];
+      const run = await runCopyPlan({ mappings, trigger: 'now' }, { registries, continueOnError: true }, (e) => events.push(e.type));
+      expect(run).toMatchObject({ trigger: 'now', result: 'FAIL', counts: { synced: 2, unchanged: 0, failed: 1, pending: 0 } });
+      expect(run.bytes).toBe(v1.layers[0]!.size + v1.layers[1]!.size + v2.layers[1]!.size + v1.config.size + v2.config.size);
+      expect(run.tags?.find((t) => t.ref.endsWith('/job/app:v2'))).toMatchObject({ outcome: 'synced', digest: v2.digest });
+      expect(run.tags?.find((t) => t.outcome === 'failed')?.reason).toMatch(/none/);
+      expect(events).toContain('bytes');
+      expect(run.endedAt).toBeDefined();
+      const again = await runCopyPlan({ mappings: mappings.slice(0, 1) }, { registries }, () => undefined);
+      expect(again).toMatchObject({ trigger: 'schedule', result: 'SUCCESS', counts: { synced: 0, unchanged: 2, failed: 0 }, bytes: 0 });
+    } finally {
+      await registries.close();
+    }
+  });
+});
+
