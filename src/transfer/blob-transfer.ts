@@ -3,11 +3,11 @@
  * first (present: nothing sent), else a cross-repository mount when the same destination
  * registry is known to hold it elsewhere, else an upload streamed from the source,
  * monolithic (POST, then one PUT with the body) up to `monolithicMax` bytes, chunked
- * (PATCHes of `chunkSize`, then PUT) above. The destination checks the digest on the PUT,
+ * (PATCHes of `chunkSize`, each streamed as its bytes arrive, then PUT) above. The destination checks the digest on the PUT,
  * so nothing unverified is committed there. A failed attempt starts over with a new
  * upload session (retry.ts decides whether to try again).
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { RegistryClient } from '../upstream/registry-client.js';
 import { withRetry, type RetryOptions } from './retry.js';
 
@@ -74,7 +74,7 @@ export interface BlobTransferOptions {
 }
 
 export const DEFAULT_MONOLITHIC_MAX = 32 * 1024 * 1024;
-export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024;
 
 function counted(body: Readable, onBytes: ((n: number) => void) | undefined): Readable {
   if (!onBytes) return body;
@@ -86,6 +86,32 @@ function counted(body: Readable, onBytes: ((n: number) => void) | undefined): Re
   return pass;
 }
 
+/**
+ * The next `n` bytes of a source, as a stream, without buffering them: a chunk of a
+ * chunked upload goes out as its bytes arrive. `state.rest` carries over what a source
+ * piece had beyond the chunk's end.
+ */
+async function* take(it: AsyncIterator<Buffer>, state: { rest?: Buffer | undefined }, n: number): AsyncGenerator<Buffer> {
+  let left = n;
+  while (left > 0) {
+    let b: Buffer;
+    if (state.rest) {
+      b = state.rest;
+      state.rest = undefined;
+    } else {
+      const r = await it.next();
+      if (r.done) throw new Error(`source blob ended ${left} bytes early`);
+      b = r.value;
+    }
+    if (b.length > left) {
+      state.rest = b.subarray(left);
+      b = b.subarray(0, left);
+    }
+    left -= b.length;
+    yield b;
+  }
+}
+
 async function upload(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, location: string, o: BlobTransferOptions): Promise<void> {
   const got = await src.client.getBlob(src.repo, blob.digest, o.signal);
   const size = got.size ?? blob.size;
@@ -95,22 +121,14 @@ async function upload(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, locat
       await dst.client.finishUpload(dst.repo, location, blob.digest, body, size);
       return;
     }
-    let offset = 0;
+    const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const state: { rest?: Buffer | undefined } = {};
     let loc = location;
-    let parts: Buffer[] = [];
-    let have = 0;
-    for await (const piece of body) {
-      parts.push(piece as Buffer);
-      have += (piece as Buffer).length;
-      if (have >= o.chunkSize) {
-        const chunk = Buffer.concat(parts, have);
-        parts = [];
-        have = 0;
-        loc = await dst.client.appendUpload(dst.repo, loc, chunk, offset);
-        offset += chunk.length;
-      }
+    for (let offset = 0; offset < size; offset += o.chunkSize) {
+      const len = Math.min(o.chunkSize, size - offset);
+      loc = await dst.client.appendUpload(dst.repo, loc, Readable.from(take(it, state, len), { objectMode: false }), offset, len);
     }
-    await dst.client.finishUpload(dst.repo, loc, blob.digest, have ? Buffer.concat(parts, have) : undefined);
+    await dst.client.finishUpload(dst.repo, loc, blob.digest);
   } finally {
     body.destroy();
   }

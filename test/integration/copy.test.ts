@@ -16,7 +16,7 @@ import {
 import { parseAuthFile } from '../../src/transfer/auth-file.js';
 import { parseMappingText } from '../../src/transfer/mapping.js';
 import { RegistrySet } from '../../src/transfer/registries.js';
-import { runCopyPlan, type CopyEvent } from '../../src/transfer/run-copy.js';
+import { runCopy, runCopyPlan, type CopyEvent } from '../../src/transfer/run-copy.js';
 
 const SECRET = 'copy-Pa55-never-printed';
 let source: Registry;
@@ -249,6 +249,26 @@ describe('runCopyPlan (what a scheduled copy job calls)', () => {
       expect(run.endedAt).toBeDefined();
       const again = await runCopyPlan({ mappings: mappings.slice(0, 1) }, { registries }, () => undefined);
       expect(again).toMatchObject({ trigger: 'schedule', result: 'SUCCESS', counts: { synced: 0, unchanged: 2, failed: 0 }, bytes: 0 });
+    } finally {
+      await registries.close();
+    }
+  });
+});
+
+describe('upload modes', () => {
+  it('blobs above the monolithic limit go up in streamed chunks (PATCH with Content-Range), digests equal', async () => {
+    const { readFileSync } = await import('node:fs');
+    const registries = new RegistrySet({ auth: parseAuthFile(readFileSync(authFile, 'utf8'), authFile), insecure: new Set([source.host, basicFwd.host]) });
+    try {
+      basicFwd.reset();
+      const r = await runCopy(parseMappingText(`${source.host}/org/app:v1 ${basicFwd.host}/chunked/app:v1`, 'm'), {
+        registries, monolithicMax: 64 * 1024, chunkSize: 300 * 1024,
+      });
+      expect(r.counts.copied).toBe(1);
+      // the 1 MiB shared layer (plus tar/gzip framing) in 300 KiB chunks: 4 PATCHes; the small layer and the config monolithic
+      expect(basicFwd.count('PATCH', /\/chunked\/app\/blobs\/uploads\//)).toBe(Math.ceil(v1.layers[0]!.size / (300 * 1024)));
+      expect(basicFwd.count('PUT', /\/chunked\/app\/blobs\/uploads\//)).toBe(3);
+      expect(await rawDigest(`${basic.host}/chunked/app:v1`, `robot:${SECRET}`)).toBe(v1.digest);
     } finally {
       await registries.close();
     }
