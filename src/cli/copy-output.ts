@@ -3,7 +3,7 @@
  * and one for the summary (json); on a terminal, above those lines, a live display of
  * every image in flight and the total (bytes and rate), drawn by cli-progress.
  */
-import cliProgress from 'cli-progress';
+import type cliProgressTypes from 'cli-progress';
 import { formatBytes } from '../config/units.js';
 import type { CopyEvent, CopyRunResult, ImageResult } from '../transfer/run-copy.js';
 import type { CliIo } from './args.js';
@@ -46,7 +46,7 @@ export interface CopyOutput {
   finish(r: CopyRunResult, ms: number): void;
 }
 
-export function createOutput(io: CliIo, format: OutputFormat, dryRun: boolean): CopyOutput {
+export async function createOutput(io: CliIo, format: OutputFormat, dryRun: boolean): Promise<CopyOutput> {
   const started = Date.now();
   if (format === 'json') {
     return {
@@ -71,6 +71,8 @@ export function createOutput(io: CliIo, format: OutputFormat, dryRun: boolean): 
       },
     };
   }
+  // Loaded only for a terminal: piped runs (cron, CI) skip its start-up cost.
+  const cliProgress = (await import('cli-progress')).default;
   const multi = new cliProgress.MultiBar({
     stream: term, clearOnComplete: true, hideCursor: true, autopadding: true, fps: 5,
     format: ' {name} | {sent} | {rate}',
@@ -81,7 +83,7 @@ export function createOutput(io: CliIo, format: OutputFormat, dryRun: boolean): 
   const total = multi.create(1, 0, { name: 'total', sent: '0 B', rate: '' }, {
     format: ' {bar} {value}/{total} images | {sent} | {rate}',
   });
-  const bars = new Map<number, { bar: cliProgress.SingleBar; bytes: number; started: number }>();
+  const bars = new Map<number, { bar: cliProgressTypes.SingleBar; bytes: number; started: number }>();
   const refreshTotal = (): void => total.update(done, { sent: formatBytes(totalBytes), rate: rate(totalBytes, Date.now() - started) });
   return {
     onEvent(e) {

@@ -142,7 +142,7 @@ export const copy: Command = async (argv: string[], io: CliIo): Promise<number> 
     throw err;
   }
   const dryRun = args.booleans.has('dry-run');
-  const out = createOutput(io, output, dryRun);
+  const out = await createOutput(io, output, dryRun);
   const started = Date.now();
   try {
     const result = await runCopy(mappings, {

@@ -7,7 +7,7 @@
  * so nothing unverified is committed there. A failed attempt starts over with a new
  * upload session (retry.ts decides whether to try again).
  */
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { RegistryClient } from '../upstream/registry-client.js';
 import { withRetry, type RetryOptions } from './retry.js';
 
@@ -76,14 +76,12 @@ export interface BlobTransferOptions {
 export const DEFAULT_MONOLITHIC_MAX = 32 * 1024 * 1024;
 export const DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024;
 
-function counted(body: Readable, onBytes: ((n: number) => void) | undefined): Readable {
-  if (!onBytes) return body;
-  const pass = new PassThrough({ highWaterMark: 256 * 1024 });
-  body.on('error', (err) => pass.destroy(err));
-  pass.on('close', () => { if (!body.destroyed) body.destroy(); });
-  body.on('data', (c: Buffer) => onBytes(c.length));
-  body.pipe(pass);
-  return pass;
+/** The source body, counting bytes as they pass (for progress), without another stream in between. */
+async function* counted(body: Readable, onBytes: ((n: number) => void) | undefined): AsyncGenerator<Buffer> {
+  for await (const piece of body) {
+    onBytes?.((piece as Buffer).length);
+    yield piece as Buffer;
+  }
 }
 
 /**
@@ -115,13 +113,13 @@ async function* take(it: AsyncIterator<Buffer>, state: { rest?: Buffer | undefin
 async function upload(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, location: string, o: BlobTransferOptions): Promise<void> {
   const got = await src.client.getBlob(src.repo, blob.digest, o.signal);
   const size = got.size ?? blob.size;
-  const body = counted(got.body, o.onBytes);
+  const body = got.body;
   try {
     if (size <= o.monolithicMax) {
-      await dst.client.finishUpload(dst.repo, location, blob.digest, body, size);
+      await dst.client.finishUpload(dst.repo, location, blob.digest, Readable.from(counted(body, o.onBytes), { objectMode: false }), size);
       return;
     }
-    const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const it = counted(body, o.onBytes);
     const state: { rest?: Buffer | undefined } = {};
     let loc = location;
     for (let offset = 0; offset < size; offset += o.chunkSize) {
