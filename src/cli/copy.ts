@@ -104,8 +104,9 @@ async function readMappings(files: string[], positionals: string[], io: CliIo): 
 
 /** regcache's config, when one is given or the default exists. */
 function regcacheConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Config | undefined {
-  if (flags.config === undefined && !env.REGCACHE_CONFIG && !existsSync(DEFAULT_CONFIG)) return undefined;
-  return loadCommandConfig(flags, env).config;
+  const file = flags.config ?? (env.REGCACHE_CONFIG || undefined) ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
+  if (file === undefined) return undefined;
+  return loadCommandConfig({ ...flags, config: file }, env).config;
 }
 
 export const copy: Command = async (argv: string[], io: CliIo): Promise<number> => {
