@@ -119,6 +119,16 @@ describe('regcache copy', () => {
     expect(writes(basicFwd)).toBe(0);
   });
 
+  it('--force sends again what the destination already has', async () => {
+    basicFwd.reset();
+    const r = await copy(['--force', '--insecure', `${source.host},${basicFwd.host}`, `${source.host}/org/app:v1=${basicFwd.host}/mirror/app:v1`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(basicFwd.count('HEAD')).toBe(0);
+    expect(basicFwd.count('PUT', /\/mirror\/app\/blobs\/uploads\//)).toBe(3);
+    expect(basicFwd.count('PUT', '/v2/mirror/app/manifests/v1')).toBe(1);
+    expect(await rawDigest(`${basic.host}/mirror/app:v1`, `robot:${SECRET}`)).toBe(v1.digest);
+  });
+
   it('mounts a blob already sent to another repository of the same registry instead of sending it again', async () => {
     basicFwd.reset();
     const r = await copy(['--insecure', `${source.host},${basicFwd.host}`,

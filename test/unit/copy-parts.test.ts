@@ -97,3 +97,24 @@ describe('auth file', () => {
     expect(msg).not.toContain(secret);
   });
 });
+
+describe('registry clients of a copy', async () => {
+  const { RegistrySet } = await import('../../src/transfer/registries.js');
+  const { parseConfigText } = await import('../../src/config/load.js');
+  const config = parseConfigText('upstreams:\n  docker.io:\n    url: https://registry-1.docker.io\n    username: cfg\n    password: cfgpw\n', {}, 'c.yaml');
+  const auth = parseAuthFile(JSON.stringify({ auths: { 'quay.io': { auth: Buffer.from('q:qp').toString('base64') } } }), 'a.json');
+  const set = new RegistrySet({ auth, insecure: new Set(['127.0.0.1:5000']), config });
+  it('sources use regcache config credentials when the auth file has none; destinations never do', () => {
+    const src = set.client('docker.io', 'library/nginx', 'source').transport.config;
+    expect(src).toMatchObject({ url: 'https://registry-1.docker.io', username: 'cfg', password: 'cfgpw', insecureSkipVerify: false });
+    const dst = set.client('docker.io', 'library/nginx', 'destination').transport.config;
+    expect(dst.username).toBeUndefined();
+    expect(set.client('quay.io', 'org/app', 'destination').transport.config).toMatchObject({ url: 'https://quay.io', username: 'q' });
+  });
+  it('--insecure hosts are plain HTTP; a loopback registry may use a loopback token realm', () => {
+    const c = set.client('127.0.0.1:5000', 'a', 'destination').transport.config;
+    expect(c.url).toBe('http://127.0.0.1:5000');
+    expect(c.allowedHosts).toContain('127.0.0.0/8');
+    expect(set.client('quay.io', 'a', 'source').transport.config.allowedHosts).toEqual([]);
+  });
+});
