@@ -154,6 +154,10 @@ async function transferOne(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, 
       return 'present';
     }
   }
+  // Copying within one registry: the source repository itself is where to mount from.
+  if (src.registry === dst.registry && src.repo !== dst.repo && src.client.transport.baseUrl.href === dst.client.transport.baseUrl.href) {
+    o.mounts.seen(dst.registry, blob.digest, src.repo);
+  }
   if (o.dryRun) {
     const mountable = o.mounts.from(dst.registry, blob.digest, dst.repo) !== undefined;
     o.mounts.seen(dst.registry, blob.digest, dst.repo);

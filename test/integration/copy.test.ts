@@ -141,10 +141,22 @@ describe('regcache copy', () => {
     expect(r.stdout).toMatch(/3 mounted/);
   });
 
+  it('within one registry, mounts from the source repository', async () => {
+    basicFwd.reset();
+    const r = await copy(['--insecure', basicFwd.host, `${basicFwd.host}/mirror/app:v2`, `${basicFwd.host}/samereg/app:v2`]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(basicFwd.count('POST', /\/samereg\/app\/blobs\/uploads\/\?mount=.*from=mirror%2Fapp/)).toBe(3);
+    expect(basicFwd.count('PUT', /\/blobs\/uploads\//)).toBe(0);
+    expect(await rawDigest(`${basic.host}/samereg/app:v2`, `robot:${SECRET}`)).toBe(v2.digest);
+  });
+
   it('copies to a token-auth registry with credentials from the auth file', async () => {
-    const r = await copy(['--insecure', `${source.host},${tokenReg.host}`, `${source.host}/org/multi:1`, `${tokenReg.host}/team/multi:1`]);
+    const r = await copy(['--insecure', `${source.host},${tokenReg.host}`, `${source.host}/org/multi:1`, `${tokenReg.host}/team/multi:1`, `${tokenReg.host}/team2/multi:1`]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(await rawDigest(`${tokenReg.host}/team/multi:1`, `robot:${SECRET}`)).toBe(multi.digest);
+    expect(await rawDigest(`${tokenReg.host}/team2/multi:1`, `robot:${SECRET}`)).toBe(multi.digest);
+    // the second repository mounts from the first: its token covers pull on the other repository too
+    expect(r.stdout).toMatch(/team2\/multi:1 .*6 mounted/);
     expect(issuer.log.some((l) => l.user === 'robot' && l.access.some((a) => a.actions.includes('push')))).toBe(true);
   });
 
