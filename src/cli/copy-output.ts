@@ -74,7 +74,7 @@ export async function createOutput(io: CliIo, format: OutputFormat, dryRun: bool
   // Loaded only for a terminal: piped runs (cron, CI) skip its start-up cost.
   const cliProgress = (await import('cli-progress')).default;
   const multi = new cliProgress.MultiBar({
-    stream: term, clearOnComplete: true, hideCursor: true, autopadding: true, fps: 5,
+    stream: term, clearOnComplete: true, hideCursor: false, autopadding: true, fps: 5,
     format: ' {name} | {sent} | {rate}',
   }, cliProgress.Presets.shades_classic);
   let totalBytes = 0;
