@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   'containerd-config': { summary: 'print containerd hosts.toml or k3s registries.yaml pointing at regcache', load: async () => (await import('./cli/containerd-config.js')).containerdConfig },
   gc: { summary: 'run one retention sweep now (--dry-run to only report)', load: async () => (await import('./cli/gc.js')).gc },
   fsck: { summary: 'check the store against the index (--repair to fix)', load: async () => (await import('./cli/fsck.js')).fsck },
+  copy: { summary: 'copy images to other registries from mappings (SRC DST, -f FILE), once', load: async () => (await import('./cli/copy.js')).copy },
   healthcheck: { summary: 'exit 0 when the configured listener answers /healthz (for container HEALTHCHECKs)', load: async () => (await import('./cli/healthcheck.js')).healthcheck },
 };
 
@@ -38,6 +39,11 @@ async function main(argv: string[]): Promise<number> {
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
     env: process.env,
+    readStdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    },
     ...(process.stderr.isTTY ? { terminal: { stream: process.stderr, stdoutToo: process.stdout.isTTY === true } } : {}),
   };
   const [cmd, ...rest] = argv;

@@ -30,6 +30,7 @@ import {
 } from './lib/systems.js';
 import { runWrk, type WrkResult } from './lib/wrk.js';
 import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
+import { scenarioCopy } from './copy.js';
 
 const MB = 1e6;
 const GB = 1e9;
@@ -39,7 +40,7 @@ const GB = 1e9;
 
 const HELP = `usage: npm run bench -- [options]
   --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
-  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-8)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-9; 9 is regcache copy vs skopeo)
   --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
   --clients N       clients at once in scenarios 2 and 3 (default 20)
   --small N         small images in scenario 5 (default 200)
@@ -55,7 +56,7 @@ const HELP = `usage: npm run bench -- [options]
 `;
 
 interface Options {
-  reps: Record<1 | 2 | 3 | 4 | 5 | 7, number>;
+  reps: Record<1 | 2 | 3 | 4 | 5 | 7 | 9, number>;
   only: Set<number>;
   wrkSeconds: number;
   clients: number;
@@ -87,8 +88,8 @@ function parseOptions(argv: string[]): Options {
   };
   const quick = flags.has('quick');
   const r = values.has('reps') ? num('reps', 3) : undefined;
-  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3) };
-  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8').split(',').map((s) => Number(s.trim())));
+  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3), 9: r ?? (quick ? 1 : 3) };
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8,9').split(',').map((s) => Number(s.trim())));
   if (only.has(6)) only.add(2);
   return {
     reps,
@@ -770,6 +771,14 @@ async function main(): Promise<number> {
   if (opts.only.has(5)) await scenario5(ctx);
   if (opts.only.has(7)) await scenario7(ctx);
   if (opts.only.has(8)) await scenario8(ctx);
+  let copyMd = '';
+  if (opts.only.has(9)) {
+    ensureTools(['skopeo']);
+    const c = await scenarioCopy(upstream, seed, opts.reps[9]);
+    copyMd = `\n${c.markdown}`;
+    ctx.raw.scenario9 = c.raw;
+    ctx.failures.push(...c.failures);
+  }
 
   if (interruptedBy()) throw new Error(`interrupted by ${interruptedBy()}: no results written`);
   const md = table(ctx.rows);
@@ -801,7 +810,7 @@ async function main(): Promise<number> {
   const jsonPath = join(outDir, `bench-${runStamp}.json`);
   writeFileSync(jsonPath, JSON.stringify(json, null, 2));
   writeFileSync(join(outDir, 'latest.json'), JSON.stringify(json, null, 2));
-  const mdText = `${header}\n\n${md}\n${ctx.failures.length ? `\nFailures:\n${ctx.failures.map((f) => `- ${f}`).join('\n')}\n` : ''}`;
+  const mdText = `${header}\n\n${md}\n${copyMd}${ctx.failures.length ? `\nFailures:\n${ctx.failures.map((f) => `- ${f}`).join('\n')}\n` : ''}`;
   writeFileSync(join(outDir, 'latest.md'), mdText);
 
   for (const p of profiles) {

@@ -50,6 +50,8 @@ export interface CliIo {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
+  /** Reads all of stdin (commands that take `-f -`). */
+  readStdin?: () => Promise<string>;
   /** stderr when it is a terminal (progress bars are drawn there); stdoutToo: stdout is one too. */
   terminal?: { stream: NodeJS.WriteStream; stdoutToo: boolean };
 }

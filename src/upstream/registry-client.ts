@@ -232,11 +232,13 @@ export class RegistryClient {
     return { mounted: false, location: this.uploadPath(res, repo) };
   }
 
-  /** Sends one chunk at `offset`; returns the next upload location. */
-  async appendUpload(repo: string, location: string, chunk: Buffer, offset: number): Promise<string> {
+  /** Sends one chunk at `offset` (a Buffer, or a stream of exactly `length` bytes); returns the next upload location. */
+  async appendUpload(repo: string, location: string, chunk: Buffer | Readable, offset: number, length?: number): Promise<string> {
+    const len = Buffer.isBuffer(chunk) ? chunk.length : length;
+    if (len === undefined) throw new TypeError('appendUpload: a streamed chunk needs its length');
     const res = await this.expect(await this.send({
       method: 'PATCH', path: location, repo, push: true, body: chunk,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(len), 'content-range': `${offset}-${offset + len - 1}` },
     }), 202);
     discard(res.body);
     return this.uploadPath(res, repo);

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CliIo, Command } from '../../src/cli/args.js';
 import { containerdConfig } from '../../src/cli/containerd-config.js';
+import { copy } from '../../src/cli/copy.js';
 import { fsck } from '../../src/cli/fsck.js';
 import { gc } from '../../src/cli/gc.js';
 import { healthcheck } from '../../src/cli/healthcheck.js';
@@ -19,7 +20,7 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
 const COMMANDS: Record<string, Command> = {
-  serve, mirror, 'containerd-config': containerdConfig, gc, fsck, healthcheck,
+  serve, mirror, 'containerd-config': containerdConfig, gc, fsck, healthcheck, copy,
 };
 
 async function help(cmd: Command): Promise<string> {
