@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { restartNeededKeys } from './config/reload.js';
 import type { Config } from './config/types.js';
+import { EventBus } from './events/event-bus.js';
 import { Access } from './http/access.js';
 import { HttpService } from './http/http-service.js';
 import type { HttpDeps } from './http/route.js';
@@ -22,6 +23,7 @@ import { RetentionService } from './store/retention-service.js';
 import type { RecoveryReport } from './store/recovery.js';
 import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
 import { StoreService } from './store/store-service.js';
+import { SyncService } from './jobs/sync-service.js';
 import { Upstreams } from './upstream/upstreams.js';
 import { USER_AGENT } from './version.js';
 
@@ -52,6 +54,8 @@ export class App {
   readonly store: StoreService;
   readonly retention: RetentionService;
   readonly http: HttpService;
+  readonly events = new EventBus();
+  readonly sync: SyncService;
   private readonly services: Service[];
   private config: Config;
   /** The config the restart-only keys were taken from. */
@@ -77,6 +81,7 @@ export class App {
     this.retention = new RetentionService(config, {
       blobs: this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
+      isHeld: (d) => this.sync.holds(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
     }, this.log, {
       evicted: (plan: SweepPlan) => {
@@ -94,6 +99,7 @@ export class App {
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, admission, now,
     });
+    this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
     const access = config.auth ? new Access(config.auth) : undefined;
     const deps: HttpDeps = {
@@ -108,7 +114,7 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
-    this.services = [this.store, this.upstreams, this.retention, this.http];
+    this.services = [this.store, this.upstreams, this.retention, this.sync, this.http];
   }
 
   get currentConfig(): Config {
