@@ -106,6 +106,7 @@ export class App {
       namespace: this.namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
       catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
+      jobs: this.sync,
     };
     if (access) deps.authorize = (req, ep) => access.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);

@@ -67,7 +67,8 @@ export class Access {
   async authorize(req: Req, ep: Endpoint): Promise<OciError | undefined> {
     if (ep.kind === 'healthz' || ep.kind === 'readyz') return undefined;
     if (ep.kind === 'metrics' && !this.opts.protectMetrics) return undefined;
-    if (ep.kind !== 'metrics' && this.opts.anonymousPull) return undefined;
+    // Admin actions (the sync API) always need a user, whatever anonymousPull says.
+    if (ep.kind !== 'metrics' && ep.kind !== 'api-sync' && this.opts.anonymousPull) return undefined;
     const header = req.headers.authorization;
     if (typeof header !== 'string' || !/^basic /i.test(header)) return this.challenge('authentication required');
     const keyHex = createHash('sha256').update(header).digest('hex');

@@ -9,6 +9,7 @@ import { OciError } from '../protocol/errors.js';
 import { parseTarget } from '../protocol/paths.js';
 import { sendError, toOciError, type Req, type Res } from './respond.js';
 import type { HttpDeps, Method, RequestState, Route, RouteContext } from './route.js';
+import { apiSync } from './routes/api-sync.js';
 import { base } from './routes/base.js';
 import { blobs } from './routes/blobs.js';
 import { catalog } from './routes/catalog.js';
@@ -26,7 +27,7 @@ const METHODS = new Set<string>(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'
 
 /** The route table: one route per endpoint kind, each with its methods. */
 export function routeTable(): Map<Endpoint['kind'], Route> {
-  const routes = [healthz, readyz, metrics, base, catalog, manifestRoute(new AcceptCache()), blobs, uploads, tags, referrers];
+  const routes = [healthz, readyz, metrics, base, catalog, manifestRoute(new AcceptCache()), blobs, uploads, tags, referrers, apiSync];
   // HEAD is GET without the body (respond.ts leaves it out) wherever a route has no HEAD of its own.
   return new Map(routes.map((r) => [r.endpoint, r.methods.GET && !r.methods.HEAD ? { ...r, methods: { ...r.methods, HEAD: r.methods.GET } } : r]));
 }

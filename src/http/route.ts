@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Metrics, CacheResult } from '../metrics/metrics.js';
 import type { OciError } from '../protocol/errors.js';
 import type { Endpoint, ParsedTarget } from '../protocol/paths.js';
+import type { JobControl } from '../jobs/job-control.js';
 import type { ListenerContext, Namespace } from '../registry/namespace.js';
 import type { Req, Res } from './respond.js';
 
@@ -30,6 +31,8 @@ export interface HttpDeps {
   authorize?(req: Req, endpoint: Endpoint): Promise<OciError | undefined>;
   /** Repositories with content, as `<upstream>/<repo>`, optionally under one upstream. */
   catalog(last: string, n: number, upstream?: string): Promise<string[]>;
+  /** Sync jobs (the /api/v1/sync routes); absent: none. */
+  jobs?: JobControl;
 }
 
 export interface RouteContext {
