@@ -319,6 +319,7 @@ export class SyncService implements Service, JobControl {
     try {
       await this.store.save(cfg.name, j.stored);
       this.d.events.emit('sync.started', { job: cfg.name, run: run.id, trigger: run.trigger, source: cfg.source }, cfg.name);
+      this.d.log.info({ job: cfg.name, run: run.id, trigger: run.trigger }, 'sync run started');
       r.state = 'SYNCING';
       const src = parseSyncSource(cfg.source);
       if ('problem' in src) throw new StopRun(src.problem);
