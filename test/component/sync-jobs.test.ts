@@ -196,6 +196,65 @@ describe('sync jobs', () => {
     expect((await h.repo('lib/app').getManifest('v1', false, get)).digest).toBe(s.digest);
   });
 
+  it('a run longer than its timeout stops as FAIL', async () => {
+    h = await startProxy({ sync: { app: job({ timeout: '200ms', retries: 0 }) } });
+    seed(h.up, 'lib/app', 'v1');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    h.up.script = async (req) => {
+      if (req.kind === 'blob') await gate;
+      return false;
+    };
+    const run = await h.app.sync.runNow('app', { wait: true });
+    release();
+    expect(run).toMatchObject({ result: 'FAIL', error: 'timed out after 200 ms (timeout)' });
+    expect(h.app.sync.get('app')!.state).toBe('FAIL');
+  });
+
+  it('with rollback a run that fails half-way moves no tag; without, the synced tags move', async () => {
+    for (const rollback of [true, false]) {
+      h = await startProxy({ sync: { app: job({ rollback, retries: 0 }) } });
+      const old1 = seed(h.up, 'lib/app', 'v1');
+      const old2 = seed(h.up, 'lib/app', 'v2');
+      expect(await h.app.sync.runNow('app', { wait: true })).toMatchObject({ result: 'SUCCESS', counts: { synced: 2 } });
+      const new1 = seed(h.up, 'lib/app', 'v1');
+      const new2 = seed(h.up, 'lib/app', 'v2');
+      // v2's new layer is corrupt at the upstream: its digest never matches.
+      h.up.script = (req, res) => {
+        if (req.kind !== 'blob' || !req.path.endsWith(new2.blobs[1]!)) return false;
+        res.writeHead(200, { 'content-length': '5' });
+        res.end('xxxxx');
+        return true;
+      };
+      const run = await h.app.sync.runNow('app', { wait: true });
+      expect(run).toMatchObject({ result: 'FAIL', counts: { synced: 1, failed: 1 } });
+      const scope = { upstream: HOST, repo: 'lib/app' };
+      expect((await h.app.meta.getTag(scope, 'v1'))!.digest).toBe(rollback ? old1.digest : new1.digest);
+      expect((await h.app.meta.getTag(scope, 'v2'))!.digest).toBe(old2.digest);
+      expect(h.app.sync.holds(old1.digest)).toBe(rollback);
+      expect(h.app.sync.holds(new1.digest)).toBe(!rollback);
+      expect(h.app.sync.holds(old2.digest)).toBe(true);
+      await h.close();
+    }
+    h = undefined as unknown as ProxyHarness;
+  });
+
+  it('a namespace source syncs every repository the catalog lists under it', async () => {
+    h = await startProxy({ sync: { org: { source: `${HOST}/org/*`, enabled: false, tags: 'v1' } } });
+    seed(h.up, 'org/a', 'v1');
+    seed(h.up, 'org/b', 'v1');
+    seed(h.up, 'other/c', 'v1');
+    h.up.script = (req, res) => {
+      if (!req.path.startsWith('/v2/_catalog')) return false;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ repositories: ['org/a', 'org/b', 'other/c'] }));
+      return true;
+    };
+    const run = await h.app.sync.runNow('org', { wait: true });
+    expect(run).toMatchObject({ result: 'SUCCESS', counts: { synced: 2 } });
+    expect(run!.tags!.map((t) => t.ref).sort()).toEqual(['org/a:v1', 'org/b:v1']);
+  });
+
   it('runs on its interval', async () => {
     h = await startProxy({ sync: { app: job({ enabled: true, interval: '200ms' }) } });
     seed(h.up, 'lib/app', 'v1');
