@@ -231,9 +231,11 @@ export class SyncService implements Service, JobControl {
     clearTimeout(j.timer);
     j.timer = undefined;
     if (!this.started) return;
-    const at = retryAt ?? this.due(j);
+    // A run interrupted by a stop or crash runs again at once, also for a disabled job.
+    const rerun = j.nextTrigger === 'start';
+    const at = retryAt ?? (rerun ? this.d.now() : this.due(j));
     j.nextRun = at;
-    j.nextTrigger = retryAt !== undefined ? 'retry' : j.nextTrigger === 'start' ? 'start' : 'schedule';
+    j.nextTrigger = retryAt !== undefined ? 'retry' : rerun ? 'start' : 'schedule';
     if (at === undefined || j.running) return;
     const arm = (): void => {
       const wait = at - this.d.now();
@@ -255,10 +257,10 @@ export class SyncService implements Service, JobControl {
     };
     pushHistory(j.stored, run);
     delete j.stored.running;
+    j.stored.state = 'FAIL';
     j.stored.lastError = run.error!;
     j.stored.lastEnd = run.endedAt!;
-    // Runs again now rather than at its next slot.
-    delete j.stored.lastStart;
+    // Runs again now rather than at its next slot (schedule()).
     j.nextTrigger = 'start';
     await this.store.save(j.cfg.name, j.stored);
     this.syncMetrics.runs.inc({ job: j.cfg.name, result: 'INTERRUPTED' });
@@ -295,6 +297,7 @@ export class SyncService implements Service, JobControl {
     clearTimeout(j.timer);
     j.timer = undefined;
     j.nextRun = undefined;
+    j.nextTrigger = undefined;
     const startedAt = new Date(this.d.now()).toISOString();
     const run: JobRun = { id: randomUUID(), startedAt, trigger, counts: { synced: 0, unchanged: 0, failed: 0, pending: 0 }, bytes: 0 };
     const controller = new AbortController();
