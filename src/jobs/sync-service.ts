@@ -357,9 +357,15 @@ export class SyncService implements Service, JobControl {
       const first = run.tags?.find((t) => t.outcome === 'failed');
       run.error = `${run.counts.failed} of ${run.counts.synced + run.counts.unchanged + run.counts.failed} tags failed; first: ${first?.ref}: ${first?.reason}`;
     }
-    if (this.jobs.get(cfg.name) !== j) return run;
+    if (this.jobs.get(cfg.name) !== j) {
+      // Removed from the config meanwhile: its state is gone; the run still gets its end event.
+      this.finished(cfg, run);
+      return run;
+    }
     const st = j.stored;
-    st.held = heldOut;
+    // The config may have changed during the run: hold only what the job still matches.
+    const keep = this.stillMatches(j.cfg);
+    st.held = Object.fromEntries(Object.entries(heldOut).filter(([ref]) => keep(ref)));
     delete st.running;
     st.state = run.result;
     st.lastEnd = run.endedAt;

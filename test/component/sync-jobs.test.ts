@@ -330,3 +330,42 @@ describe('sync jobs across restarts', () => {
   });
 });
 
+
+describe('sync jobs on config reload', () => {
+  let h: ProxyHarness;
+  afterEach(async () => h?.close());
+  const reload = (sync: Record<string, unknown>): Promise<unknown> => h.app.reload(validateConfig({
+    listen: '127.0.0.1:0', dataDir: h.app.currentConfig.dataDir, logLevel: 'silent', retention: { interval: 0 },
+    upstreams: { [HOST]: { url: h.up.url } }, cache: { tagTTL: '5m' }, sync,
+  }));
+
+  it('adds, changes and removes jobs live; a removed job\'s running run is cancelled and its state dropped', async () => {
+    h = await startProxy({});
+    seed(h.up, 'lib/app', 'v1');
+    expect(h.app.sync.list()).toEqual([]);
+    await reload({ app: job({ enabled: true }) });
+    // A new enabled job that never ran runs at once.
+    await until(() => h.app.sync.get('app')?.state === 'SUCCESS', 'the new job to run');
+    await reload({ app: job({ enabled: false, tags: 'v9' }) });
+    expect(h.app.sync.get('app')).toMatchObject({ enabled: false, config: { tags: 'v9' } });
+    expect(h.app.sync.get('app')!.nextRun).toBeUndefined();
+
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    h.up.script = async (req) => {
+      if (req.kind === 'blob') await gate;
+      return false;
+    };
+    seed(h.up, 'lib/app', 'v9');
+    const events: string[] = [];
+    h.app.events.subscribe((e) => events.push(e.type));
+    await h.app.sync.runNow('app');
+    await until(() => h.up.count('GET', 'blob') > 0, 'the run to fetch');
+    await reload({});
+    release();
+    await until(() => events.length === 2, 'the end event');
+    expect(events).toEqual(['sync.started', 'sync.cancelled']);
+    expect(h.app.sync.list()).toEqual([]);
+    expect(await h.app.meta.listState('jobs')).toEqual([]);
+  });
+});
