@@ -46,6 +46,17 @@ const job = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
 const finished = (h: ProxyHarness): string[] => h.app.sync.get('app')!.history.filter((r) => r.result).map((r) => `${r.trigger} ${r.result}`);
 const blobGets = (up: FakeUpstream): string[] => up.requests.filter((r) => r.method === 'GET' && r.kind === 'blob').map((r) => r.path.split('/').pop()!);
 
+/** Blob requests wait at the upstream until the returned function is called. */
+function holdBlobs(up: FakeUpstream): () => void {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  up.script = async (req) => {
+    if (req.kind === 'blob') await gate;
+    return false;
+  };
+  return release;
+}
+
 async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -156,12 +167,7 @@ describe('sync jobs', () => {
   it('cancel stops a run mid-way: CANCEL, never left SYNCING', async () => {
     h = await startProxy({ sync: { app: job() } });
     seed(h.up, 'lib/app', 'v1');
-    let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
-    h.up.script = async (req) => {
-      if (req.kind === 'blob') await gate;
-      return false;
-    };
+    const release = holdBlobs(h.up);
     await h.app.sync.runNow('app');
     await until(() => h.up.count('GET', 'blob') > 0, 'a blob request');
     expect(h.app.sync.get('app')!.state).toBe('SYNCING');
@@ -199,12 +205,7 @@ describe('sync jobs', () => {
   it('a run longer than its timeout stops as FAIL', async () => {
     h = await startProxy({ sync: { app: job({ timeout: '200ms', retries: 0 }) } });
     seed(h.up, 'lib/app', 'v1');
-    let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
-    h.up.script = async (req) => {
-      if (req.kind === 'blob') await gate;
-      return false;
-    };
+    const release = holdBlobs(h.up);
     const run = await h.app.sync.runNow('app', { wait: true });
     release();
     expect(run).toMatchObject({ result: 'FAIL', error: 'timed out after 200 ms (timeout)' });
@@ -298,12 +299,7 @@ describe('sync jobs across restarts', () => {
       upstreams: { [HOST]: { url: up.url } }, sync: { app: { source: `${HOST}/lib/app`, interval: '24h' } },
     });
     seed(up, 'lib/app', 'v1');
-    let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
-    up.script = async (req) => {
-      if (req.kind === 'blob') await gate;
-      return false;
-    };
+    const release = holdBlobs(up);
     const events: string[] = [];
     let app = new App(config, { log: pino({ level: 'silent' }), defaultMetrics: false });
     app.events.subscribe((e) => events.push(e.type));
@@ -350,12 +346,7 @@ describe('sync jobs on config reload', () => {
     expect(h.app.sync.get('app')).toMatchObject({ enabled: false, config: { tags: 'v9' } });
     expect(h.app.sync.get('app')!.nextRun).toBeUndefined();
 
-    let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
-    h.up.script = async (req) => {
-      if (req.kind === 'blob') await gate;
-      return false;
-    };
+    const release = holdBlobs(h.up);
     seed(h.up, 'lib/app', 'v9');
     const events: string[] = [];
     h.app.events.subscribe((e) => events.push(e.type));
