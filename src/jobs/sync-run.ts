@@ -40,6 +40,8 @@ export interface SyncRunDeps {
   forgetTag(scope: RepoRef, tag: string): void;
   budget: UpstreamBudget;
   rateLimitFloor?: number | undefined;
+  /** Repositories listed, and tags worked on, at once (the budget bounds the requests underneath). */
+  workers?: number;
   now(): number;
 }
 
@@ -60,8 +62,6 @@ export interface SyncRunInput {
 const GET: ManifestGet = { method: 'GET', accepted: [], acceptHeader: undefined };
 const LIST_BYTES = 8 * 1024 * 1024;
 const PAGE = 1000;
-/** Tags worked on at once; the upstream budget bounds the requests underneath. */
-const TAG_WORKERS = 4;
 
 /** Why an upstream refuses more: a 429 (with its Retry-After), or undefined. */
 export function throttleReason(err: unknown): string | undefined {
@@ -101,6 +101,27 @@ function dropBody(a: BlobAnswer): void {
   else (b as BlobBody).stream().destroy();
 }
 
+/**
+ * Runs `fn(0..n-1)`, `width` at a time. The first failure aborts `ctl` (so the others stop
+ * at their next step) and is thrown once every started call has settled: nothing of the
+ * run goes on after it returns.
+ */
+async function pool(n: number, width: number, signal: AbortSignal, fn: (i: number) => Promise<void>, ctl: AbortController): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      signal.throwIfAborted();
+      await fn(next++);
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.min(width, n) }, () => worker().catch((err: unknown) => {
+    if (!signal.aborted) ctl.abort(err);
+    throw err;
+  })));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed || signal.aborted) throw signal.aborted ? signal.reason : failed!.reason;
+}
+
 function reasonOf(err: unknown): string {
   return ((err as Error)?.message ?? String(err)).slice(0, 300);
 }
@@ -127,6 +148,7 @@ export async function runSync(d: SyncRunDeps, input: SyncRunInput): Promise<void
 async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortController): Promise<void> {
   const { job, run } = input;
   const signal = inner.signal;
+  const workers = Math.max(1, d.workers ?? 4);
   const src = parseSyncSource(job.source);
   if ('problem' in src) throw new StopRun(src.problem);
   const host = src.host;
@@ -151,16 +173,18 @@ async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortControll
   const repos = src.kind === 'repository'
     ? [src.repo]
     : await guard(() => d.client.catalog({ prefix: src.prefix, pageSize: PAGE, maxBytes: LIST_BYTES }));
-  const work: Array<{ repo: string; tag: string }> = [];
-  for (const repo of repos) {
+  const perRepo: Array<Array<{ repo: string; tag: string }>> = repos.map(() => []);
+  await pool(repos.length, workers, signal, async (i) => {
+    const repo = repos[i]!;
     let last: string | undefined;
     for (let page = 0; page < 1000; page++) {
       const p = await guard(() => d.client.listTags(repo, { n: PAGE, ...(last !== undefined ? { last } : {}), maxBytes: LIST_BYTES }));
-      for (const tag of p.tags) if (filter(tag)) work.push({ repo, tag });
+      for (const tag of p.tags) if (filter(tag)) perRepo[i]!.push({ repo, tag });
       if (!p.next || p.next.last === last) break;
       last = p.next.last;
     }
-  }
+  }, inner);
+  const work = perRepo.flat();
   run.counts.pending = work.length;
   const tags: TagOutcome[] = [];
   run.tags = tags;
@@ -261,22 +285,7 @@ async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortControll
   };
 
   // 2. The tags, a few at a time; the first StopRun (or cancel) ends the run.
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < work.length) {
-      signal.throwIfAborted();
-      const w = work[next++]!;
-      await syncTag(w.repo, w.tag);
-    }
-  };
-  const results = await Promise.allSettled(Array.from({ length: Math.min(TAG_WORKERS, work.length) }, () => worker().catch((err: unknown) => {
-    if (!signal.aborted) inner.abort(err);
-    throw err;
-  })));
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed || signal.aborted) {
-    throw signal.aborted ? signal.reason : failed!.reason;
-  }
+  await pool(work.length, workers, signal, (i) => syncTag(work[i]!.repo, work[i]!.tag), inner);
   if (!job.rollback) return;
   if (run.counts.failed > 0) {
     Object.assign(input.heldOut, input.held);

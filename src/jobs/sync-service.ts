@@ -335,6 +335,7 @@ export class SyncService implements Service, JobControl {
         settled: (digest) => this.d.proxy.blobs.settled(digest),
         budget: this.budget(src.host),
         rateLimitFloor: floor,
+        workers: this.limitsOf(src.host).concurrency,
         now: this.d.now,
       }, { job: cfg, held: j.stored.held, signal: controller.signal, run, heldOut });
     } catch (err) {
