@@ -256,6 +256,32 @@ describe('sync jobs', () => {
     expect(run!.tags!.map((t) => t.ref).sort()).toEqual(['org/a:v1', 'org/b:v1']);
   });
 
+  it('a node pulling a blob the job is fetching shares that one upstream fetch', async () => {
+    h = await startProxy({ sync: { app: job() } });
+    const s = seed(h.up, 'lib/app', 'v1');
+    const release = holdBlobs(h.up);
+    const run = h.app.sync.runNow('app', { wait: true });
+    await until(() => h.up.count('GET', 'blob') === 2, 'the job to ask for both blobs');
+    const pull = h.repo('lib/app').getBlob(s.blobs[1]!, { method: 'GET', range: undefined });
+    release();
+    const a = await pull;
+    const chunks: Buffer[] = [];
+    for await (const c of a.body as AsyncIterable<Buffer>) chunks.push(c);
+    expect(Buffer.concat(chunks).length).toBe(300_000);
+    expect(await run).toMatchObject({ result: 'SUCCESS' });
+    expect(blobGets(h.up).filter((d) => d === s.blobs[1])).toHaveLength(1);
+  });
+
+  it('waits for startAt, then runs every interval', async () => {
+    const startAt = new Date(Date.parse('2026-06-01T00:00:00Z') + 300).toISOString();
+    h = await startProxy({ sync: { app: job({ enabled: true, startAt, interval: '24h' }) } });
+    seed(h.up, 'lib/app', 'v1');
+    expect(h.app.sync.get('app')).toMatchObject({ state: 'SCHEDULED', nextRun: startAt });
+    expect(h.up.requests).toHaveLength(0);
+    await until(() => h.app.sync.get('app')!.state === 'SUCCESS', 'the run at startAt');
+    expect(h.app.sync.get('app')!.nextRun).toBe(new Date(Date.parse('2026-06-02T00:00:00Z')).toISOString());
+  });
+
   it('runs on its interval', async () => {
     h = await startProxy({ sync: { app: job({ enabled: true, interval: '200ms' }) } });
     seed(h.up, 'lib/app', 'v1');
