@@ -19,6 +19,7 @@ import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.j
 import type { MetadataStore } from '../store/metadata-store.js';
 import type { JobControl, JobDetail, JobRun, JobState, JobSummary } from './job-control.js';
 import { emptyJob, JobStateStore, pushHistory, type StoredJob } from './job-state.js';
+import { dueAt, retryAt } from './schedule.js';
 import { runSync, StopRun } from './sync-run.js';
 import { SyncMetrics } from './sync-metrics.js';
 import { UpstreamBudget } from './upstream-budget.js';
@@ -212,30 +213,16 @@ export class SyncService implements Service, JobControl {
     return s;
   }
 
-  /** When the next scheduled run is due (undefined: none, the job is disabled). */
-  private due(j: Job): number | undefined {
-    if (!j.cfg.enabled) return undefined;
-    const now = this.d.now();
-    const { interval, startAt } = j.cfg;
-    const lastStart = j.stored.lastStart ? Date.parse(j.stored.lastStart) : undefined;
-    let at: number;
-    if (lastStart === undefined) at = startAt ?? now;
-    else {
-      at = lastStart + interval;
-      if (startAt !== undefined && at < startAt) at = startAt;
-    }
-    return Math.max(at, now);
-  }
-
-  private schedule(j: Job, retryAt?: number): void {
+  private schedule(j: Job, retry?: number): void {
     clearTimeout(j.timer);
     j.timer = undefined;
     if (!this.started) return;
     // A run interrupted by a stop or crash runs again at once, also for a disabled job.
     const rerun = j.nextTrigger === 'start';
-    const at = retryAt ?? (rerun ? this.d.now() : this.due(j));
+    const lastStart = j.stored.lastStart ? Date.parse(j.stored.lastStart) : undefined;
+    const at = retry ?? (rerun ? this.d.now() : dueAt(j.cfg, lastStart, this.d.now()));
     j.nextRun = at;
-    j.nextTrigger = retryAt !== undefined ? 'retry' : rerun ? 'start' : 'schedule';
+    j.nextTrigger = retry !== undefined ? 'retry' : rerun ? 'start' : 'schedule';
     if (at === undefined || j.running) return;
     const arm = (): void => {
       const wait = at - this.d.now();
@@ -377,12 +364,8 @@ export class SyncService implements Service, JobControl {
     // History keeps per-tag outcomes only for failures (bounded); counts tell the rest.
     const kept: JobRun = { ...run, ...(run.tags ? { tags: run.tags.filter((t) => t.outcome === 'failed').slice(0, 50) } : {}) };
     pushHistory(st, kept);
-    let retryAt: number | undefined;
-    if (run.result === 'FAIL' && (st.retriesLeft ?? 0) > 0) {
-      const n = cfg.retries - st.retriesLeft!;
-      st.retriesLeft! -= 1;
-      retryAt = this.d.now() + cfg.retryDelay * 2 ** n;
-    }
+    const retry = run.result === 'FAIL' ? retryAt(cfg, st.retriesLeft ?? 0, this.d.now()) : undefined;
+    if (retry !== undefined) st.retriesLeft = (st.retriesLeft ?? 0) - 1;
     try {
       await this.store.save(cfg.name, st);
     } catch (err) {
@@ -392,7 +375,7 @@ export class SyncService implements Service, JobControl {
     this.finished(cfg, run);
     if (this.started) {
       delete j.running;
-      this.schedule(j, retryAt);
+      this.schedule(j, retry);
     }
     return run;
   }
