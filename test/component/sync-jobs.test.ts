@@ -272,6 +272,16 @@ describe('sync jobs', () => {
     expect(blobGets(h.up).filter((d) => d === s.blobs[1])).toHaveLength(1);
   });
 
+  it('a blob the store has no room for fails its tag with the reason; nothing half-kept', async () => {
+    h = await startProxy({ sync: { app: job({ retries: 0 }) }, retention: { interval: 0, maxSize: '100KiB' } });
+    const s = seed(h.up, 'lib/app', 'v1');
+    const run = await h.app.sync.runNow('app', { wait: true });
+    expect(run).toMatchObject({ result: 'FAIL', counts: { synced: 0, failed: 1 } });
+    expect(run!.tags![0]!.reason).toMatch(/was not cached: the store is full/);
+    expect(await h.app.blobs.stat(s.blobs[1]!)).toBeUndefined();
+    expect(h.app.sync.holds(s.digest)).toBe(false);
+  });
+
   it('waits for startAt, then runs every interval', async () => {
     const startAt = new Date(Date.parse('2026-06-01T00:00:00Z') + 300).toISOString();
     h = await startProxy({ sync: { app: job({ enabled: true, startAt, interval: '24h' }) } });
