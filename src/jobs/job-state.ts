@@ -1,5 +1,6 @@
 /**
- * What the jobs service keeps of each job in the metadata store (state namespace `jobs`),
+ * What the jobs service keeps of each job in the metadata store (state namespace `jobs`, key
+ * `sync/<name>`),
  * so status, history and what a job holds survive restarts. A run in progress is written
  * as `running` before it starts: a process killed mid-run leaves that mark, and the next
  * start records the run as INTERRUPTED and runs the job again (no job stays SYNCING).
@@ -8,6 +9,8 @@ import type { JobRun, JobState, JobSummary } from './job-control.js';
 import type { MetadataStore } from '../store/metadata-store.js';
 
 export const STATE_NS = 'jobs';
+/** Keys are `sync/<name>`: copy jobs keep theirs in the same namespace under their own prefix. */
+const PREFIX = 'sync/';
 /** Runs kept per job in the history. */
 export const HISTORY = 20;
 
@@ -37,15 +40,15 @@ export class JobStateStore {
 
   async all(): Promise<Map<string, StoredJob>> {
     const rows = await this.meta.listState<StoredJob>(STATE_NS);
-    return new Map(rows.map((r) => [r.key, { ...emptyJob(), ...r.value }]));
+    return new Map(rows.filter((r) => r.key.startsWith(PREFIX)).map((r) => [r.key.slice(PREFIX.length), { ...emptyJob(), ...r.value }]));
   }
 
   save(name: string, job: StoredJob): Promise<void> {
-    return this.meta.putState(STATE_NS, name, job);
+    return this.meta.putState(STATE_NS, PREFIX + name, job);
   }
 
   delete(name: string): Promise<void> {
-    return this.meta.deleteState(STATE_NS, name);
+    return this.meta.deleteState(STATE_NS, PREFIX + name);
   }
 }
 

@@ -388,11 +388,13 @@ describe('sync jobs on config reload', () => {
     h.app.events.subscribe((e) => events.push(e.type));
     await h.app.sync.runNow('app');
     await until(() => h.up.count('GET', 'blob') > 0, 'the run to fetch');
+    // Copy jobs keep their state in the same namespace: never touched by sync.
+    await h.app.meta.putState('jobs', 'copy/nightly', { mine: true });
     await reload({});
     release();
     await until(() => events.length === 2, 'the end event');
     expect(events).toEqual(['sync.started', 'sync.cancelled']);
     expect(h.app.sync.list()).toEqual([]);
-    expect(await h.app.meta.listState('jobs')).toEqual([]);
+    expect(await h.app.meta.listState('jobs')).toEqual([{ key: 'copy/nightly', value: { mine: true } }]);
   });
 });
