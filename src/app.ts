@@ -25,6 +25,7 @@ import { RetentionService } from './store/retention-service.js';
 import type { RecoveryReport } from './store/recovery.js';
 import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
 import { StoreService } from './store/store-service.js';
+import { SyncService } from './jobs/sync-service.js';
 import { Upstreams } from './upstream/upstreams.js';
 import { USER_AGENT, VERSION } from './version.js';
 
@@ -60,6 +61,7 @@ export class App {
   /** Upstream up/down, evictions, digest mismatches (and sync/copy runs): the admin API's events. */
   readonly events: EventBus;
   readonly admin: AdminService;
+  readonly sync: SyncService;
   private readonly services: Service[];
   /** Access control (reads the htpasswd file at start). */
   private access: Access | undefined;
@@ -97,6 +99,7 @@ export class App {
     this.retention = new RetentionService(config, {
       blobs: this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
+      isHeld: (d) => this.sync.holds(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
     }, this.log, {
       evicted: (plan: SweepPlan) => {
@@ -118,16 +121,18 @@ export class App {
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, admission, now, events: this.events,
     });
+    this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
     this.admin = new AdminService({
       version: VERSION, startedAt: now(), now, meta: this.meta, proxy: this.proxy, upstreams: this.upstreams,
-      metrics: this.metrics, events: this.events, jobs: opts.jobs, maxSize: () => this.config.retention.maxSize,
+      metrics: this.metrics, events: this.events, jobs: opts.jobs ?? this.sync, maxSize: () => this.config.retention.maxSize,
     });
     const deps: HttpDeps = {
       namespace: this.namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
       catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
       admin: this.admin,
+      jobs: this.sync,
     };
     if (config.auth) deps.authorize = (req, ep) => this.access!.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);
@@ -138,7 +143,7 @@ export class App {
     };
     this.metrics.storeMaxSize = () => this.config.retention.maxSize;
     this.metrics.declare(config.upstreams.map((u) => u.host));
-    this.services = [this.store, this.upstreams, this.retention, this.http];
+    this.services = [this.store, this.upstreams, this.retention, this.sync, this.http];
   }
 
   get currentConfig(): Config {

@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   gc: { summary: 'run one retention sweep now (--dry-run to only report)', load: async () => (await import('./cli/gc.js')).gc },
   fsck: { summary: 'check the store against the index (--repair to fix)', load: async () => (await import('./cli/fsck.js')).fsck },
   copy: { summary: 'copy images to other registries from mappings (SRC DST, -f FILE), once', load: async () => (await import('./cli/copy.js')).copy },
+  sync: { summary: 'sync jobs of the running server: list, status NAME, now NAME [--wait], cancel NAME', load: async () => (await import('./cli/sync.js')).sync },
   healthcheck: { summary: 'exit 0 when the configured listener answers /healthz (for container HEALTHCHECKs)', load: async () => (await import('./cli/healthcheck.js')).healthcheck },
 };
 

@@ -31,6 +31,7 @@ import {
 import { runWrk, type WrkResult } from './lib/wrk.js';
 import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
 import { scenarioCopy } from './copy.js';
+import { syncScenario } from './sync-scenario.js';
 
 const MB = 1e6;
 const GB = 1e9;
@@ -40,7 +41,7 @@ const GB = 1e9;
 
 const HELP = `usage: npm run bench -- [options]
   --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
-  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-9; 9 is regcache copy vs skopeo)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-10; 9 is regcache copy vs skopeo, 10 sync jobs vs skopeo sync)
   --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
   --clients N       clients at once in scenarios 2 and 3 (default 20)
   --small N         small images in scenario 5 (default 200)
@@ -56,7 +57,7 @@ const HELP = `usage: npm run bench -- [options]
 `;
 
 interface Options {
-  reps: Record<1 | 2 | 3 | 4 | 5 | 7 | 9, number>;
+  reps: Record<1 | 2 | 3 | 4 | 5 | 7 | 9 | 10, number>;
   only: Set<number>;
   wrkSeconds: number;
   clients: number;
@@ -88,8 +89,8 @@ function parseOptions(argv: string[]): Options {
   };
   const quick = flags.has('quick');
   const r = values.has('reps') ? num('reps', 3) : undefined;
-  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3), 9: r ?? (quick ? 1 : 3) };
-  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8,9').split(',').map((s) => Number(s.trim())));
+  const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3), 9: r ?? (quick ? 1 : 3), 10: r ?? (quick ? 1 : 3) };
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8,9,10').split(',').map((s) => Number(s.trim())));
   if (only.has(6)) only.add(2);
   return {
     reps,
@@ -688,6 +689,41 @@ async function scenario8(ctx: Ctx): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Scenario 10: sync jobs vs skopeo sync (sync-scenario.ts)
+
+async function scenario10(ctx: Ctx): Promise<void> {
+  let r;
+  try {
+    r = await syncScenario(ctx.upstream, ctx.seed, ctx.opts.reps[10], ctx.opts.logLevel, log);
+  } catch (err) {
+    recordFailure(ctx, 'scenario 10', err);
+    return;
+  }
+  ctx.raw.scenario10 = r;
+  const scenario = `10. Sync jobs: big image + ${ctx.seed.small.length} small images (regcache vs skopeo sync to a dir)`;
+  const rc = summarize(r.reps.map((x) => x.regcacheSeconds));
+  const sk = summarize(r.reps.map((x) => x.skopeoSeconds));
+  const ratio = ratioOf(rc, sk);
+  ctx.rows.push({
+    scenario, metric: 'first run wall time, s ↓ (skopeo in the distribution column)', better: 'lower',
+    cells: { ...(rc ? { regcache: rc } : {}), ...(sk ? { distribution: sk } : {}) }, ratio, target: '≤ 1.0', verdict: verdict(ratio === undefined ? undefined : ratio <= 1.0),
+  });
+  const extra = Math.max(...r.reps.map((x) => x.regcacheUpstreamBytes / r.contentBytes));
+  ctx.rows.push({
+    scenario, metric: 'upstream bytes ÷ content bytes (first run, worst rep) ↓', better: 'lower',
+    cells: { regcache: summarize(r.reps.map((x) => x.regcacheUpstreamBytes / r.contentBytes))!, distribution: summarize(r.reps.map((x) => x.skopeoUpstreamBytes / r.contentBytes))! },
+    target: '≈ 1.0 (each blob once; headers add a little)', verdict: verdict(extra < 1.01),
+  });
+  const ok = r.reps.every((x) => x.second.blobGets === 0 && x.second.manifestGets === 0 && x.second.manifestHeads === r.tags);
+  ctx.rows.push({
+    scenario, metric: `second run: blob GETs / manifest GETs / HEADs (${r.tags} tags)`, better: 'lower',
+    cells: { regcache: summarize(r.reps.map((x) => x.second.blobGets + x.second.manifestGets))! },
+    target: `0 GETs, ${r.tags} HEADs`, verdict: verdict(ok),
+    note: r.reps.map((x) => `${x.second.blobGets}/${x.second.manifestGets}/${x.second.manifestHeads}`).join(', '),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Output
 
 function table(rows: Row[]): string {
@@ -720,7 +756,7 @@ function stamp(): string {
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   installSignalHandlers();
-  ensureTools(['docker-registry', 'nginx', 'wrk']);
+  ensureTools(['docker-registry', 'nginx', 'wrk', ...(opts.only.has(9) || opts.only.has(10) ? ['skopeo'] : [])]);
   const haveCurl = whichTool('curl') !== undefined;
   if (!haveCurl) log('curl is not installed: scenario 3 runs with undici clients only (apt-get install -y curl)');
   ensureBuilt();
@@ -771,6 +807,7 @@ async function main(): Promise<number> {
   if (opts.only.has(5)) await scenario5(ctx);
   if (opts.only.has(7)) await scenario7(ctx);
   if (opts.only.has(8)) await scenario8(ctx);
+  if (opts.only.has(10)) await scenario10(ctx);
   let copyMd = '';
   if (opts.only.has(9)) {
     ensureTools(['skopeo']);
@@ -795,7 +832,7 @@ async function main(): Promise<number> {
     `regcache benchmark, ${new Date().toISOString()} — ${env.cpus}, node ${env.node}, ${env.dockerRegistry}, ${env.nginx}, ` +
     `load average ${env.loadAverage1mBefore.toFixed(2)} before, ${env.loadAverage1mAfter.toFixed(2)} after\n` +
     `big image ${(seed.big.totalBytes / MB).toFixed(1)} MB (layers ${opts.big.join('/')} MiB); figures: median (min–max) over ` +
-    `${[1, 2, 3, 4, 5, 7].map((s) => `${s}: ${opts.reps[s as 1]}`).join(', ')} repetitions; log level ${opts.logLevel}; ` +
+    `${[1, 2, 3, 4, 5, 7, 8].map((s) => `${s}: ${opts.reps[s as 1]}`).join(', ')} repetitions; log level ${opts.logLevel}; ` +
     `blobs sha256-verified in every pull except the timed reps of scenario 3 (a verification pass precedes them)`;
   let profiles: Array<{ file: string; ran?: string; summary: ReturnType<typeof summarizeProfile> }> = [];
   if (opts.cpuProf) {

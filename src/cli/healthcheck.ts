@@ -22,13 +22,18 @@ process, not the certificate). Used by the container image's HEALTHCHECK.
   --timeout DURATION  give up after this long (default 3s)
 `;
 
-/** The URL that reaches the main listener from this machine. */
-export function healthUrl(cfg: Pick<Config, 'listen' | 'tls'>): string {
+/** The base URL (no trailing slash) that reaches the main listener from this machine. */
+export function mainUrl(cfg: Pick<Config, 'listen' | 'tls'>): string {
   let host = cfg.listen.host;
   if (host === '' || host === '0.0.0.0') host = '127.0.0.1';
   else if (host === '::') host = '::1';
   if (host.includes(':')) host = `[${host}]`;
-  return `${cfg.tls ? 'https' : 'http'}://${host}:${cfg.listen.port}/healthz`;
+  return `${cfg.tls ? 'https' : 'http'}://${host}:${cfg.listen.port}`;
+}
+
+/** The URL that reaches the main listener's /healthz from this machine. */
+export function healthUrl(cfg: Pick<Config, 'listen' | 'tls'>): string {
+  return `${mainUrl(cfg)}/healthz`;
 }
 
 function probe(url: string, timeoutMs: number): Promise<string | undefined> {

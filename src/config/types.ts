@@ -25,6 +25,51 @@ export interface UpstreamConfig {
   allowedHosts: string[];
 }
 
+/** `sync.<name>`: one sync job (docs/sync.md). */
+export interface SyncJobConfig {
+  name: string;
+  /** As written: `host/repo` or `host/namespace/*`. */
+  source: string;
+  /** Comma list of Quay tag patterns. */
+  tags: string;
+  excludeTags?: string;
+  semver?: string;
+  /** `os/arch[/variant]`; empty: every platform. */
+  platforms: string[];
+  interval: number;
+  /** First run not before this time (ms since the epoch). */
+  startAt?: number;
+  /** Longest run (ms). */
+  timeout: number;
+  enabled: boolean;
+  retries: number;
+  /** First retry delay (ms); doubles per retry. */
+  retryDelay: number;
+  target: 'cache';
+  rollback: boolean;
+}
+
+/** `syncLimits.<host>`: what sync jobs may ask of one upstream. */
+export interface SyncLimitsConfig {
+  host: string;
+  concurrency: number;
+  perMinute?: number;
+  rateLimitFloor?: number;
+}
+
+/** `webhooks.<name>`: where job events are sent. */
+export interface WebhookConfig {
+  name: string;
+  url: string;
+  events: string[];
+  /** Job names; absent: every job. */
+  jobs?: string[];
+  secret?: string;
+  timeout: number;
+  retries: number;
+  retryDelay: number;
+}
+
 export interface Config {
   listen: HostPort;
   dataDir: string;
@@ -69,6 +114,9 @@ export interface Config {
   };
   /** After this many consecutive failures an upstream is marked down ... */
   upstreamHealth: { maxFails: number; failTimeout: number };
+  sync: SyncJobConfig[];
+  syncLimits: SyncLimitsConfig[];
+  webhooks: WebhookConfig[];
   server: {
     headersTimeout: number;
     requestTimeout: number;

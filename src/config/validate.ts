@@ -7,6 +7,7 @@ import { portClaims, portClash } from './endpoint-rules.js';
 import { checkKnown, mapping, parseKeys, parseSection, type Raw } from './schema/define.js';
 import { root, SECTIONS, type AnySection } from './schema/index.js';
 import { hostPort } from './schema/values.js';
+import { checkSync } from './schema/sync.js';
 import type { Config, HostPort } from './types.js';
 
 export { ConfigError } from './errors.js';
@@ -35,6 +36,7 @@ function crossChecks(cfg: Config): void {
   if (cfg.defaultUpstream !== undefined && !cfg.upstreams.some((u) => u.host === cfg.defaultUpstream)) {
     fail('defaultUpstream', `${cfg.defaultUpstream} is not a configured upstream`);
   }
+  checkSync(cfg);
 }
 
 /** Validates a parsed config document (env vars already expanded). */

@@ -13,6 +13,7 @@ import { apiEvents, apiEventsStream } from './routes/api-events.js';
 import { apiJob, apiJobCancel, apiJobRun, apiJobs } from './routes/api-jobs.js';
 import { apiRepositories, apiRepository, apiTag, apiTagRefresh } from './routes/api-repositories.js';
 import { apiOpenapi, apiStatus } from './routes/api-status.js';
+import { apiSync } from './routes/api-sync.js';
 import { base } from './routes/base.js';
 import { blobs } from './routes/blobs.js';
 import { catalog } from './routes/catalog.js';
@@ -33,7 +34,7 @@ const METHODS = new Set<string>(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'
 export function routeTable(): Map<Endpoint['kind'], Route> {
   const routes = [
     healthz, readyz, metrics, base, catalog, manifestRoute(new AcceptCache()), blobs, uploads, tags, referrers,
-    apiStatus, apiOpenapi, apiRepositories, apiRepository, apiTag, apiTagRefresh, apiJobs, apiJob, apiJobRun, apiJobCancel, apiEvents, apiEventsStream, ui,
+    apiStatus, apiOpenapi, apiRepositories, apiRepository, apiTag, apiTagRefresh, apiJobs, apiJob, apiJobRun, apiJobCancel, apiEvents, apiEventsStream, ui, apiSync,
   ];
   // HEAD is GET without the body (respond.ts leaves it out) wherever a route has no HEAD of its own.
   return new Map(routes.map((r) => [r.endpoint, r.methods.GET && !r.methods.HEAD ? { ...r, methods: { ...r.methods, HEAD: r.methods.GET } } : r]));

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Metrics, CacheResult } from '../metrics/metrics.js';
 import type { OciError } from '../protocol/errors.js';
 import type { Endpoint, ParsedTarget } from '../protocol/paths.js';
+import type { JobControl } from '../jobs/job-control.js';
 import type { ListenerContext, Namespace } from '../registry/namespace.js';
 import type { Admin } from '../status/admin.js';
 import type { Req, Res } from './respond.js';
@@ -33,6 +34,8 @@ export interface HttpDeps {
   catalog(last: string, n: number, upstream?: string): Promise<string[]>;
   /** The admin API and page (`/api/v1/`, `/ui/`); absent: they answer 404. */
   admin?: Admin;
+  /** Sync jobs (the /api/v1/sync routes); absent: none. */
+  jobs?: JobControl;
 }
 
 export interface RouteContext {

@@ -77,29 +77,6 @@ export class Metrics implements UpstreamObserver {
       },
     });
   })();
-  // Sync jobs: the names the Grafana dashboard and the alerts use (result: SUCCESS, FAIL,
-  // CANCEL, INTERRUPTED; state: the JobControl states). The sync service sets them.
-  readonly syncRuns = new Counter({
-    name: 'regcache_sync_runs_total', help: 'Sync runs finished, by job and result (SUCCESS, FAIL, CANCEL, INTERRUPTED).',
-    labelNames: ['job', 'result'], registers: [this.registry],
-  });
-  readonly syncBytes = new Counter({
-    name: 'regcache_sync_bytes_total', help: 'Bytes sync jobs fetched from upstreams (manifests and blobs not cached before).',
-    labelNames: ['job'], registers: [this.registry],
-  });
-  readonly syncStatus = new Gauge({
-    name: 'regcache_sync_status', help: 'Sync job state: 1 for the current state of each job, 0 for the others.',
-    labelNames: ['job', 'state'], registers: [this.registry],
-  });
-  readonly syncPendingTags = new Gauge({
-    name: 'regcache_sync_pending_tags', help: 'Tags the current run of a job has still to do (0 when not running).',
-    labelNames: ['job'], registers: [this.registry],
-  });
-  readonly syncLastSuccess = new Gauge({
-    name: 'regcache_sync_last_success_timestamp_seconds', help: 'End of the last successful run of a job (Unix seconds).',
-    labelNames: ['job'], registers: [this.registry],
-  });
-
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

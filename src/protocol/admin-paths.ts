@@ -32,7 +32,7 @@ export const ADMIN_KINDS: ReadonlySet<string> = new Set<AdminEndpoint['kind']>([
 export const PUBLIC_STATUS_KINDS: ReadonlySet<string> = new Set<AdminEndpoint['kind']>(['api-status', 'api-openapi', 'ui']);
 
 export function isAdminEndpoint(ep: { kind: string }): boolean {
-  return ADMIN_KINDS.has(ep.kind);
+  return ADMIN_KINDS.has(ep.kind) || ep.kind === 'api-sync';
 }
 
 const UI_FILES = new Set(['index.html', 'app.js', 'app.css']);

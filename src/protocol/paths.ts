@@ -19,7 +19,8 @@ export type Endpoint =
   | { kind: 'healthz' }
   | { kind: 'readyz' }
   | { kind: 'metrics' }
-  | AdminEndpoint;
+  | AdminEndpoint
+  | { kind: 'api-sync'; job?: string; action?: 'now' | 'cancel' };
 
 export interface ParsedTarget {
   endpoint: Endpoint;
@@ -62,6 +63,7 @@ export function parseTarget(target: string): ParsedTarget {
   if (path === '/readyz') return result({ kind: 'readyz' });
   if (path === '/metrics') return result({ kind: 'metrics' });
   if (path === '/v2' || path === '/v2/') return result({ kind: 'base' });
+  if (path === '/api/v1/sync' || path.startsWith('/api/v1/sync/')) return result(syncApiPath(path));
   const admin = parseAdminPath(path, query);
   if (admin) return result(admin);
   if (!path.startsWith('/v2/')) throw new OciError('NOT_FOUND', 'not a registry API path');
@@ -122,6 +124,16 @@ export function parseTarget(target: string): ParsedTarget {
       return result(e);
     }
   }
+}
+
+/** `/api/v1/sync[/<job>[/now|/cancel]]` (job names: config `sync.<name>`). */
+function syncApiPath(path: string): Endpoint {
+  const m = /^\/api\/v1\/sync(?:\/([a-zA-Z0-9][a-zA-Z0-9._-]{0,62})(?:\/(now|cancel))?)?\/?$/.exec(path);
+  if (!m) throw new OciError('NOT_FOUND', 'unknown sync API path (/api/v1/sync, /api/v1/sync/<job>, /api/v1/sync/<job>/now|cancel)');
+  const e: Endpoint = { kind: 'api-sync' };
+  if (m[1] !== undefined) e.job = m[1];
+  if (m[2] !== undefined) e.action = m[2] as 'now' | 'cancel';
+  return e;
 }
 
 /** Name validation, for use after the upstream prefix has been removed. */

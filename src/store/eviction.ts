@@ -4,7 +4,8 @@
  * retained image uses. Candidates come from the metadata store in bounded batches, oldest
  * first; each batch is removed (rows in one transaction, then files) before the next is
  * read, and the event loop gets a turn between batches, so a sweep over a large store
- * never stalls requests. Pinned digests (being served or fetched) are never deleted.
+ * never stalls requests. Pinned digests (being served or fetched) are never deleted, nor
+ * images a sync job holds (a held image keeps its blobs: they stay referenced).
  */
 import { setImmediate as turn } from 'node:timers/promises';
 import type { BlobStore } from './blob-store.js';
@@ -50,6 +51,8 @@ export interface EvictionDeps {
   blobs: BlobStore;
   meta: MetadataStore;
   isPinned(digest: string): boolean;
+  /** Images (top-level manifest digests) a sync job holds: never evicted while held. */
+  isHeld?(digest: string): boolean;
   /** Called with the manifests whose rows were removed (memory caches drop them). */
   onRemoved?(manifests: string[]): void;
 }
@@ -87,6 +90,7 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
       for (const u of found) {
         if (enough()) break;
         if (u.kind === 'blob' && d.isPinned(u.digest)) continue;
+        if (u.kind === 'image' && d.isHeld?.(u.digest)) continue;
         if (plannedDigests.has(u.digest)) continue;
         plannedDigests.add(u.digest);
         take.push(u);

@@ -40,6 +40,8 @@ export interface RemoteManifestHead {
   mediaType: string;
   /** From Content-Length, when given. */
   size: number | undefined;
+  /** Docker Hub's `ratelimit-remaining` (`76;w=21600` -> 76), when given. */
+  rateLimitRemaining?: number;
 }
 
 export interface RemoteManifest extends RemoteManifestHead {
@@ -133,7 +135,10 @@ export class RegistryClient {
   async headManifest(repo: string, reference: string, accept: string = DEFAULT_MANIFEST_ACCEPT): Promise<RemoteManifestHead> {
     const res = await this.expect(await this.send({ method: 'HEAD', path: `/v2/${repo}/manifests/${reference}`, repo, headers: { accept } }), 200);
     discard(res.body);
-    return { digest: header(res, 'docker-content-digest'), mediaType: bareMediaType(header(res, 'content-type')), size: lengthOf(res) };
+    const out: RemoteManifestHead = { digest: header(res, 'docker-content-digest'), mediaType: bareMediaType(header(res, 'content-type')), size: lengthOf(res) };
+    const remaining = /^\s*(\d+)/.exec(header(res, 'ratelimit-remaining') ?? '');
+    if (remaining) out.rateLimitRemaining = Number(remaining[1]);
+    return out;
   }
 
   /** GET of a manifest, read up to `maxSize` bytes (refused beyond, without reading the rest). */
@@ -206,6 +211,30 @@ export class RegistryClient {
       out.push(...p.tags);
       if (!p.next || p.next.last === last) return out;
       last = p.next.last;
+    }
+    return out;
+  }
+
+  /** Every repository of the upstream's catalog under `prefix/` (paged, at most `maxPages`). */
+  async catalog(opts: { prefix?: string; pageSize?: number; maxBytes: number; maxPages?: number }): Promise<string[]> {
+    const out: string[] = [];
+    let last: string | undefined;
+    for (let page = 0; page < (opts.maxPages ?? 1000); page++) {
+      const q = new URLSearchParams();
+      if (opts.pageSize) q.set('n', String(opts.pageSize));
+      if (last !== undefined) q.set('last', last);
+      const res = await this.expect(await this.send({ method: 'GET', path: `/v2/_catalog${q.size ? `?${q}` : ''}` }), 200);
+      let doc: { repositories?: unknown };
+      try {
+        doc = JSON.parse((await readAtMost(res.body, opts.maxBytes)).toString('utf8')) as { repositories?: unknown };
+      } catch {
+        throw new UpstreamError('protocol', `upstream ${this.host} sent an invalid catalog`);
+      }
+      const repos = Array.isArray(doc.repositories) ? doc.repositories.filter((r): r is string => typeof r === 'string') : [];
+      out.push(...(opts.prefix === undefined ? repos : repos.filter((r) => r.startsWith(`${opts.prefix}/`))));
+      const next = nextPage(header(res, 'link'));
+      if (!next || next.last === last) return out;
+      last = next.last;
     }
     return out;
   }

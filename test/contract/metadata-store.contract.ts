@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { BlobStore } from '../../src/store/blob-store.js';
+import { sweep } from '../../src/store/eviction.js';
 import type { ManifestRecord, MetadataStore, RepoRef } from '../../src/store/metadata-store.js';
 
 export interface MetadataStoreFixture {
@@ -181,6 +183,31 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect((await s.evictionCandidates({ before: 150, limit: 10 })).map((u) => u.digest)).toEqual([loose, img1.digest]);
       expect((await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 2, after: { recency: 100, digest: img1.digest } })).map((u) => u.digest))
         .toEqual([index1.digest, index2.digest]);
+    });
+
+    it('a sweep keeps an image a sync job holds, and every blob it shares with evicted ones', async () => {
+      const s = await fresh();
+      const shared = fakeDigest('held-shared');
+      const own = fakeDigest('held-own');
+      const gone = fakeDigest('gone-own');
+      for (const d of [shared, own, gone]) await s.putBlob(d, 100, repo, 1);
+      const held = manifest('held', 10);
+      const old = manifest('old-image', 10);
+      // The held image is the oldest: without isHeld it would go first.
+      await s.putManifest(held, { blobs: [shared, own], manifests: [] }, repo, 1);
+      await s.putManifest(old, { blobs: [shared, gone], manifests: [] }, repo, 2);
+      const deleted: string[] = [];
+      const blobs = { delete: async (d: string) => { deleted.push(d); } } as unknown as BlobStore;
+      const plan = await sweep({ blobs, meta: s, isPinned: () => false, isHeld: (d) => d === held.digest }, { maxAge: 10 }, 1000);
+      expect(plan.units.map((u) => u.digest)).toEqual([old.digest]);
+      expect(deleted).toEqual([gone]);
+      expect(await s.getManifest(held.digest)).toBeDefined();
+      expect(await s.blobSize(shared)).toBe(100);
+      expect(await s.blobSize(own)).toBe(100);
+      // Once no job holds it, the next sweep takes it.
+      const later = await sweep({ blobs, meta: s, isPinned: () => false, isHeld: () => false }, { maxAge: 10 }, 1000);
+      expect(later.units.map((u) => u.digest)).toEqual([held.digest]);
+      expect(deleted.sort()).toEqual([gone, own, shared].sort());
     });
 
     it('a pull of an index child keeps its index recent (batched, written by flush)', async () => {

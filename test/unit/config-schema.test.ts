@@ -22,9 +22,11 @@ function error(doc: unknown): string {
 
 /** A raw document with `value` at the docs key path (`upstreams.<host>.x` goes to host a.io, which gets a url). */
 function docWith(path: string, value: unknown): Raw {
-  const parts = path.split('.').map((p) => (p === '<host>' ? 'a.io' : p));
+  const parts = path.split('.').map((p) => (p === '<host>' ? 'a.io' : p === '<name>' ? 'j1' : p));
   const doc: Raw = {};
-  if (parts[0] === 'upstreams') doc.upstreams = { 'a.io': { url: 'https://a.io' } };
+  if (parts[0] === 'upstreams' || parts[0] === 'sync' || parts[0] === 'syncLimits') doc.upstreams = { 'a.io': { url: 'https://a.io' } };
+  if (parts[0] === 'sync') doc.sync = { j1: { source: 'a.io/x' } };
+  if (parts[0] === 'webhooks') doc.webhooks = { j1: { url: 'http://127.0.0.1:9/' } };
   if (parts[0] === 'tls') doc.tls = { cert: 'c.pem', key: 'k.pem' };
   if (parts[0] === 'auth') doc.auth = { htpasswd: 'h' };
   let o = doc;
@@ -44,6 +46,9 @@ describe('schema: every key', () => {
       logFormat: 'auto',
       cache: { tagTTL: 300_000, maxManifestSize: 4 * 1024 * 1024, maxManifestReferences: 1000, maxTagListSize: 4 * 1024 * 1024 },
       upstreams: [],
+      sync: [],
+      syncLimits: [],
+      webhooks: [],
       retention: { interval: 600_000 },
       metrics: {},
       upstreamTimeouts: { connect: 10_000, headers: 30_000, idle: 30_000, manifestTotal: 30_000 },
@@ -61,7 +66,7 @@ describe('schema: every key', () => {
   });
 
   it.each(ALL_KEYS)('%s: a wrong value fails with a message naming the key', (key) => {
-    const path = key.replace('<host>', 'a.io');
+    const path = key.replace('<host>', 'a.io').replace('<name>', 'j1');
     expect(error(docWith(key, { wrong: true }))).toMatch(new RegExp(`^${path.replace(/\./g, '\\.')}: `));
   });
 

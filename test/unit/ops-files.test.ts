@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { parser } from '@prometheus-io/lezer-promql';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { SyncMetrics } from '../../src/jobs/sync-metrics.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -17,7 +18,10 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 /** Series names a Metrics registry exports: histograms and summaries as their sample series. */
 async function exportedNames(): Promise<Set<string>> {
   const names = new Set<string>();
-  for (const m of await new Metrics().registry.getMetricsAsJSON()) {
+  // The sync jobs' metrics live on the same registry (src/jobs/sync-metrics.ts).
+  const metrics = new Metrics();
+  new SyncMetrics(metrics.registry, { gauges: () => [] });
+  for (const m of await metrics.registry.getMetricsAsJSON()) {
     if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s);
     else if (m.type === 'summary') for (const s of ['', '_sum', '_count']) names.add(m.name + s);
     else names.add(m.name);

@@ -14,13 +14,14 @@ import { gc } from '../../src/cli/gc.js';
 import { healthcheck } from '../../src/cli/healthcheck.js';
 import { mirror } from '../../src/cli/mirror.js';
 import { serve } from '../../src/cli/serve.js';
+import { sync } from '../../src/cli/sync.js';
 import { planAdd } from '../../src/config/edit.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
 const COMMANDS: Record<string, Command> = {
-  serve, mirror, 'containerd-config': containerdConfig, gc, fsck, healthcheck, copy,
+  serve, mirror, 'containerd-config': containerdConfig, gc, fsck, healthcheck, copy, sync,
 };
 
 async function help(cmd: Command): Promise<string> {

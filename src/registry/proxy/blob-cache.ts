@@ -95,6 +95,14 @@ export class BlobCache {
     }
   }
 
+  /** Resolves once the fill of `digest` in flight now (if any) is committed or has failed. */
+  async settled(digest: string): Promise<void> {
+    const p = this.pending.get(digest);
+    if (!p) return;
+    const f = await p.fill.catch(() => 'passthrough' as const);
+    if (f !== 'passthrough') await f.settledPromise;
+  }
+
   /** Resolves once every fill in flight now has been committed or has failed. */
   async idle(): Promise<void> {
     while (this.pending.size > 0 || this.running.size > 0) {
