@@ -219,3 +219,27 @@ describe('a fill started through another repository', () => {
     expect((await bodyBytes(a)).equals(s.layerBytes)).toBe(true);
   });
 });
+
+describe('referrers from the upstream', () => {
+  let h: ProxyHarness;
+  afterEach(async () => h?.close());
+
+  it('an answer sent as text/html goes out as an OCI index of checked descriptors; junk is a 502', async () => {
+    h = await startProxy();
+    const good = { mediaType: OCI_MANIFEST, digest: sha(Buffer.from('sig')), size: 10, artifactType: 'application/vnd.example.sig' };
+    const html = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [good, { mediaType: 'text/html', digest: sha(Buffer.from('x')), size: 1 }, { digest: '<script>' }] }));
+    let body = html;
+    h.up.script = (r, res) => {
+      if (r.kind !== 'referrers') return false;
+      res.writeHead(200, { 'content-type': 'text/html', 'content-length': String(body.length) }).end(body);
+      return true;
+    };
+    const repo = h.repo('lib/app');
+    const a = await repo.referrers(sha(Buffer.from('subject')), undefined);
+    expect(a.contentType).toBe(OCI_INDEX);
+    expect(JSON.parse(a.body.toString())).toEqual({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [good] });
+    expect(JSON.parse((await repo.referrers(sha(Buffer.from('subject')), 'application/other')).body.toString()).manifests).toEqual([]);
+    body = Buffer.from('<html><script>alert(1)</script></html>');
+    await expect(repo.referrers(sha(Buffer.from('subject')), undefined)).rejects.toMatchObject({ status: 502 });
+  });
+});

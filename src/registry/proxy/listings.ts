@@ -9,7 +9,9 @@
  * stall): beyond it the client gets 502 and pages with n and last.
  */
 import type { Metrics } from '../../metrics/metrics.js';
-import { OCI_INDEX } from '../../protocol/media-types.js';
+import { OciError } from '../../protocol/errors.js';
+import { isValidDigest } from '../../protocol/grammar.js';
+import { manifestMediaType, OCI_INDEX } from '../../protocol/media-types.js';
 import type { MetadataStore } from '../../store/metadata-store.js';
 import type { RegistryClient, TagPage } from '../../upstream/registry-client.js';
 import { RemoteError } from '../../upstream/registry-client.js';
@@ -54,8 +56,9 @@ export class Listings {
   }
 
   async referrers(client: RegistryClient, scope: Scope, digest: string, artifactType: string | undefined): Promise<ListingAnswer> {
+    let answer;
     try {
-      return await client.referrers(scope.repo, digest, artifactType, MAX_LISTING);
+      answer = await client.referrers(scope.repo, digest, artifactType, MAX_LISTING);
     } catch (err) {
       // A registry without the referrers API (404/405): answer from what regcache knows, as
       // an (possibly empty) index: never 404. Any other failure is the upstream's, and said.
@@ -63,7 +66,35 @@ export class Listings {
       if (!unsupported) throw toClientError(err, scope.upstream, 'other', 'upstream referrers');
       return localReferrers(this.meta, digest, artifactType);
     }
+    return checkedReferrers(answer.body, scope.upstream, artifactType);
   }
+}
+
+interface Descriptor { mediaType?: unknown; digest?: unknown; size?: unknown; artifactType?: unknown }
+
+/**
+ * An upstream's referrers answer, checked and sent as what it must be: an OCI index of
+ * well-formed descriptors (never the upstream's text/html, whatever its Content-Type said),
+ * filtered by artifactType here too (an upstream may ignore the filter).
+ */
+export function checkedReferrers(body: Buffer, upstream: string, artifactType: string | undefined): ListingAnswer {
+  let doc: { manifests?: unknown };
+  try {
+    doc = JSON.parse(body.toString('utf8')) as { manifests?: unknown };
+  } catch {
+    throw new OciError('UPSTREAM_ERROR', `upstream ${upstream} sent a referrers answer that is not JSON`, { upstream });
+  }
+  if (!doc || typeof doc !== 'object' || !Array.isArray(doc.manifests)) {
+    throw new OciError('UPSTREAM_ERROR', `upstream ${upstream} sent a referrers answer that is not an OCI index`, { upstream });
+  }
+  const manifests = (doc.manifests as Descriptor[]).filter((d): d is Descriptor & { digest: string; mediaType: string; size: number } =>
+    !!d && typeof d.digest === 'string' && isValidDigest(d.digest) && typeof d.size === 'number'
+    && typeof d.mediaType === 'string' && manifestMediaType(d.mediaType) !== undefined
+    && (d.artifactType === undefined || (typeof d.artifactType === 'string' && manifestMediaType(d.artifactType) !== undefined)))
+    .filter((d) => artifactType === undefined || d.artifactType === artifactType);
+  const out: ListingAnswer = { contentType: OCI_INDEX, body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })) };
+  if (artifactType !== undefined) out.headers = { 'oci-filters-applied': 'artifactType' };
+  return out;
 }
 
 /** The OCI referrers index of `digest` from the metadata store, filtered by artifactType. */
