@@ -20,3 +20,4 @@ export * from './token-issuer.js';
 export * from './containerd.js';
 export * from './tls-cert.js';
 export * from './postgres.js';
+export * from './ceph-rgw.js';
