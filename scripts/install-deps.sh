@@ -26,6 +26,7 @@ check skopeo skopeo
 check containerd containerd
 check ctr containerd
 check openssl openssl
+check pg_ctlcluster postgresql
 # PostgreSQL's server binaries live under /usr/lib/postgresql/<major>/bin, not on PATH.
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 check ceph-mon ceph-mon

@@ -17,10 +17,11 @@ import { Pins } from './registry/proxy/pins.js';
 import { Proxy } from './registry/proxy/proxy.js';
 import type { Service } from './service.js';
 import type { SweepOptions, SweepPlan } from './store/eviction.js';
-import { FsBlobStore } from './store/fs/fs-blob-store.js';
+import { createStores } from './store/backends.js';
+import type { BlobStore } from './store/blob-store.js';
+import type { MetadataStore } from './store/metadata-store.js';
 import { RetentionService } from './store/retention-service.js';
 import type { RecoveryReport } from './store/recovery.js';
-import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
 import { StoreService } from './store/store-service.js';
 import { Upstreams } from './upstream/upstreams.js';
 import { USER_AGENT } from './version.js';
@@ -43,8 +44,8 @@ export interface ReloadSummary {
 export class App {
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly blobs: FsBlobStore;
-  readonly meta: SqliteMetadataStore;
+  readonly blobs: BlobStore;
+  readonly meta: MetadataStore;
   readonly pins = new Pins();
   readonly upstreams: Upstreams;
   readonly proxy: Proxy;
@@ -65,11 +66,10 @@ export class App {
     this.now = opts.now ?? Date.now;
     const now = this.now;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-    this.blobs = new FsBlobStore(config.dataDir);
-    this.meta = new SqliteMetadataStore(this.blobs.layout.indexFile, {
-      onError: (err) => this.log.warn({ err: err.message }, 'cannot record last-pull times; will retry'),
-    });
-    this.store = new StoreService(this.blobs, this.meta, now);
+    const stores = createStores(config, (err) => this.log.warn({ err: err.message }, 'metadata store write failed; will retry'));
+    this.blobs = stores.blobs;
+    this.meta = stores.meta;
+    this.store = new StoreService(this.blobs, this.meta, now, { shared: stores.shared });
     this.upstreams = new Upstreams({
       timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, observer: this.metrics, now,
     });

@@ -27,6 +27,8 @@ export interface RecoveryOptions {
   isPinned?: (digest: string) => boolean;
   /** Spools in use by a running server (read-only fsck next to a live serve): not leftovers. */
   skipSpools?: boolean;
+  /** Only remove leftover spools (stores shared with running replicas). */
+  spoolsOnly?: boolean;
   now?: () => number;
 }
 
@@ -38,6 +40,7 @@ export async function recover(blobs: BlobStore, meta: MetadataStore, opts: Recov
       if (opts.repair) await blobs.removeSpool(name);
     }
   }
+  if (opts.spoolsOnly) return report;
   for (const path of await blobs.listStray()) {
     report.strayFilesRemoved++;
     if (opts.repair) await blobs.removeStray(path);

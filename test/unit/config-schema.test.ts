@@ -52,6 +52,7 @@ describe('schema: every key', () => {
         headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 65_000, idleTimeout: 120_000,
         maxConnections: 4096, shutdownGrace: 30_000, streamStallTimeout: 60_000,
       },
+      storage: { blobs: 'filesystem', metadata: 'sqlite', s3Region: 'us-east-1', s3ForcePathStyle: false },
     });
     expect(validateConfig({ upstreams: { 'a.io': { url: 'https://a.io' } }, tls: { cert: 'c', key: 'k' }, auth: { htpasswd: 'h' } })).toMatchObject({
       upstreams: [{ host: 'a.io', url: 'https://a.io', insecureSkipVerify: false, immutableTags: [], allowedHosts: [] }],
@@ -69,6 +70,7 @@ describe('schema: every key', () => {
     expect(error({ upstreams: { 'ghcr.io': {} } })).toBe('upstreams.ghcr.io.url: required');
     expect(error({ tls: { cert: 'c' } })).toBe('tls.key: required');
     expect(error({ auth: { anonymousPull: true } })).toBe('auth.htpasswd: required');
+    expect(error({ storage: { blobs: 's3' } })).toBe('storage.s3Bucket: required with blobs: s3');
   });
 
   it('unknown keys are refused at every level, naming the path', () => {
@@ -196,7 +198,7 @@ describe('reload classification', () => {
   it('every key is classified as docs/config.md says', () => {
     const restart = configDocRows().filter((r) => r.apply === 'restart').map((r) => r.key);
     // The keys App.reload cannot apply (they shape listeners, the store, the logger or the upstream clients).
-    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize'];
+    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize', 'storage.'];
     const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && k !== 'server.shutdownGrace');
     expect(restart).toEqual(expected);
   });

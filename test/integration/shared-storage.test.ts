@@ -1,0 +1,75 @@
+/**
+ * regcache on the shared backends (`storage: {blobs: s3, metadata: postgres}`) against a real
+ * Ceph RGW and PostgreSQL, pulled with skopeo from Debian's docker-registry: blobs land in the
+ * bucket under their digests, rows in the database, and a second regcache process with its
+ * own empty dataDir serves the same image from the shared stores without asking the upstream
+ * for a single blob.
+ */
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  cleanupAll, makeImage, makeLayer, pushImage, skopeoPullDigests, startForwarder, startRegcache, startRegistry, stopAllChildren,
+  type Forwarder, type Image, type Registry,
+} from '../helpers/index.js';
+import { startCephRgw, type CephRgw } from '../helpers/ceph-rgw.js';
+import { startPostgres, type Postgres } from '../helpers/postgres.js';
+
+let upstream: Registry;
+let fwd: Forwarder;
+let rgw: CephRgw;
+let pg: Postgres;
+let image: Image;
+
+beforeAll(async () => {
+  [upstream, rgw, pg] = await Promise.all([startRegistry(), startCephRgw(), startPostgres()]);
+  fwd = await startForwarder(upstream);
+  image = makeImage({ format: 'oci', layers: [makeLayer({ randomBytes: 12 * 1024 * 1024, seed: 'shared-1' }), makeLayer({ 'etc/x': 'small' })] });
+  await pushImage(upstream.url, 'team/app', 'v1', image);
+}, 180_000);
+
+afterAll(async () => {
+  await fwd?.close();
+  await upstream?.stop();
+  await rgw?.stop();
+  await pg?.stop();
+  await stopAllChildren();
+  await cleanupAll();
+});
+
+function sharedConfig(rgw: CephRgw, postgresUrl: string, upstreamUrl: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    defaultUpstream: 'docker.io',
+    upstreams: { 'docker.io': { url: upstreamUrl } },
+    storage: {
+      blobs: 's3', metadata: 'postgres', postgresUrl,
+      s3Bucket: 'regcache', s3Prefix: 'cluster-a/', s3Endpoint: rgw.endpoint, s3Region: rgw.region, s3ForcePathStyle: true,
+    },
+    ...extra,
+  };
+}
+
+it('pulls through S3 + PostgreSQL; another process with an empty dataDir serves it from the shared stores', async () => {
+  const url = await pg.createDatabase('shared');
+  const env = { AWS_ACCESS_KEY_ID: rgw.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey };
+  const a = await startRegcache({ config: sharedConfig(rgw, url, fwd.url), env });
+  const first = await skopeoPullDigests(`docker://${a.host}/team/app:v1`);
+  expect(first.code, first.stderr).toBe(0);
+  expect(first.blobs).toEqual([image.config.digest, ...image.layers.map((l) => l.digest)].sort());
+  // Commits finish after the last byte went out: wait for the rows, then look at the bucket.
+  const db = url.split('/').pop();
+  const deadline = Date.now() + 30_000;
+  while ((await pg.sql('SELECT count(*) FROM blobs', db)).trim() !== '3' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const listed = await rgw.client().send(new ListObjectsV2Command({ Bucket: 'regcache', Prefix: 'cluster-a/blobs/' }));
+  const keys = (listed.Contents ?? []).map((o) => o.Key!.split('/').slice(-3).join('/')).sort();
+  expect(keys).toEqual(first.blobs.map((d) => { const [alg, hex] = d.split(':'); return `${alg}/${hex!.slice(0, 2)}/${hex}`; }).sort());
+  expect(a.logs().some((l) => JSON.stringify(l).includes(rgw.secretAccessKey))).toBe(false);
+  await a.stop();
+
+  fwd.reset();
+  const b = await startRegcache({ config: sharedConfig(rgw, url, fwd.url), env });
+  const again = await skopeoPullDigests(`docker://${b.host}/team/app@${image.digest}`);
+  expect(again.code, again.stderr).toBe(0);
+  expect(again.blobs).toEqual(first.blobs);
+  expect(fwd.count('GET', /\/blobs\//)).toBe(0);
+  await b.stop();
+});
