@@ -15,11 +15,13 @@ import { Namespace } from './registry/namespace.js';
 import { Admission } from './registry/proxy/admission.js';
 import { Pins } from './registry/proxy/pins.js';
 import { Proxy } from './registry/proxy/proxy.js';
+import { ReplicaService } from './replicas/replica-service.js';
 import type { Service } from './service.js';
 import type { SweepOptions, SweepPlan } from './store/eviction.js';
 import { createStores } from './store/backends.js';
 import type { BlobStore } from './store/blob-store.js';
 import type { MetadataStore } from './store/metadata-store.js';
+import { PostgresMetadataStore } from './store/postgres/postgres-metadata-store.js';
 import { RetentionService } from './store/retention-service.js';
 import type { RecoveryReport } from './store/recovery.js';
 import { StoreService } from './store/store-service.js';
@@ -53,6 +55,8 @@ export class App {
   readonly store: StoreService;
   readonly retention: RetentionService;
   readonly http: HttpService;
+  /** Present when this process is one replica of a cluster (config `replicas`). */
+  readonly replicas: ReplicaService | undefined;
   private readonly services: Service[];
   private config: Config;
   /** The config the restart-only keys were taken from. */
@@ -74,6 +78,12 @@ export class App {
       timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, observer: this.metrics, now,
     });
     this.upstreams.update(config.upstreams);
+    if (config.replicas) {
+      // validate.ts guarantees storage.metadata is postgres when replicas is set.
+      if (!(this.meta instanceof PostgresMetadataStore)) throw new Error('replicas need storage.metadata: postgres');
+      this.replicas = new ReplicaService(config.replicas, { pool: this.meta.pool, liveFill: (d) => this.proxy.blobs.liveFill(d), log: this.log });
+    }
+    const replicas = this.replicas;
     this.retention = new RetentionService(config, {
       blobs: this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
@@ -83,7 +93,7 @@ export class App {
         for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
         this.metrics.evictedBytes.inc(plan.bytesFreed);
       },
-    }, now);
+    }, now, () => replicas?.isLeader() ?? true);
     const admission = new Admission({
       used: () => { const t = this.meta.totals(); return t.blobBytes + t.manifestBytes; },
       maxSize: () => this.config.retention.maxSize,
@@ -92,7 +102,7 @@ export class App {
     });
     this.proxy = new Proxy({
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
-      upstreams: this.upstreams, admission, now,
+      upstreams: this.upstreams, admission, now, cluster: replicas?.fills,
     });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
     const access = config.auth ? new Access(config.auth) : undefined;
@@ -108,7 +118,7 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
-    this.services = [this.store, this.upstreams, this.retention, this.http];
+    this.services = [this.store, this.upstreams, ...(replicas ? [replicas] : []), this.retention, this.http];
   }
 
   get currentConfig(): Config {

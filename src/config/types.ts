@@ -85,4 +85,12 @@ export interface Config {
     s3Region: string;
     s3ForcePathStyle: boolean;
   };
+  /** Several replicas on shared storage (schema/replicas.ts); absent: a single process. */
+  replicas?: {
+    listen: HostPort;
+    advertise: string;
+    secret: string;
+    id?: string;
+    leaseTTL: number;
+  };
 }

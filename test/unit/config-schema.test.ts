@@ -27,6 +27,10 @@ function docWith(path: string, value: unknown): Raw {
   if (parts[0] === 'upstreams') doc.upstreams = { 'a.io': { url: 'https://a.io' } };
   if (parts[0] === 'tls') doc.tls = { cert: 'c.pem', key: 'k.pem' };
   if (parts[0] === 'auth') doc.auth = { htpasswd: 'h' };
+  if (parts[0] === 'replicas') {
+    doc.storage = { metadata: 'postgres' };
+    doc.replicas = { listen: '127.0.0.1:5001', advertise: 'http://10.0.0.5:5001', secret: 's' };
+  }
   let o = doc;
   for (const p of parts.slice(0, -1)) o = (o[p] ??= {}) as Raw;
   o[parts.at(-1)!] = value;
@@ -71,6 +75,7 @@ describe('schema: every key', () => {
     expect(error({ tls: { cert: 'c' } })).toBe('tls.key: required');
     expect(error({ auth: { anonymousPull: true } })).toBe('auth.htpasswd: required');
     expect(error({ storage: { blobs: 's3' } })).toBe('storage.s3Bucket: required with blobs: s3');
+    expect(error({ replicas: { listen: '127.0.0.1:5001', advertise: 'http://a:5001', secret: 's' } })).toMatch(/^replicas: needs storage.metadata: postgres/);
   });
 
   it('unknown keys are refused at every level, naming the path', () => {
@@ -198,7 +203,7 @@ describe('reload classification', () => {
   it('every key is classified as docs/config.md says', () => {
     const restart = configDocRows().filter((r) => r.apply === 'restart').map((r) => r.key);
     // The keys App.reload cannot apply (they shape listeners, the store, the logger or the upstream clients).
-    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize', 'storage.'];
+    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize', 'storage.', 'replicas.'];
     const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && k !== 'server.shutdownGrace');
     expect(restart).toEqual(expected);
   });

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../../config/types.js';
 import type { Metrics } from '../../metrics/metrics.js';
+import type { FillCluster } from '../../replicas/fill-cluster.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import type { MetadataStore } from '../../store/metadata-store.js';
 import type { RegistryClient } from '../../upstream/registry-client.js';
@@ -29,6 +30,8 @@ export interface ProxyDeps {
   upstreams: Upstreams;
   admission: Admission;
   now: () => number;
+  /** Replicas: fills coordinated across the cluster, tags always read from the shared store. */
+  cluster?: FillCluster | undefined;
 }
 
 export class Proxy {
@@ -41,8 +44,10 @@ export class Proxy {
 
   constructor(private readonly d: ProxyDeps) {
     this.config = d.config;
-    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now });
-    this.manifests = new ManifestCache({ meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize, now: d.now });
+    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, cluster: d.cluster });
+    this.manifests = new ManifestCache({
+      meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize, now: d.now, sharedTags: d.cluster !== undefined,
+    });
     this.listings = new Listings(d.meta, d.metrics);
   }
 
