@@ -3,7 +3,7 @@
  * Ceph RGW and PostgreSQL, pulled with skopeo from Debian's docker-registry: blobs land in the
  * bucket under their digests, rows in the database, and a second regcache process with its
  * own empty dataDir serves the same image from the shared stores without asking the upstream
- * for a single blob.
+ * for a single blob; /readyz answers 503 once PostgreSQL is gone.
  */
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -71,5 +71,16 @@ it('pulls through S3 + PostgreSQL; another process with an empty dataDir serves 
   expect(again.code, again.stderr).toBe(0);
   expect(again.blobs).toEqual(first.blobs);
   expect(fwd.count('GET', /\/blobs\//)).toBe(0);
+
+  // /readyz reflects the shared stores: ready while both answer, not ready once PostgreSQL is gone.
+  expect((await fetch(`${b.url}/readyz`)).status).toBe(200);
+  await pg.stop();
+  const until = Date.now() + 15_000;
+  let status = 200;
+  while (status === 200 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    status = (await fetch(`${b.url}/readyz`)).status;
+  }
+  expect(status).toBe(503);
   await b.stop();
 });
