@@ -84,6 +84,8 @@ export interface Config {
     s3Endpoint?: string;
     s3Region: string;
     s3ForcePathStyle: boolean;
+    /** Presigned redirect lifetime (ms); undefined: off. */
+    s3Redirect?: number;
   };
   /** Several replicas on shared storage (schema/replicas.ts); absent: a single process. */
   replicas?: {

@@ -84,7 +84,7 @@ it('s3: a presigned URL serves the blob to a plain HTTP client, and expires', as
     const bytes = randomBytes(100_000);
     const d = digestOf(bytes);
     await f.store.put(d, (async function* () { yield bytes; })());
-    const url = await f.store.presignedUrl(d, 60);
+    const url = await f.store.redirectUrl(d, 60);
     const r = await fetch(url);
     expect(r.status).toBe(200);
     expect(Buffer.from(await r.arrayBuffer()).equals(bytes)).toBe(true);

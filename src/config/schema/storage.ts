@@ -7,7 +7,7 @@
 import { fail } from '../errors.js';
 import type { Config } from '../types.js';
 import { key, section } from './define.js';
-import { bool, oneOf, secret, str, upstreamUrl } from './values.js';
+import { bool, duration, oneOf, orOff, secret, str, upstreamUrl } from './values.js';
 
 export const storage = section<Config['storage']>('storage', 'always', {
   blobs: key(oneOf(['filesystem', 's3'] as const), { default: 'filesystem', apply: 'restart', doc: '`filesystem` (under `dataDir`) or `s3` (an S3-compatible bucket; spools stay under `dataDir`)' }),
@@ -18,6 +18,7 @@ export const storage = section<Config['storage']>('storage', 'always', {
   s3Endpoint: key(upstreamUrl, { apply: 'restart', doc: 'endpoint of an S3-compatible store (`http://rgw:7480`); unset: AWS S3 for `s3Region`' }),
   s3Region: key(str, { default: 'us-east-1', apply: 'restart', doc: 'region to sign for' }),
   s3ForcePathStyle: key(bool, { default: false, apply: 'restart', doc: 'bucket in the path, not the host name (most S3-compatible stores)' }),
+  s3Redirect: key(orOff(duration), { apply: 'restart', doc: 'with `blobs: s3`: answer GETs of stored blobs with a 307 to a presigned URL valid this long (clients must reach the store); `0`/unset: stream through regcache' }),
 }, {
   check: (s, prefix) => {
     if (s.blobs === 's3' && !s.s3Bucket) fail(`${prefix}.s3Bucket`, 'required with blobs: s3');

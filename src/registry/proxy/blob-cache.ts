@@ -32,6 +32,8 @@ export interface BlobCacheDeps {
   log: Logger;
   admission: Admission;
   now: () => number;
+  /** Committed blobs are answered with a redirect to a URL valid this long (s), when the store has them. */
+  redirectSeconds?: number | undefined;
   /** Replicas: one fill per digest across the cluster (replicas/fill-cluster.ts). */
   cluster?: FillCluster | undefined;
 }
@@ -190,6 +192,11 @@ export class BlobCache {
 
   private async fromDisk(digest: string, size: number, range: { start: number; end: number } | undefined, method: 'GET' | 'HEAD'): Promise<BlobAnswer | undefined> {
     if (method === 'HEAD') return { digest, size, source: 'hit', ...(range ? { range } : {}) };
+    const { blobs, redirectSeconds } = this.d;
+    if (redirectSeconds && blobs.redirectUrl && (await blobs.stat(digest)) !== undefined) {
+      // The client fetches (and ranges) from the object store itself; regcache sends no bytes.
+      return { digest, size, source: 'hit', location: await blobs.redirectUrl(digest, redirectSeconds) };
+    }
     const release = this.d.pins.pin(digest);
     const body = await this.d.blobs.open(digest, size, range?.start, range?.end);
     if (!body) {

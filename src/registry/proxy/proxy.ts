@@ -44,7 +44,9 @@ export class Proxy {
 
   constructor(private readonly d: ProxyDeps) {
     this.config = d.config;
-    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, cluster: d.cluster });
+    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, cluster: d.cluster,
+      redirectSeconds: d.config.storage.s3Redirect === undefined ? undefined : Math.ceil(d.config.storage.s3Redirect / 1000),
+    });
     this.manifests = new ManifestCache({
       meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize, now: d.now, sharedTags: d.cluster !== undefined,
     });

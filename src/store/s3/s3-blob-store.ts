@@ -115,7 +115,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** A time-limited URL a client can GET the blob from directly (redirect mode). */
-  presignedUrl(digest: string, expiresInSeconds: number): Promise<string> {
+  redirectUrl(digest: string, expiresInSeconds: number): Promise<string> {
     return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: this.keys.blobKey(digest) }), { expiresIn: expiresInSeconds });
   }
 
