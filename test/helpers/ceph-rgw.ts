@@ -22,6 +22,10 @@ export interface CephRgw {
   secretAccessKey: string;
   /** An S3 client for the gateway (path-style), for test set-up and inspection. */
   client(): S3Client;
+  /** regcache's `storage` keys for blobs in `bucket` on this gateway. */
+  storageConfig(bucket: string): Record<string, unknown>;
+  /** The credentials as the AWS SDK's standard chain reads them, for a regcache process. */
+  env: Record<string, string>;
   stop(): Promise<void>;
 }
 
@@ -152,7 +156,11 @@ rgw data = ${dir}/rgw
       }
     }
     probe.destroy();
-    return { endpoint, region, accessKeyId, secretAccessKey, client, stop: stopAll };
+    return {
+      endpoint, region, accessKeyId, secretAccessKey, client, stop: stopAll,
+      storageConfig: (bucket) => ({ blobs: 's3', s3Bucket: bucket, s3Endpoint: endpoint, s3Region: region, s3ForcePathStyle: true }),
+      env: { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey },
+    };
   } catch (err) {
     await stopAll();
     throw err;

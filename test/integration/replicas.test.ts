@@ -45,13 +45,10 @@ async function startReplica(url: string, i: number): Promise<Regcache> {
       cache: { tagTTL: '2s' },
       defaultUpstream: 'docker.io',
       upstreams: { 'docker.io': { url: fwd.url } },
-      storage: {
-        blobs: 's3', metadata: 'postgres', postgresUrl: url,
-        s3Bucket: 'replicas', s3Endpoint: rgw.endpoint, s3Region: rgw.region, s3ForcePathStyle: true,
-      },
+      storage: { ...rgw.storageConfig('replicas'), metadata: 'postgres', postgresUrl: url },
       replicas: { listen: `127.0.0.1:${port}`, advertise: `http://127.0.0.1:${port}`, secret: '${REPLICA_SECRET}', id: `r${i}`, leaseTTL: '3s' },
     },
-    env: { AWS_ACCESS_KEY_ID: rgw.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey, REPLICA_SECRET: SECRET },
+    env: { ...rgw.env, REPLICA_SECRET: SECRET },
   });
 }
 

@@ -41,24 +41,18 @@ afterAll(async () => {
   await cleanupAll();
 });
 
-function sharedConfig(
-  rgw: CephRgw, postgresUrl: string, upstreamUrl: string, extra: Record<string, unknown> = {}, storage: Record<string, unknown> = {},
-): Record<string, unknown> {
+function sharedConfig(postgresUrl: string, storage: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     defaultUpstream: 'docker.io',
-    upstreams: { 'docker.io': { url: upstreamUrl } },
-    storage: {
-      blobs: 's3', metadata: 'postgres', postgresUrl,
-      s3Bucket: 'regcache', s3Prefix: 'cluster-a/', s3Endpoint: rgw.endpoint, s3Region: rgw.region, s3ForcePathStyle: true, ...storage,
-    },
-    ...extra,
+    upstreams: { 'docker.io': { url: fwd.url } },
+    storage: { ...rgw.storageConfig('regcache'), s3Prefix: 'cluster-a/', metadata: 'postgres', postgresUrl, ...storage },
   };
 }
 
 it('redirect mode: stored blobs answer 307 to a presigned URL; skopeo and containerd follow it', async () => {
   const url = await pg.createDatabase('redirect');
-  const env = { AWS_ACCESS_KEY_ID: rgw.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey };
-  const rc = await startRegcache({ config: sharedConfig(rgw, url, fwd.url, {}, { s3Prefix: 'redirect/', s3Redirect: '5m' }), env });
+  const env = rgw.env;
+  const rc = await startRegcache({ config: sharedConfig(url, { s3Prefix: 'redirect/', s3Redirect: '5m' }), env });
   const ctrd = await startContainerd();
   try {
     const first = await skopeoPullDigests(`docker://${rc.host}/team/app:v1`); // fills (streamed, no redirect)
@@ -96,8 +90,8 @@ it('redirect mode: stored blobs answer 307 to a presigned URL; skopeo and contai
 
 it('pulls through S3 + PostgreSQL; another process with an empty dataDir serves it from the shared stores', async () => {
   const url = await pg.createDatabase('shared');
-  const env = { AWS_ACCESS_KEY_ID: rgw.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey };
-  const a = await startRegcache({ config: sharedConfig(rgw, url, fwd.url), env });
+  const env = rgw.env;
+  const a = await startRegcache({ config: sharedConfig(url), env });
   const first = await skopeoPullDigests(`docker://${a.host}/team/app:v1`);
   expect(first.code, first.stderr).toBe(0);
   expect(first.blobs).toEqual([image.config.digest, ...image.layers.map((l) => l.digest)].sort());
@@ -112,7 +106,7 @@ it('pulls through S3 + PostgreSQL; another process with an empty dataDir serves 
   await a.stop();
 
   fwd.reset();
-  const b = await startRegcache({ config: sharedConfig(rgw, url, fwd.url), env });
+  const b = await startRegcache({ config: sharedConfig(url), env });
   const again = await skopeoPullDigests(`docker://${b.host}/team/app@${image.digest}`);
   expect(again.code, again.stderr).toBe(0);
   expect(again.blobs).toEqual(first.blobs);

@@ -15,6 +15,7 @@ import type pg from 'pg';
 import type {
   DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, StoreTotals, TagRecord,
 } from '../metadata-store.js';
+import { oldestFirst } from '../eviction-order.js';
 import { migrate } from './migrate.js';
 import { createPool } from './pool.js';
 
@@ -258,10 +259,7 @@ export class PostgresMetadataStore implements MetadataStore {
        WHERE refs = 0 AND last_pulled_at < $1 AND (last_pulled_at, digest) > ($2, $3)
        ORDER BY last_pulled_at, digest LIMIT $4`, args,
     );
-    const merged = [
-      ...tops.rows.map((t) => ({ kind: 'image' as const, size: 0, ...t })),
-      ...loose.rows.map((b) => ({ kind: 'blob' as const, ...b })),
-    ].sort((a, b) => a.recency - b.recency || (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0)).slice(0, opts.limit);
+    const merged = oldestFirst(tops.rows, loose.rows, opts.limit);
     // Units in this batch are planned as if removed in order: a child or blob shared by two
     // of them goes with the second.
     const gone = new Set<string>();
