@@ -81,11 +81,15 @@ export class App {
     if (config.replicas) {
       // validate.ts guarantees storage.metadata is postgres when replicas is set.
       if (!(this.meta instanceof PostgresMetadataStore)) throw new Error('replicas need storage.metadata: postgres');
-      this.replicas = new ReplicaService(config.replicas, { pool: this.meta.pool, liveFill: (d) => this.proxy.blobs.liveFill(d), log: this.log });
+      const meta = this.meta;
+      this.replicas = new ReplicaService(config.replicas, {
+        pool: meta.pool, liveFill: (d) => this.proxy.blobs.liveFill(d), log: this.log, blobs: this.blobs,
+        inUse: async (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d) || (await meta.blobSize(d)) !== undefined,
+      });
     }
     const replicas = this.replicas;
     this.retention = new RetentionService(config, {
-      blobs: this.blobs, meta: this.meta,
+      blobs: replicas?.deletes ?? this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
     }, this.log, {

@@ -93,6 +93,7 @@ export interface Config {
     advertise: string;
     secret: string;
     id?: string;
+    evictionGrace: number;
     leaseTTL: number;
   };
 }

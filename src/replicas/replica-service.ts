@@ -9,10 +9,12 @@ import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
+import type { BlobStore } from '../store/blob-store.js';
 import { isValidDigest } from '../protocol/grammar.js';
 import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
 import { LeasedFills } from './fill-cluster.js';
 import { checkFillToken } from './fill-token.js';
+import { GraceDeletes } from './grace-deletes.js';
 import { Leases } from './leases.js';
 
 export type ReplicasConfig = NonNullable<Config['replicas']>;
@@ -23,6 +25,9 @@ export interface ReplicaDeps {
   liveFill(digest: string): Promise<{ size: number | undefined; body: Readable } | undefined>;
   log: Logger;
   now?: () => number;
+  blobs: Pick<BlobStore, 'delete'>;
+  /** Whether a blob is back (a row names it) or in use here (pinned, filling): retention keeps it. */
+  inUse(digest: string): Promise<boolean>;
 }
 
 const LEADER = 'leader';
@@ -30,6 +35,8 @@ const LEADER = 'leader';
 export class ReplicaService implements Service {
   readonly name = 'replicas';
   readonly fills: LeasedFills;
+  /** Retention's blob deletes, after `evictionGrace`. */
+  readonly deletes: GraceDeletes;
   readonly id: string;
   private readonly leases: Leases;
   private readonly now: () => number;
@@ -42,6 +49,15 @@ export class ReplicaService implements Service {
     this.now = d.now ?? Date.now;
     this.id = cfg.id ?? cfg.advertise;
     this.leases = new Leases(d.pool, { holder: this.id, address: cfg.advertise }, cfg.leaseTTL);
+    const fillLease = (digest: string): string => `fill:${digest}`;
+    this.deletes = new GraceDeletes({
+      graceMs: cfg.evictionGrace,
+      claim: async (digest) => (await this.leases.acquire(fillLease(digest))) === undefined,
+      release: (digest) => void this.leases.release(fillLease(digest)).catch(() => undefined),
+      hasRow: (digest) => d.inUse(digest),
+      deleteNow: (digest) => d.blobs.delete(digest),
+      onError: (err, digest) => d.log.warn({ digest, err: err.message }, 'cannot delete an evicted blob; it stays in the store'),
+    });
     this.fills = new LeasedFills(this.leases, cfg.secret, (err) => d.log.warn({ err: err.message }, 'cannot release a fill lease; it will expire'), this.now);
   }
 
@@ -109,6 +125,7 @@ export class ReplicaService implements Service {
   }
 
   async stop(): Promise<void> {
+    this.deletes.stop();
     clearInterval(this.timer);
     this.timer = undefined;
     await this.ticking;
@@ -127,6 +144,6 @@ export class ReplicaService implements Service {
   }
 
   async status(): Promise<Record<string, unknown>> {
-    return { replica: this.id, leader: this.leader, fillLeases: this.fills.holding };
+    return { replica: this.id, leader: this.leader, fillLeases: this.fills.holding, pendingDeletes: this.deletes.pending };
   }
 }

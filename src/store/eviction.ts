@@ -45,7 +45,8 @@ export interface SweepOptions {
 }
 
 export interface EvictionDeps {
-  blobs: BlobStore;
+  /** Where freed blobs are deleted (replicas: after a grace period, replicas/grace-deletes.ts). */
+  blobs: Pick<BlobStore, 'delete'>;
   meta: MetadataStore;
   isPinned(digest: string): boolean;
   /** Called with the manifests whose rows were removed (memory caches drop them). */

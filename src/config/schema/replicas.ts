@@ -12,5 +12,6 @@ export const replicas = section<NonNullable<Config['replicas']>>('replicas', 'op
   advertise: key(upstreamUrl, { required: true, apply: 'restart', doc: 'URL peers reach `listen` at (`http://${POD_IP}:5001`)' }),
   secret: key(secret, { required: true, apply: 'restart', doc: 'shared by all replicas (use `${VAR}`); signs internal requests, never sent; never logged' }),
   id: key(str, { apply: 'restart', doc: 'this replica\'s name in leases and logs; unset: `advertise`' }),
+  evictionGrace: key(duration, { default: '10m', apply: 'restart', doc: 'retention deletes a blob\'s object this long after its rows (another replica may still be streaming it)' }),
   leaseTTL: key(duration, { default: '10s', apply: 'restart', doc: 'a replica that stops renewing (dead) loses its fills and leadership after this; renewed every third of it' }),
 });
