@@ -76,6 +76,8 @@ describe('schema: every key', () => {
     expect(error({ auth: { anonymousPull: true } })).toBe('auth.htpasswd: required');
     expect(error({ storage: { blobs: 's3' } })).toBe('storage.s3Bucket: required with blobs: s3');
     expect(error({ replicas: { listen: '127.0.0.1:5001', advertise: 'http://a:5001', secret: 's' } })).toMatch(/^replicas: needs storage.metadata: postgres/);
+    expect(error({ storage: { metadata: 'postgres' }, listen: '0.0.0.0:5000', replicas: { listen: '127.0.0.1:5000', advertise: 'http://a:5000', secret: 's' } }))
+      .toMatch(/^replicas\.listen: port 5000 is also listen/);
   });
 
   it('unknown keys are refused at every level, naming the path', () => {
