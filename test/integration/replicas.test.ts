@@ -8,7 +8,8 @@
  *   see aborted responses, the next request completes (the lease is taken over), and no
  *   object under any digest key is corrupt;
  * - a tag revalidated on one replica is fresh on the others (shared tag state);
- * - one leader at a time, and another takes over when it stops.
+ * - one leader at a time, and another takes over when it stops;
+ * - the internal endpoint answers only a token for that digest made with the shared secret.
  */
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
@@ -20,6 +21,7 @@ import {
 } from '../helpers/index.js';
 import { startCephRgw, type CephRgw } from '../helpers/ceph-rgw.js';
 import { startPostgres, type Postgres } from '../helpers/postgres.js';
+import { fillToken } from '../../src/replicas/fill-token.js';
 
 let upstream: Registry;
 let fwd: Forwarder;
@@ -30,6 +32,8 @@ let replicas: Regcache[] = [];
 let image: Image;
 let slowImage: Image;
 const SECRET = 'replica-test-secret-0123456789';
+/** Each replica's internal listener. */
+const internal: string[] = [];
 
 /** Every manifest type, as containerd sends: only such answers may set a shared tag. */
 const ACCEPT = [
@@ -40,6 +44,7 @@ const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).dige
 
 async function startReplica(url: string, i: number): Promise<Regcache> {
   const port = await freePort();
+  internal[i] = `http://127.0.0.1:${port}`;
   return startRegcache({
     config: {
       cache: { tagTTL: '2s' },
@@ -188,3 +193,14 @@ it('one leader at a time; when it stops, another replica takes over', async () =
   expect(['r0', 'r1', 'r2']).toContain(next);
   await replicas[idx]!.restart();
 }, 60_000);
+
+it('the internal fill endpoint wants a token for that digest made with the shared secret', async () => {
+  const d = image.layers[0]!.digest;
+  const at = (auth?: string): Promise<number> => fetch(`${internal[1]}/fills/${d}`, auth ? { headers: { authorization: auth } } : {}).then((r) => r.status);
+  expect(await at()).toBe(401);
+  expect(await at(`RegcacheFill ${fillToken('wrong secret', d, Date.now())}`)).toBe(401);
+  expect(await at(`RegcacheFill ${fillToken(SECRET, image.layers[1]!.digest, Date.now())}`)).toBe(401);
+  // A valid token, but no live fill of it there: 404 (the blob is committed, not filling).
+  expect(await at(`RegcacheFill ${fillToken(SECRET, d, Date.now())}`)).toBe(404);
+  expect((await fetch(`${internal[1]}/v2/`)).status).toBe(404);
+});
