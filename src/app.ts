@@ -122,6 +122,7 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
+    if (replicas) this.metrics.replicaStats = () => ({ leader: replicas.isLeader(), fillLeases: replicas.fills.holding });
     this.services = [this.store, this.upstreams, ...(replicas ? [replicas] : []), this.retention, this.http];
   }
 

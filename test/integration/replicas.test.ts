@@ -126,6 +126,14 @@ it('20 concurrent cold clients over 3 replicas: each blob fetched upstream once 
   while ((await pg.sql('SELECT count(*) FROM blobs', db)).trim() !== '3' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   expect((await pg.sql('SELECT count(*) FROM blobs', db)).trim()).toBe('3');
   expect((await pg.sql("SELECT count(*) FROM leases WHERE name LIKE 'fill:%'", db)).trim()).toBe('0');
+  // Some responses came from a peer's live fill (the replicas that did not hold the lease).
+  const peerStreams = await Promise.all(replicas.map(async (r) => {
+    const text = await (await fetch(`${r.url}/metrics`)).text();
+    return Number(/^regcache_peer_streams_total (\d+)/m.exec(text)?.[1] ?? 0);
+  }));
+  expect(peerStreams.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+  const leaders = await Promise.all(replicas.map(async (r) => /^regcache_replica_leader 1$/m.test(await (await fetch(`${r.url}/metrics`)).text())));
+  expect(leaders.filter(Boolean)).toHaveLength(1);
 }, 180_000);
 
 it('killing the filling replica mid-blob aborts its clients and the peers streaming from it; the next request completes; nothing corrupt is stored', async () => {

@@ -171,6 +171,7 @@ export class BlobCache {
       throw err;
     }
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
+    this.d.metrics.peerStreams.inc();
     if (!range) return { digest, size: got.size, body: got.body, source: 'miss' };
     return { digest, size: got.size, range, body: sliceStream(got.body, range.start, range.end), source: 'miss' };
   }
