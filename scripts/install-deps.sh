@@ -2,7 +2,9 @@
 # Installs the Debian packages regcache's tests and benchmark use, when missing:
 #   docker-registry (the real upstream, and distribution's proxy for the benchmark),
 #   skopeo and containerd (real clients), chromium (the page's browser tests, driven by playwright-core),
-#   prometheus (its promtool checks and unit-tests config/prometheus/alerts.yaml), nginx-light and wrk (benchmark only, with --bench).
+#   prometheus (its promtool checks and unit-tests config/prometheus/alerts.yaml), postgresql (the shared
+#   MetadataStore's tests), Ceph's monitor, OSD and RADOS Gateway (the S3 BlobStore's tests, see
+#   test/helpers/ceph-rgw.ts), nginx-light and wrk (benchmark only, with --bench).
 # `npm test` and CI (.ci/run) both run it first, so a fresh Debian machine needs no third
 # command: as root it installs what is missing; otherwise it fails naming the command.
 # --check only reports (exit 1 when something is missing). Safe to run again: it installs
@@ -27,6 +29,16 @@ check ctr containerd
 check openssl openssl
 check chromium chromium
 check promtool prometheus
+check pg_ctlcluster postgresql
+# PostgreSQL's server binaries live under /usr/lib/postgresql/<major>/bin, not on PATH.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+check ceph-mon ceph-mon
+check ceph-osd ceph-osd
+check radosgw radosgw
+check radosgw-admin radosgw
+check ceph ceph-common
+check ceph-authtool ceph-common
+check monmaptool ceph-base
 if $bench; then
   check nginx nginx-light
   check wrk wrk
@@ -50,7 +62,7 @@ if ((${#need[@]})); then
 fi
 $check_only && exit 0
 # Debian starts these services on install; the tests run their own instances.
-for svc in docker-registry containerd nginx prometheus; do
+for svc in docker-registry containerd nginx prometheus postgresql; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -17,13 +17,16 @@ import { Admission } from './registry/proxy/admission.js';
 import { Pins } from './registry/proxy/pins.js';
 import { Proxy } from './registry/proxy/proxy.js';
 import type { JobControl } from './jobs/job-control.js';
+import { ReplicaService } from './replicas/replica-service.js';
 import type { Service } from './service.js';
 import { AdminService } from './status/admin-service.js';
 import type { SweepOptions, SweepPlan } from './store/eviction.js';
-import { FsBlobStore } from './store/fs/fs-blob-store.js';
+import { createStores } from './store/backends.js';
+import type { BlobStore } from './store/blob-store.js';
+import type { MetadataStore } from './store/metadata-store.js';
+import { PostgresMetadataStore } from './store/postgres/postgres-metadata-store.js';
 import { RetentionService } from './store/retention-service.js';
 import type { RecoveryReport } from './store/recovery.js';
-import { SqliteMetadataStore } from './store/sqlite/sqlite-metadata-store.js';
 import { StoreService } from './store/store-service.js';
 import { SyncService } from './jobs/sync-service.js';
 import { Upstreams } from './upstream/upstreams.js';
@@ -49,8 +52,8 @@ export interface ReloadSummary {
 export class App {
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly blobs: FsBlobStore;
-  readonly meta: SqliteMetadataStore;
+  readonly blobs: BlobStore;
+  readonly meta: MetadataStore;
   readonly pins = new Pins();
   readonly upstreams: Upstreams;
   readonly proxy: Proxy;
@@ -62,6 +65,8 @@ export class App {
   readonly events: EventBus;
   readonly admin: AdminService;
   readonly sync: SyncService;
+  /** Present when this process is one replica of a cluster (config `replicas`). */
+  readonly replicas: ReplicaService | undefined;
   private readonly services: Service[];
   /** Access control (reads the htpasswd file at start). */
   private access: Access | undefined;
@@ -78,11 +83,10 @@ export class App {
     const now = this.now;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
     this.events = new EventBus(1000, now);
-    this.blobs = new FsBlobStore(config.dataDir);
-    this.meta = new SqliteMetadataStore(this.blobs.layout.indexFile, {
-      onError: (err) => this.log.warn({ err: err.message }, 'cannot record last-pull times; will retry'),
-    });
-    this.store = new StoreService(this.blobs, this.meta, now);
+    const stores = createStores(config, (err) => this.log.warn({ err: err.message }, 'metadata store write failed; will retry'));
+    this.blobs = stores.blobs;
+    this.meta = stores.meta;
+    this.store = new StoreService(this.blobs, this.meta, now, { shared: stores.shared });
     this.upstreams = new Upstreams({
       timeouts: config.upstreamTimeouts, health: config.upstreamHealth, userAgent: USER_AGENT, now,
       observer: {
@@ -96,8 +100,18 @@ export class App {
         },
       },
     }, config.upstreams);
+    if (config.replicas) {
+      // validate.ts guarantees storage.metadata is postgres when replicas is set.
+      if (!(this.meta instanceof PostgresMetadataStore)) throw new Error('replicas need storage.metadata: postgres');
+      const meta = this.meta;
+      this.replicas = new ReplicaService(config.replicas, {
+        pool: meta.pool, liveFill: (d) => this.proxy.blobs.liveFill(d), log: this.log, blobs: this.blobs,
+        inUse: async (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d) || (await meta.blobSize(d)) !== undefined,
+      });
+    }
+    const replicas = this.replicas;
     this.retention = new RetentionService(config, {
-      blobs: this.blobs, meta: this.meta,
+      blobs: replicas?.deletes ?? this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
       isHeld: (d) => this.sync.holds(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
@@ -110,7 +124,7 @@ export class App {
           this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons });
         }
       },
-    }, now);
+    }, now, () => replicas?.isLeader() ?? true);
     const admission = new Admission({
       used: () => { const t = this.meta.totals(); return t.blobBytes + t.manifestBytes; },
       maxSize: () => this.config.retention.maxSize,
@@ -119,7 +133,7 @@ export class App {
     });
     this.proxy = new Proxy({
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
-      upstreams: this.upstreams, admission, now, events: this.events,
+      upstreams: this.upstreams, admission, now, events: this.events, cluster: replicas?.fills,
     });
     this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
@@ -141,9 +155,10 @@ export class App {
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
+    if (replicas) this.metrics.replicaStats = () => ({ leader: replicas.isLeader(), fillLeases: replicas.fills.holding });
     this.metrics.storeMaxSize = () => this.config.retention.maxSize;
     this.metrics.declare(config.upstreams.map((u) => u.host));
-    this.services = [this.store, this.upstreams, this.retention, this.sync, this.http];
+    this.services = [this.store, this.upstreams, ...(replicas ? [replicas] : []), this.retention, this.sync, this.http];
   }
 
   get currentConfig(): Config {

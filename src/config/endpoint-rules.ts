@@ -86,9 +86,10 @@ export function bindsOverlap(a: { host: string; port: number }, b: { host: strin
 }
 
 /** Every port the config makes regcache listen on. Upstream ports bind on `listen`'s host. */
-export function portClaims(cfg: Pick<Config, 'listen' | 'metrics' | 'upstreams'>): PortClaim[] {
+export function portClaims(cfg: Pick<Config, 'listen' | 'metrics' | 'upstreams'> & Partial<Pick<Config, 'replicas'>>): PortClaim[] {
   const claims: PortClaim[] = [{ key: 'listen', label: 'the main listener (listen)', ...cfg.listen }];
   if (cfg.metrics.listen) claims.push({ key: 'metrics.listen', label: 'the metrics listener (metrics.listen)', ...cfg.metrics.listen });
+  if (cfg.replicas) claims.push({ key: 'replicas.listen', label: 'the internal replica listener (replicas.listen)', ...cfg.replicas.listen });
   for (const u of cfg.upstreams) {
     if (u.port !== undefined) claims.push({ key: `upstreams.${u.host}.port`, label: `upstream ${u.host}`, host: cfg.listen.host, port: u.port });
   }

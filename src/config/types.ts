@@ -128,4 +128,26 @@ export interface Config {
     /** An HTTP/2 stream whose pending write makes no progress for this long is reset (ms). */
     streamStallTimeout: number;
   };
+  /** Where blobs and metadata live (schema/storage.ts). */
+  storage: {
+    blobs: 'filesystem' | 's3';
+    metadata: 'sqlite' | 'postgres';
+    postgresUrl?: string;
+    s3Bucket?: string;
+    s3Prefix?: string;
+    s3Endpoint?: string;
+    s3Region: string;
+    s3ForcePathStyle: boolean;
+    /** Presigned redirect lifetime (ms); undefined: off. */
+    s3Redirect?: number;
+  };
+  /** Several replicas on shared storage (schema/replicas.ts); absent: a single process. */
+  replicas?: {
+    listen: HostPort;
+    advertise: string;
+    secret: string;
+    id?: string;
+    evictionGrace: number;
+    leaseTTL: number;
+  };
 }

@@ -33,6 +33,7 @@ function crossChecks(cfg: Config): void {
     const [a, b] = clash;
     fail(b.key, `port ${b.port} is also ${a.key} (${a.host}:${a.port}); each listener needs its own port`);
   }
+  if (cfg.replicas && cfg.storage.metadata !== 'postgres') fail('replicas', 'needs storage.metadata: postgres (the replicas coordinate through it)');
   if (cfg.defaultUpstream !== undefined && !cfg.upstreams.some((u) => u.host === cfg.defaultUpstream)) {
     fail('defaultUpstream', `${cfg.defaultUpstream} is not a configured upstream`);
   }

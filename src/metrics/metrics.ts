@@ -77,8 +77,29 @@ export class Metrics implements UpstreamObserver {
       },
     });
   })();
+
+  /** Set by the app with `replicas`: this replica's leadership and leases, read when Prometheus scrapes. */
+  replicaStats: (() => { leader: boolean; fillLeases: number }) | undefined;
+  readonly replicaLeader = this.replicaGauge('regcache_replica_leader', '1 while this replica holds the leader lease (runs periodic retention).', (s) => (s.leader ? 1 : 0));
+  readonly replicaFillLeases = this.replicaGauge('regcache_replica_fill_leases', 'Fill leases this replica holds (blobs it is fetching for the cluster).', (s) => s.fillLeases);
+  readonly peerStreams = new Counter({
+    name: 'regcache_peer_streams_total', help: 'Blob responses streamed from another replica\'s live fill.', registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** 0 in a process that is not a replica. */
+  private replicaGauge(name: string, help: string, pick: (s: { leader: boolean; fillLeases: number }) => number): Gauge {
+    const metrics = this;
+    return new Gauge({
+      name, help, registers: [this.registry],
+      collect(): void {
+        const s = metrics.replicaStats?.();
+        if (s) this.set(pick(s));
+      },
+    });
   }
 
   private storeGauge(name: string, help: string, field: 'bytes' | 'blobs' | 'manifests'): Gauge {

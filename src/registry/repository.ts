@@ -30,6 +30,8 @@ export interface BlobAnswer {
   /** The body for GET (a committed blob, or a stream); absent for HEAD. */
   body?: Readable | BlobBody;
   source: CacheResult;
+  /** A GET answered with a redirect (307) to this URL instead of a body (storage.s3Redirect). */
+  location?: string;
 }
 
 export interface TagsAnswer {

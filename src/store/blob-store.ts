@@ -71,6 +71,11 @@ export interface BlobStore {
   removeStray(path: string): Promise<void>;
   /** Free and total bytes where blobs are kept; undefined when unbounded (object stores). */
   space(): Promise<{ free: number; total: number } | undefined>;
+  /**
+   * A time-limited URL clients can GET the committed blob from directly (stores that have
+   * one: S3's presigned URLs); absent: blobs are always streamed through regcache.
+   */
+  redirectUrl?(digest: string, expiresInSeconds: number): Promise<string>;
   /** Whether the store can be written now (readiness). */
   writable(): Promise<boolean>;
   close(): Promise<void>;

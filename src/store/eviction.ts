@@ -48,7 +48,8 @@ export interface SweepOptions {
 }
 
 export interface EvictionDeps {
-  blobs: BlobStore;
+  /** Where freed blobs are deleted (replicas: after a grace period, replicas/grace-deletes.ts). */
+  blobs: Pick<BlobStore, 'delete'>;
   meta: MetadataStore;
   isPinned(digest: string): boolean;
   /** Images (top-level manifest digests) a sync job holds: never evicted while held. */

@@ -38,6 +38,8 @@ export interface RecoveryOptions {
   isPinned?: (digest: string) => boolean;
   /** Spools in use by a running server (read-only fsck next to a live serve): not leftovers. */
   skipSpools?: boolean;
+  /** Only remove leftover spools (stores shared with running replicas). */
+  spoolsOnly?: boolean;
   now?: () => number;
   progress?: StepProgress;
   /**
@@ -60,6 +62,7 @@ export async function recover(blobs: BlobStore, meta: MetadataStore, opts: Recov
       progress?.tick(name);
     }
   }
+  if (opts.spoolsOnly) return report;
   const strays = await blobs.listStray();
   progress?.step('stray files', strays.length);
   for (const path of strays) {

@@ -23,6 +23,8 @@ export class RetentionService implements Service {
     private readonly log: Logger,
     private readonly observer: RetentionObserver,
     private readonly now: () => number,
+    /** Replicas: periodic sweeps run only while this says so (the leader). */
+    private readonly periodic: () => boolean = () => true,
   ) {}
 
   /** One sweep with the current policy (serialised with any other). */
@@ -47,6 +49,7 @@ export class RetentionService implements Service {
     const { interval, maxAge, maxSize } = this.config.retention;
     if (interval <= 0 || (maxAge === undefined && maxSize === undefined)) return;
     this.timer = setInterval(() => {
+      if (!this.periodic()) return;
       this.sweep().catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'retention sweep failed'));
     }, interval);
     this.timer.unref();

@@ -12,12 +12,17 @@ export class StoreService implements Service {
   readonly name = 'store';
   recovery: RecoveryReport | undefined;
 
-  constructor(readonly blobs: BlobStore, readonly meta: MetadataStore, private readonly now: () => number) {}
+  constructor(
+    readonly blobs: BlobStore, readonly meta: MetadataStore, private readonly now: () => number,
+    private readonly opts: { shared?: boolean } = {},
+  ) {}
 
   async start(): Promise<void> {
     await this.blobs.init();
     await this.meta.init();
-    this.recovery = await recover(this.blobs, this.meta, { repair: true, now: this.now });
+    // Shared stores are being written by other replicas right now: a start only clears its
+    // own spools; reconciling blobs with rows across the cluster is not a start-up job.
+    this.recovery = await recover(this.blobs, this.meta, { repair: true, now: this.now, spoolsOnly: this.opts.shared ?? false });
   }
 
   async stop(): Promise<void> {

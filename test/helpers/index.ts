@@ -19,3 +19,5 @@ export * from './tmp.js';
 export * from './token-issuer.js';
 export * from './containerd.js';
 export * from './tls-cert.js';
+export * from './postgres.js';
+export * from './ceph-rgw.js';

@@ -29,6 +29,10 @@ function docWith(path: string, value: unknown): Raw {
   if (parts[0] === 'webhooks') doc.webhooks = { j1: { url: 'http://127.0.0.1:9/' } };
   if (parts[0] === 'tls') doc.tls = { cert: 'c.pem', key: 'k.pem' };
   if (parts[0] === 'auth') doc.auth = { htpasswd: 'h' };
+  if (parts[0] === 'replicas') {
+    doc.storage = { metadata: 'postgres' };
+    doc.replicas = { listen: '127.0.0.1:5001', advertise: 'http://10.0.0.5:5001', secret: 's' };
+  }
   let o = doc;
   for (const p of parts.slice(0, -1)) o = (o[p] ??= {}) as Raw;
   o[parts.at(-1)!] = value;
@@ -57,6 +61,7 @@ describe('schema: every key', () => {
         headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 65_000, idleTimeout: 120_000,
         maxConnections: 4096, shutdownGrace: 30_000, streamStallTimeout: 60_000,
       },
+      storage: { blobs: 'filesystem', metadata: 'sqlite', s3Region: 'us-east-1', s3ForcePathStyle: false },
     });
     expect(validateConfig({ upstreams: { 'a.io': { url: 'https://a.io' } }, tls: { cert: 'c', key: 'k' }, auth: { htpasswd: 'h' } })).toMatchObject({
       upstreams: [{ host: 'a.io', url: 'https://a.io', insecureSkipVerify: false, immutableTags: [], allowedHosts: [] }],
@@ -74,6 +79,10 @@ describe('schema: every key', () => {
     expect(error({ upstreams: { 'ghcr.io': {} } })).toBe('upstreams.ghcr.io.url: required');
     expect(error({ tls: { cert: 'c' } })).toBe('tls.key: required');
     expect(error({ auth: { anonymousPull: true } })).toBe('auth.htpasswd: required');
+    expect(error({ storage: { blobs: 's3' } })).toBe('storage.s3Bucket: required with blobs: s3');
+    expect(error({ replicas: { listen: '127.0.0.1:5001', advertise: 'http://a:5001', secret: 's' } })).toMatch(/^replicas: needs storage.metadata: postgres/);
+    expect(error({ storage: { metadata: 'postgres' }, listen: '0.0.0.0:5000', replicas: { listen: '127.0.0.1:5000', advertise: 'http://a:5000', secret: 's' } }))
+      .toMatch(/^replicas\.listen: port 5000 is also listen/);
   });
 
   it('unknown keys are refused at every level, naming the path', () => {
@@ -202,7 +211,7 @@ describe('reload classification', () => {
     const restart = configDocRows().filter((r) => r.apply === 'restart').map((r) => r.key);
     // The keys App.reload cannot apply (they shape listeners, the store, the logger or the upstream clients).
     const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize',
-      'cache.maxManifestReferences', 'cache.maxTagListSize'];
+      'cache.maxManifestReferences', 'cache.maxTagListSize', 'storage.', 'replicas.'];
     const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && k !== 'server.shutdownGrace');
     expect(restart).toEqual(expected);
   });

@@ -3,20 +3,22 @@ import type { Section } from './define.js';
 import { auth } from './auth.js';
 import { cache } from './cache.js';
 import { metrics } from './metrics.js';
+import { replicas } from './replicas.js';
 import { retention } from './retention.js';
 import { root } from './root.js';
 import { server } from './server.js';
 import { sync, syncLimits, webhooks } from './sync.js';
+import { storage } from './storage.js';
 import { tls } from './tls.js';
 import { upstream } from './upstream.js';
 import { upstreamHealth, upstreamTimeouts } from './upstream-client.js';
 
-export { auth, cache, metrics, retention, root, server, sync, syncLimits, tls, upstream, upstreamHealth, upstreamTimeouts, webhooks };
+export { auth, cache, metrics, replicas, retention, root, server, storage, sync, syncLimits, tls, upstream, upstreamHealth, upstreamTimeouts, webhooks };
 
 // `any`: each section is typed against its own part of Config; here they are only walked.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnySection = Section<any>;
 
 export const SECTIONS: readonly AnySection[] = [
-  root, tls, cache, upstream, retention, metrics, auth, upstreamTimeouts, upstreamHealth, server, sync, syncLimits, webhooks,
+  root, tls, cache, upstream, retention, metrics, auth, upstreamTimeouts, upstreamHealth, server, storage, replicas, sync, syncLimits, webhooks,
 ];

@@ -53,6 +53,12 @@ const get = async (ctx: RouteContext): Promise<void> => {
   const method = ctx.method === 'HEAD' ? 'HEAD' : 'GET';
   const a = await repo.getBlob(ep.digest, { method, range: typeof range === 'string' ? range : undefined });
   state.cache = a.source;
+  if (a.location) {
+    res.statusCode = 307;
+    res.setHeader('location', a.location);
+    res.setHeader('docker-content-digest', a.digest);
+    return void res.end();
+  }
   res.setHeader('content-type', 'application/octet-stream');
   res.setHeader('docker-content-digest', a.digest);
   res.setHeader('accept-ranges', 'bytes');

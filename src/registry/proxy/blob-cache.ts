@@ -13,6 +13,8 @@ import { OciError } from '../../protocol/errors.js';
 import { parseRange } from '../../protocol/range.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import type { MetadataStore } from '../../store/metadata-store.js';
+import type { FillCluster } from '../../replicas/fill-cluster.js';
+import type { LeaseHolder } from '../../replicas/leases.js';
 import { discard } from '../../upstream/body.js';
 import type { RegistryClient } from '../../upstream/registry-client.js';
 import type { BlobAnswer } from '../repository.js';
@@ -32,6 +34,10 @@ export interface BlobCacheDeps {
   admission: Admission;
   now: () => number;
   events?: EventBus | undefined;
+  /** Committed blobs are answered with a redirect to a URL valid this long (s), when the store has them. */
+  redirectSeconds?: number | undefined;
+  /** Replicas: one fill per digest across the cluster (replicas/fill-cluster.ts). */
+  cluster?: FillCluster | undefined;
 }
 
 interface Pending {
@@ -66,6 +72,8 @@ export class BlobCache {
   private readonly running = new Set<Promise<void>>();
   /** Digests whose last fill ran out of disk: stream them through for a while. */
   private readonly noCache = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
+  /** Cluster lease claims in flight, one per digest, shared by this replica's requesters. */
+  private readonly claims = new Map<string, Promise<LeaseHolder | undefined>>();
 
   constructor(private readonly d: BlobCacheDeps) {}
 
@@ -113,7 +121,7 @@ export class BlobCache {
     }
   }
 
-  async get(client: RegistryClient, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined): Promise<BlobAnswer> {
+  async get(client: RegistryClient, scope: Scope, digest: string, method: 'GET' | 'HEAD', rangeHeader: string | undefined, attempt = 0): Promise<BlobAnswer> {
     const { meta, metrics } = this.d;
     const cachedSize = await meta.blobSize(digest);
     if (cachedSize !== undefined) {
@@ -138,20 +146,102 @@ export class BlobCache {
     }
     if (method === 'HEAD') return this.headUpstream(client, scope, digest);
     if (this.noCache.has(digest)) return this.passthrough(client, scope, digest, rangeHeader);
+    if (this.d.cluster) {
+      const peer = await this.claim(this.d.cluster, digest);
+      const meanwhile = this.pending.get(digest);
+      if (meanwhile) return this.join(meanwhile, scope, digest, method, rangeHeader, client);
+      if (peer) return this.fromPeer(this.d.cluster, peer, client, scope, digest, rangeHeader, attempt);
+      // Ours now; but another replica may have committed it just before releasing the lease.
+      if ((await meta.blobSize(digest)) !== undefined && !this.pending.has(digest)) {
+        this.d.cluster.release(digest);
+        return this.get(client, scope, digest, method, rangeHeader, attempt + 1);
+      }
+      const again = this.pending.get(digest);
+      if (again) return this.join(again, scope, digest, method, rangeHeader, client);
+    }
     const p: Pending = { scope, fill: this.startFill(client, scope, digest) };
     this.pending.set(digest, p);
     p.fill.then(
       (f) => {
-        if (f === 'passthrough') this.pending.delete(digest);
+        if (f === 'passthrough') this.settle(digest);
         else p.started = f;
       },
-      () => this.pending.delete(digest),
+      () => this.settle(digest),
     );
     return this.join(p, scope, digest, 'GET', rangeHeader, client);
   }
 
+  /** The fill of `digest` here is over: forget it, and free its cluster lease. */
+  private settle(digest: string): void {
+    this.pending.delete(digest);
+    this.d.cluster?.release(digest);
+  }
+
+  private claim(cluster: FillCluster, digest: string): Promise<LeaseHolder | undefined> {
+    let c = this.claims.get(digest);
+    if (!c) {
+      c = cluster.claim(digest).finally(() => this.claims.delete(digest));
+      this.claims.set(digest, c);
+    }
+    return c;
+  }
+
+  /**
+   * Another replica is filling `digest`: stream its live fill (no wait for the whole blob).
+   * When it has none any more, or cannot be reached (its lease is taken over), start again.
+   */
+  private async fromPeer(
+    cluster: FillCluster, peer: LeaseHolder, client: RegistryClient, scope: Scope, digest: string, rangeHeader: string | undefined, attempt: number,
+  ): Promise<BlobAnswer> {
+    if (attempt >= 5) throw new OciError('UNAVAILABLE', 'the replica filling this blob does not answer; try again');
+    await ensureLinked(this.d.meta, client, scope, digest, 'blob');
+    let got;
+    try {
+      got = await cluster.fetch(peer, digest);
+    } catch (err) {
+      this.d.log.warn({ digest, peer: peer.holder, err: (err as Error).message }, 'replica filling a blob is unreachable; taking over');
+      await cluster.takeOver(digest, peer);
+      return this.get(client, scope, digest, 'GET', rangeHeader, attempt + 1);
+    }
+    if (!got) {
+      await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+      return this.get(client, scope, digest, 'GET', rangeHeader, attempt + 1);
+    }
+    let range;
+    try {
+      range = rangeOrThrow(rangeHeader, got.size);
+    } catch (err) {
+      got.body.destroy();
+      throw err;
+    }
+    this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: 'miss' });
+    this.d.metrics.peerStreams.inc();
+    if (!range) return { digest, size: got.size, body: got.body, source: 'miss' };
+    return { digest, size: got.size, range, body: sliceStream(got.body, range.start, range.end), source: 'miss' };
+  }
+
+  /**
+   * This replica's live fill of `digest`, from byte 0, for a peer (the internal endpoint);
+   * undefined when there is none.
+   */
+  async liveFill(digest: string): Promise<{ size: number | undefined; body: Readable } | undefined> {
+    const p = this.pending.get(digest);
+    if (!p) return undefined;
+    const fill = await p.fill.catch(() => undefined);
+    if (!fill || fill === 'passthrough' || !fill.isOpen || fill.state === 'failed') return undefined;
+    const release = this.d.pins.pin(digest);
+    const body = fill.createReader(0);
+    body.once('close', release);
+    return { size: fill.size, body };
+  }
+
   private async fromDisk(digest: string, size: number, range: { start: number; end: number } | undefined, method: 'GET' | 'HEAD'): Promise<BlobAnswer | undefined> {
     if (method === 'HEAD') return { digest, size, source: 'hit', ...(range ? { range } : {}) };
+    const { blobs, redirectSeconds } = this.d;
+    if (redirectSeconds && blobs.redirectUrl && (await blobs.stat(digest)) !== undefined) {
+      // The client fetches (and ranges) from the object store itself; regcache sends no bytes.
+      return { digest, size, source: 'hit', location: await blobs.redirectUrl(digest, redirectSeconds) };
+    }
     const release = this.d.pins.pin(digest);
     const body = await this.d.blobs.open(digest, size, range?.start, range?.end);
     if (!body) {
@@ -218,6 +308,8 @@ export class BlobCache {
   /** Fetches the headers, then pumps the body into a new fill in the background. */
   private async startFill(client: RegistryClient, scope: Scope, digest: string): Promise<BlobFill | 'passthrough'> {
     const { body, size } = await this.fetch(client, scope, digest);
+    // Replicas streaming this fill serve the same scope: the upstream just said it has the blob.
+    if (this.d.cluster) await this.d.meta.link(scope, digest).catch(() => undefined);
     let reservation;
     let temp;
     try {
@@ -250,11 +342,11 @@ export class BlobCache {
             throw err;
           }
         } finally {
-          this.pending.delete(digest);
+          this.settle(digest);
         }
       },
       discard: async (t) => {
-        this.pending.delete(digest);
+        this.settle(digest);
         await blobs.discard(t);
       },
       onBytes: (n) => {

@@ -48,6 +48,8 @@ export interface ManifestCacheDeps {
   maxManifestReferences: number;
   now: () => number;
   events?: EventBus | undefined;
+  /** Replicas: another replica may revalidate or move a tag, so tags are never answered from memory. */
+  sharedTags?: boolean;
 }
 
 interface TagEntry {
@@ -102,7 +104,7 @@ export class ManifestCache {
 
   private async tag(scope: Scope, tag: string): Promise<TagEntry | undefined> {
     const key = this.tagKey(scope, tag);
-    let t = this.tags.get(key);
+    let t = this.d.sharedTags ? undefined : this.tags.get(key);
     if (t) return t;
     t = await this.d.meta.getTag(scope, tag);
     if (t) this.tags.set(key, t);

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { EventBus } from '../../events/event-bus.js';
 import type { Config } from '../../config/types.js';
 import type { Metrics } from '../../metrics/metrics.js';
+import type { FillCluster } from '../../replicas/fill-cluster.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import type { MetadataStore } from '../../store/metadata-store.js';
 import type { RegistryClient } from '../../upstream/registry-client.js';
@@ -31,6 +32,8 @@ export interface ProxyDeps {
   admission: Admission;
   now: () => number;
   events?: EventBus;
+  /** Replicas: fills coordinated across the cluster, tags always read from the shared store. */
+  cluster?: FillCluster | undefined;
 }
 
 export class Proxy {
@@ -43,9 +46,14 @@ export class Proxy {
 
   constructor(private readonly d: ProxyDeps) {
     this.config = d.config;
-    this.blobs = new BlobCache({ blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, events: d.events });
-    this.manifests = new ManifestCache({ meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize,
-      maxManifestReferences: d.config.cache.maxManifestReferences, now: d.now, events: d.events });
+    this.blobs = new BlobCache({
+      blobs: d.blobs, meta: d.meta, pins: d.pins, metrics: d.metrics, log: d.log, admission: d.admission, now: d.now, events: d.events, cluster: d.cluster,
+      redirectSeconds: d.config.storage.s3Redirect === undefined ? undefined : Math.ceil(d.config.storage.s3Redirect / 1000),
+    });
+    this.manifests = new ManifestCache({
+      meta: d.meta, metrics: d.metrics, log: d.log, maxManifestSize: d.config.cache.maxManifestSize,
+      maxManifestReferences: d.config.cache.maxManifestReferences, now: d.now, events: d.events, sharedTags: d.cluster !== undefined,
+    });
     this.listings = new Listings(d.meta, d.metrics, d.config.cache.maxTagListSize);
   }
 

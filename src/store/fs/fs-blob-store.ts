@@ -9,11 +9,19 @@ import { access, mkdir, open, readdir, rename, rm, stat, statfs, type FileHandle
 import { dirname, join } from 'node:path';
 import { digestAlgorithm, isValidDigest } from '../../protocol/grammar.js';
 import type { BlobInfo, BlobStore, Spool } from '../blob-store.js';
+import { putVerified } from '../put-verified.js';
 import { BufferPool, FileBody } from './file-body.js';
 import { digestFromRelative, layout, type Layout } from './layout.js';
 
-class FileSpool implements Spool {
+/** A spool in a local file (also the S3 store's spools: fills are always local). */
+export class FileSpool implements Spool {
   constructor(readonly path: string, readonly handle: FileHandle) {}
+
+  /** A new, empty spool with a random name in `dir` (never an existing file). */
+  static async create(dir: string): Promise<FileSpool> {
+    const path = join(dir, `${randomBytes(12).toString('hex')}.part`);
+    return new FileSpool(path, await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644));
+  }
 
   async write(chunk: Buffer, position: number): Promise<void> {
     let off = 0;
@@ -75,10 +83,8 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async createSpool(): Promise<FileSpool> {
-    const path = join(this.layout.tmpDir, `${randomBytes(12).toString('hex')}.part`);
-    const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644);
-    return new FileSpool(path, handle);
+  createSpool(): Promise<FileSpool> {
+    return FileSpool.create(this.layout.tmpDir);
   }
 
   /** fsync first, so a crash after the rename never leaves a name pointing at unwritten data. */
@@ -93,26 +99,8 @@ export class FsBlobStore implements BlobStore {
     await rm(spool.path, { force: true });
   }
 
-  async put(digest: string, body: AsyncIterable<Buffer>): Promise<number> {
-    const spool = await this.createSpool();
-    const hash = createHash(digestAlgorithm(digest));
-    let n = 0;
-    try {
-      for await (const chunk of body) {
-        hash.update(chunk);
-        await spool.write(chunk, n);
-        n += chunk.length;
-      }
-      const actual = `${digestAlgorithm(digest)}:${hash.digest('hex')}`;
-      if (actual !== digest) throw new Error(`content does not match ${digest} (got ${actual})`);
-      await this.commit(spool, digest);
-      return n;
-    } catch (err) {
-      await this.discard(spool);
-      throw err;
-    } finally {
-      await spool.close();
-    }
+  put(digest: string, body: AsyncIterable<Buffer>): Promise<number> {
+    return putVerified(this, digest, body);
   }
 
   async delete(digest: string): Promise<void> {

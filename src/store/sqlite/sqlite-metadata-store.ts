@@ -15,6 +15,7 @@ import Database from 'better-sqlite3';
 import type {
   DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
+import { oldestFirst } from '../eviction-order.js';
 import { MIGRATIONS } from './schema.js';
 import { WriteQueue, isLocked, type QueuedWrite } from './write-queue.js';
 
@@ -315,10 +316,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const after = opts.after ?? { recency: -1, digest: '' };
     const tops = this.s.topManifests.all(opts.before, after.recency, after.digest, opts.limit) as Array<{ digest: string; recency: number }>;
     const loose = this.s.looseBlobs.all(opts.before, after.recency, after.digest, opts.limit) as Array<{ digest: string; recency: number; size: number }>;
-    const merged = [
-      ...tops.map((t) => ({ kind: 'image' as const, ...t })),
-      ...loose.map((b) => ({ kind: 'blob' as const, ...b })),
-    ].sort((a, b) => a.recency - b.recency || (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0)).slice(0, opts.limit);
+    const merged = oldestFirst(tops, loose, opts.limit);
     // Units in this batch are planned as if removed in order: a child or blob shared by
     // two of them goes with the second.
     const gone = new Set<string>();

@@ -1,0 +1,149 @@
+/**
+ * This process as one replica of a cluster on shared storage: serves its live fills to
+ * peers on the internal listener (`GET /fills/<digest>`, fill-token.ts), renews its fill
+ * leases, and competes for the leader lease (periodic retention runs on the leader only).
+ * On stop it releases every lease it holds, so peers need not wait for them to expire.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import type { BlobStore } from '../store/blob-store.js';
+import { isValidDigest } from '../protocol/grammar.js';
+import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
+import { LeasedFills } from './fill-cluster.js';
+import { checkFillToken } from './fill-token.js';
+import { GraceDeletes } from './grace-deletes.js';
+import { Leases } from './leases.js';
+
+export type ReplicasConfig = NonNullable<Config['replicas']>;
+
+export interface ReplicaDeps {
+  pool: pg.Pool;
+  /** This replica's live fill of a digest, from byte 0 (BlobCache.liveFill). */
+  liveFill(digest: string): Promise<{ size: number | undefined; body: Readable } | undefined>;
+  log: Logger;
+  now?: () => number;
+  blobs: Pick<BlobStore, 'delete'>;
+  /** Whether a blob is back (a row names it) or in use here (pinned, filling): retention keeps it. */
+  inUse(digest: string): Promise<boolean>;
+}
+
+const LEADER = 'leader';
+
+export class ReplicaService implements Service {
+  readonly name = 'replicas';
+  readonly fills: LeasedFills;
+  /** Retention's blob deletes, after `evictionGrace`. */
+  readonly deletes: GraceDeletes;
+  readonly id: string;
+  private readonly leases: Leases;
+  private readonly now: () => number;
+  private server: Server | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private leader = false;
+  private ticking: Promise<void> = Promise.resolve();
+
+  constructor(private readonly cfg: ReplicasConfig, private readonly d: ReplicaDeps) {
+    this.now = d.now ?? Date.now;
+    this.id = cfg.id ?? cfg.advertise;
+    this.leases = new Leases(d.pool, { holder: this.id, address: cfg.advertise }, cfg.leaseTTL);
+    const fillLease = (digest: string): string => `fill:${digest}`;
+    this.deletes = new GraceDeletes({
+      graceMs: cfg.evictionGrace,
+      claim: async (digest) => (await this.leases.acquire(fillLease(digest))) === undefined,
+      release: (digest) => void this.leases.release(fillLease(digest)).catch(() => undefined),
+      hasRow: (digest) => d.inUse(digest),
+      deleteNow: (digest) => d.blobs.delete(digest),
+      onError: (err, digest) => d.log.warn({ digest, err: err.message }, 'cannot delete an evicted blob; it stays in the store'),
+    });
+    this.fills = new LeasedFills(this.leases, cfg.secret, (err) => d.log.warn({ err: err.message }, 'cannot release a fill lease; it will expire'), this.now);
+  }
+
+  /** Whether this replica holds the leader lease (as of its last renewal). */
+  isLeader(): boolean {
+    return this.leader;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.cfg.listen.port, this.cfg.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    await this.tick();
+    this.timer = setInterval(() => { this.ticking = this.tick(); }, Math.max(100, Math.floor(this.cfg.leaseTTL / 3)));
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.fills.renew();
+      const holder = await this.leases.acquire(LEADER);
+      const was = this.leader;
+      this.leader = holder === undefined;
+      if (this.leader !== was) this.d.log.info({ replica: this.id, leader: this.leader }, this.leader ? 'this replica is the leader' : 'this replica is no longer the leader');
+    } catch (err) {
+      // Without the database we cannot know: stop acting as the leader.
+      this.leader = false;
+      this.d.log.warn({ err: (err as Error).message }, 'cannot renew replica leases');
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = /^\/fills\/([^/?]+)$/.exec(req.url ?? '');
+    const digest = m ? decodeURIComponent(m[1]!) : '';
+    if (req.method !== 'GET' || !m || !isValidDigest(digest)) {
+      res.writeHead(404).end();
+      return;
+    }
+    const auth = /^RegcacheFill (\S+)$/.exec(req.headers.authorization ?? '');
+    if (!checkFillToken(this.cfg.secret, digest, auth?.[1], this.now())) {
+      res.writeHead(401).end();
+      return;
+    }
+    const live = await this.d.liveFill(digest).catch(() => undefined);
+    if (!live) {
+      res.writeHead(404).end();
+      return;
+    }
+    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream' };
+    if (live.size !== undefined) {
+      headers['content-length'] = live.size;
+      headers['x-regcache-size'] = String(live.size);
+    }
+    res.writeHead(200, headers);
+    // A failed fill must reach the peer as an aborted response, never a clean end.
+    live.body.once('error', () => res.destroy());
+    res.once('close', () => live.body.destroy());
+    live.body.pipe(res);
+  }
+
+  async stop(): Promise<void> {
+    this.deletes.stop();
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    this.leader = false;
+    await this.leases.releaseAll().catch(() => undefined);
+  }
+
+  async reload(): Promise<ReloadResult> {
+    return NOTHING_TO_RELOAD;
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    return { replica: this.id, leader: this.leader, fillLeases: this.fills.holding, pendingDeletes: this.deletes.pending };
+  }
+}
