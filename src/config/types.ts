@@ -25,6 +25,25 @@ export interface UpstreamConfig {
   allowedHosts: string[];
 }
 
+/** One `hostedRepositories.<pattern>` entry: repository names (glob) that accept pushes. */
+export interface HostedRepositoryConfig {
+  pattern: string;
+  deleteManifests: boolean;
+  deleteTags: boolean;
+  deleteBlobs: boolean;
+  /** An index may be pushed while its children are absent. */
+  sparseIndex: boolean;
+}
+
+export type AccessAction = 'pull' | 'push' | 'delete' | 'admin';
+
+/** One `auth.rules` entry: these users (or `anonymous`) may do these actions on these repositories. */
+export interface AccessRule {
+  users: string[];
+  repositories: string[];
+  actions: AccessAction[];
+}
+
 export interface Config {
   listen: HostPort;
   dataDir: string;
@@ -47,11 +66,26 @@ export interface Config {
     interval: number;
   };
   metrics: { listen?: HostPort };
+  hosted: {
+    /** Registry names of regcache itself. */
+    names: string[];
+    /** Idle upload sessions are removed after this (ms). */
+    uploadExpiry: number;
+    maxManifestSize: number;
+  };
+  /** In file order: the first matching pattern decides. */
+  hostedRepositories: HostedRepositoryConfig[];
   auth?: {
     htpasswd: string;
     anonymousPull: boolean;
     /** Whether /metrics needs credentials. */
     protectMetrics: boolean;
+    /** Who may push, delete (and pull, beyond the defaults) where. */
+    rules: AccessRule[];
+  };
+  catalog: {
+    /** Whether callers without credentials may list /v2/_catalog (filtered to what they may pull). */
+    anonymous: boolean;
   };
   upstreamTimeouts: {
     connect: number;

@@ -11,6 +11,28 @@
  * `totals()` and `touch()` are synchronous on purpose: they read or write memory only.
  */
 
+/**
+ * The `upstream` of every hosted repository (content pushed into regcache): its `repo` is the
+ * full name the hosted patterns match (`team/app`, `docker.io/myorg/app`). Cache retention
+ * never evicts a manifest or blob linked under it, nor anything a hosted manifest references.
+ */
+export const HOSTED = 'hosted';
+
+/** State namespace of upload sessions; each value names its spool (recovery keeps those). */
+export const UPLOAD_STATE = 'uploads';
+
+export interface UploadSessionState {
+  /** Hosted repository name. */
+  repo: string;
+  /** The spool's file name (BlobStore.openSpool). */
+  spool: string;
+  /** Bytes received so far. */
+  size: number;
+  startedAt: number;
+  /** Last request on the session (expiry counts from here). */
+  activeAt: number;
+}
+
 /** A repository as the store keys it: `<upstream or "hosted">` and the repository name there. */
 export interface RepoRef {
   upstream: string;
@@ -87,6 +109,10 @@ export interface MetadataStore {
   putTag(repo: RepoRef, tag: string, digest: string, now: number): Promise<void>;
   listTags(repo: RepoRef, last: string, n: number): Promise<string[]>;
 
+  /** Removes one tag; false when it did not exist. */
+  deleteTag(repo: RepoRef, tag: string): Promise<boolean>;
+  /** Unlinks a digest from one repository (and drops that repository's tags naming it); false when it was not linked. */
+  unlink(repo: RepoRef, digest: string): Promise<boolean>;
   link(repo: RepoRef, digest: string): Promise<void>;
   isLinked(repo: RepoRef, digest: string): Promise<boolean>;
   /** Repositories with manifests, as `<upstream>/<repo>`, after `last`, at most n; optionally under one upstream. */
@@ -100,7 +126,7 @@ export interface MetadataStore {
   /** Current totals, from memory: O(1). */
   totals(): StoreTotals;
   /**
-   * The least recently pulled units, oldest first, with recency < `before` and after the
+   * The least recently pulled units, oldest first (never hosted content, see HOSTED), with recency < `before` and after the
    * cursor (recency, digest); at most `limit`.
    */
   evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]>;

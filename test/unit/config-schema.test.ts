@@ -22,7 +22,7 @@ function error(doc: unknown): string {
 
 /** A raw document with `value` at the docs key path (`upstreams.<host>.x` goes to host a.io, which gets a url). */
 function docWith(path: string, value: unknown): Raw {
-  const parts = path.split('.').map((p) => (p === '<host>' ? 'a.io' : p));
+  const parts = path.split('.').map((p) => (p === '<host>' ? 'a.io' : p === '<pattern>' ? 'team/**' : p));
   const doc: Raw = {};
   if (parts[0] === 'upstreams') doc.upstreams = { 'a.io': { url: 'https://a.io' } };
   if (parts[0] === 'tls') doc.tls = { cert: 'c.pem', key: 'k.pem' };
@@ -46,6 +46,9 @@ describe('schema: every key', () => {
       upstreams: [],
       retention: { interval: 600_000 },
       metrics: {},
+      hosted: { names: [], uploadExpiry: 86_400_000, maxManifestSize: 4 * 1024 * 1024 },
+      hostedRepositories: [],
+      catalog: { anonymous: true },
       upstreamTimeouts: { connect: 10_000, headers: 30_000, idle: 30_000, manifestTotal: 30_000 },
       upstreamHealth: { maxFails: 3, failTimeout: 10_000 },
       server: {
@@ -56,13 +59,13 @@ describe('schema: every key', () => {
     expect(validateConfig({ upstreams: { 'a.io': { url: 'https://a.io' } }, tls: { cert: 'c', key: 'k' }, auth: { htpasswd: 'h' } })).toMatchObject({
       upstreams: [{ host: 'a.io', url: 'https://a.io', insecureSkipVerify: false, immutableTags: [], allowedHosts: [] }],
       tls: { cert: 'c', key: 'k' },
-      auth: { htpasswd: 'h', anonymousPull: false, protectMetrics: true },
+      auth: { htpasswd: 'h', anonymousPull: false, protectMetrics: true, rules: [] },
     });
   });
 
   it.each(ALL_KEYS)('%s: a wrong value fails with a message naming the key', (key) => {
-    const path = key.replace('<host>', 'a.io');
-    expect(error(docWith(key, { wrong: true }))).toMatch(new RegExp(`^${path.replace(/\./g, '\\.')}: `));
+    const path = key.replace('<host>', 'a.io').replace('<pattern>', 'team/**');
+    expect(error(docWith(key, { wrong: true }))).toMatch(new RegExp(`^${path.replace(/[.*]/g, '\\$&')}: `));
   });
 
   it('required keys say so', () => {
@@ -179,7 +182,7 @@ describe('reload classification', () => {
     expect(change({ tls: { cert: 'c', key: 'k' } })).toEqual(['tls.cert', 'tls.key']);
     expect(change({ cache: { maxManifestSize: '8MiB' } })).toEqual(['cache.maxManifestSize']);
     expect(change({ metrics: { listen: '127.0.0.1:9090' } })).toEqual(['metrics.listen']);
-    expect(change({ auth: { htpasswd: 'h' } })).toEqual(['auth.htpasswd', 'auth.anonymousPull', 'auth.protectMetrics']);
+    expect(change({ auth: { htpasswd: 'h' } })).toEqual(['auth.htpasswd', 'auth.anonymousPull', 'auth.protectMetrics', 'auth.rules']);
     expect(change({ upstreamTimeouts: { idle: '1m' }, upstreamHealth: { maxFails: 5 } })).toEqual(['upstreamTimeouts.idle', 'upstreamHealth.maxFails']);
     expect(change({ server: { idleTimeout: '1m', maxConnections: 10 } })).toEqual(['server.idleTimeout', 'server.maxConnections']);
   });
@@ -196,7 +199,7 @@ describe('reload classification', () => {
   it('every key is classified as docs/config.md says', () => {
     const restart = configDocRows().filter((r) => r.apply === 'restart').map((r) => r.key);
     // The keys App.reload cannot apply (they shape listeners, the store, the logger or the upstream clients).
-    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize'];
+    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'hosted.', 'catalog.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize'];
     const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && k !== 'server.shutdownGrace');
     expect(restart).toEqual(expected);
   });

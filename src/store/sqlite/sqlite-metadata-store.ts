@@ -48,9 +48,11 @@ const STATEMENTS = {
   totals: 'SELECT blobs, blob_bytes AS blobBytes, manifests, manifest_bytes AS manifestBytes FROM totals WHERE id = 1',
   topManifests: `SELECT digest, last_pulled_at AS recency FROM manifests INDEXED BY manifests_top
                  WHERE parents = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
+                   AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = manifests.digest)
                  ORDER BY last_pulled_at, digest LIMIT ?`,
   looseBlobs: `SELECT digest, last_pulled_at AS recency, size FROM blobs INDEXED BY blobs_loose
                WHERE refs = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
+                 AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = blobs.digest)
                ORDER BY last_pulled_at, digest LIMIT ?`,
   children: `SELECT r.child AS digest, m.size AS size, m.last_pulled_at AS recency FROM manifest_refs r
              JOIN manifests m ON m.digest = r.child WHERE r.manifest = ? AND r.kind = 'manifest'`,
@@ -65,6 +67,10 @@ const STATEMENTS = {
   delLinks: 'DELETE FROM repo_links WHERE digest = ?',
   tagsOf: `SELECT upstream || '/' || repo || ':' || tag AS name FROM tags WHERE digest = ? ORDER BY name`,
   reposOf: `SELECT upstream || '/' || repo AS name FROM repo_links WHERE digest = ? ORDER BY name`,
+  isHosted: "SELECT 1 FROM repo_links WHERE upstream = 'hosted' AND digest = ?",
+  delTag: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
+  unlink: 'DELETE FROM repo_links WHERE upstream = ? AND repo = ? AND digest = ?',
+  delRepoTagsOf: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND digest = ?',
   getState: 'SELECT value FROM state WHERE ns = ? AND key = ?',
   putState: 'INSERT INTO state (ns, key, value) VALUES (?, ?, ?) ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value',
   delState: 'DELETE FROM state WHERE ns = ? AND key = ?',
@@ -173,6 +179,17 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.s.listTags.all(repo.upstream, repo.repo, last, n) as Array<{ tag: string }>).map((r) => r.tag);
   }
 
+  async deleteTag(repo: RepoRef, tag: string): Promise<boolean> {
+    return this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0;
+  }
+
+  async unlink(repo: RepoRef, digest: string): Promise<boolean> {
+    return this.write(() => {
+      this.s.delRepoTagsOf.run(repo.upstream, repo.repo, digest);
+      return this.s.unlink.run(repo.upstream, repo.repo, digest).changes > 0;
+    });
+  }
+
   async link(repo: RepoRef, digest: string): Promise<void> {
     this.s.link.run(repo.upstream, repo.repo, digest);
   }
@@ -249,6 +266,8 @@ export class SqliteMetadataStore implements MetadataStore {
       if (seen.has(m)) continue;
       seen.add(m);
       if (m !== digest && !goesWith(m)) continue;
+      // Hosted content is never a cache retention unit, nor part of one.
+      if (m !== digest && this.s.isHosted.get(m) !== undefined) continue;
       const row = this.s.manifestSize.get(m) as { size: number } | undefined;
       if (!row) continue;
       gone.add(m);
@@ -258,7 +277,7 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     for (const m of unit.manifests) {
       for (const b of this.s.blobRefs.all(m) as Array<{ digest: string; size: number | null }>) {
-        if (b.size === null || gone.has(b.digest)) continue;
+        if (b.size === null || gone.has(b.digest) || this.s.isHosted.get(b.digest) !== undefined) continue;
         const users = this.s.referencedBy.all(b.digest) as Array<{ manifest: string }>;
         if (!users.every((u) => gone.has(u.manifest))) continue;
         gone.add(b.digest);
