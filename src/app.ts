@@ -11,6 +11,8 @@ import { Access } from './http/access.js';
 import { HttpService } from './http/http-service.js';
 import type { HttpDeps } from './http/route.js';
 import { Metrics } from './metrics/metrics.js';
+import { catalogPage } from './registry/catalog.js';
+import { Hosted } from './registry/hosted/hosted.js';
 import { Namespace } from './registry/namespace.js';
 import { Admission } from './registry/proxy/admission.js';
 import { Pins } from './registry/proxy/pins.js';
@@ -49,6 +51,7 @@ export class App {
   readonly upstreams: Upstreams;
   readonly proxy: Proxy;
   readonly namespace: Namespace;
+  readonly hosted: Hosted;
   readonly store: StoreService;
   readonly retention: RetentionService;
   readonly http: HttpService;
@@ -94,21 +97,44 @@ export class App {
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, admission, now,
     });
-    this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
-    const access = config.auth ? new Access(config.auth) : undefined;
+    this.hosted = new Hosted(config, { blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now });
+    this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream, this.hosted);
+    // Without `auth` there are no users: pulls are open and nobody may write.
+    const access = new Access(config.auth
+      ? { ...config.auth, anonymousCatalog: config.catalog.anonymous }
+      : { anonymousPull: true, protectMetrics: false, rules: [], anonymousCatalog: config.catalog.anonymous });
+    const namespace = this.namespace;
     const deps: HttpDeps = {
-      namespace: this.namespace, metrics: this.metrics, log: this.log,
+      namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
-      catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
+      catalog: (last, n, upstream) => catalogPage(this.meta, last, n, upstream),
+      authorize: (req, r) => {
+        const name = 'name' in r.endpoint ? r.endpoint.name : undefined;
+        let placed: ReturnType<Namespace['place']> | undefined;
+        try {
+          if (name !== undefined) placed = namespace.place(r.listener, r.ns, name);
+        } catch {
+          placed = undefined; // the route answers the naming error
+        }
+        return access.authorize(req, r.endpoint, r.method, placed?.full, placed !== undefined && placed.kind !== 'proxy');
+      },
+      canPull: async (req, listener, ns, name) => {
+        const id = await access.identify(req);
+        if ('refused' in id) return false;
+        try {
+          return access.mayPull(id.user, namespace.place(listener, ns, name).full);
+        } catch {
+          return false;
+        }
+      },
     };
-    if (access) deps.authorize = (req, ep) => access.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);
     this.metrics.storeStats = () => {
       for (const c of this.upstreams.all()) this.metrics.upstreamUp.set({ upstream: c.host }, c.health.isDown ? 0 : 1);
       const t = this.meta.totals();
       return { bytes: t.blobBytes + t.manifestBytes, blobs: t.blobs, manifests: t.manifests };
     };
-    this.services = [this.store, this.upstreams, this.retention, this.http];
+    this.services = [this.store, this.upstreams, this.retention, this.hosted, this.http];
   }
 
   get currentConfig(): Config {

@@ -32,6 +32,10 @@ class FileSpool implements Spool {
     return this.handle.sync();
   }
 
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
   async close(): Promise<void> {
     await this.handle.close().catch(() => undefined);
   }
@@ -79,6 +83,16 @@ export class FsBlobStore implements BlobStore {
     const path = join(this.layout.tmpDir, `${randomBytes(12).toString('hex')}.part`);
     const handle = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o644);
     return new FileSpool(path, handle);
+  }
+
+  async openSpool(name: string): Promise<FileSpool | undefined> {
+    if (!/^[0-9a-f]{24}\.part$/.test(name)) return undefined;
+    const path = join(this.layout.tmpDir, name);
+    try {
+      return new FileSpool(path, await open(path, 'r+'));
+    } catch {
+      return undefined;
+    }
   }
 
   /** fsync first, so a crash after the rename never leaves a name pointing at unwritten data. */
