@@ -112,6 +112,8 @@ export class Access {
     const colon = decoded.indexOf(':');
     const user = colon === -1 ? decoded : decoded.slice(0, colon);
     const password = colon === -1 ? '' : decoded.slice(colon + 1);
+    // containers/image answers a Basic challenge without credentials with an empty pair: anonymous.
+    if (user === '' && password === '') return { user: undefined };
     const hash = this.users.get(user);
     // bcrypt runs for unknown users too (against DUMMY_HASH): both answers take as long.
     const ok = await this.limited(() => bcrypt.compare(password, hash ?? DUMMY_HASH));
@@ -158,8 +160,10 @@ export class Access {
       return undefined;
     }
     if (ep.kind === 'base') {
-      // The API check: anonymous callers pass when they may do anything at all, else they are asked to log in.
-      if (user !== undefined || this.opts.anonymousPull || !this.hasUsers || this.grants.some((g) => g.users.has(ANONYMOUS))) return undefined;
+      // The API check (`docker login`, and the ping of containers/image clients, which send
+      // credentials only after a challenge here): with users and write rules, anonymous callers
+      // are challenged, as distribution does; pulls without credentials still work after it.
+      if (user !== undefined || !this.hasUsers || (this.opts.anonymousPull && this.grants.length === 0)) return undefined;
       return this.challenge('authentication required');
     }
     const action = actionOf(ep, method);

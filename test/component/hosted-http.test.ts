@@ -246,6 +246,8 @@ describe('hosted over HTTP', () => {
     await image('team/public/app', 'v1');
     expect(await (await req('/v2/_catalog', { user: 'reader' })).json()).toEqual({ repositories: ['team/app', 'team/public/app'] });
     expect(await (await req('/v2/_catalog')).json()).toEqual({ repositories: ['team/public/app'] });
+    // An empty Basic pair (containers/image after a challenge, without credentials) is anonymous, not a bad login.
+    expect(await (await req('/v2/_catalog', { headers: { authorization: 'Basic Og==' } })).json()).toEqual({ repositories: ['team/public/app'] });
     await h.close();
     await start({ catalog: { anonymous: false } });
     expect((await req('/v2/_catalog')).status).toBe(401);
