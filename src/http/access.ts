@@ -81,8 +81,9 @@ export class Access {
     }));
   }
 
+  /** Whether logging in can help at all (an empty htpasswd file: only anonymous rules apply). */
   private get hasUsers(): boolean {
-    return this.opts.htpasswd !== undefined;
+    return this.users.size > 0;
   }
 
   private challenge(message: string): OciError {
@@ -140,7 +141,7 @@ export class Access {
   /** The answer for a caller who lacks a right: log in (401) when anonymous and logging in could help, else 403. */
   private refuse(user: string | undefined, what: string): OciError {
     if (user === undefined && this.hasUsers) return this.challenge(`authentication required to ${what}`);
-    const hint = this.hasUsers ? '' : ' (configure auth with auth.rules to allow it)';
+    const hint = this.hasUsers ? '' : ' (auth.rules would allow it)';
     return new OciError('DENIED', `${user ?? ANONYMOUS} may not ${what}${hint}`);
   }
 

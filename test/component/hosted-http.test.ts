@@ -253,6 +253,17 @@ describe('hosted over HTTP', () => {
     expect((await req('/v2/_catalog')).status).toBe(401);
   });
 
+  it('the dev namespace of docs/hosted.md: an empty htpasswd, anonymous push by rule; /v2/ is open, other names 403', async () => {
+    const empty = join(dir, 'empty-htpasswd');
+    writeFileSync(empty, '');
+    h = await startProxy({ hostedRepositories: { 'dev/**': {}, 'team/**': {} }, auth: { htpasswd: empty, anonymousPull: true, rules: [{ users: ['anonymous'], repositories: ['dev/**'], actions: ['push'] }] } });
+    base = `http://127.0.0.1:${h.app.mainPort}`;
+    expect((await req('/v2/')).status).toBe(200);
+    const bytes = Buffer.from('dev layer');
+    expect((await req(`/v2/dev/app/blobs/uploads/?digest=${sha(bytes)}`, { method: 'POST', body: bytes })).status).toBe(201);
+    expect(await code(await req(`/v2/team/app/blobs/uploads/?digest=${sha(bytes)}`, { method: 'POST', body: bytes }))).toBe('403 DENIED');
+  });
+
   it('without auth nobody may write: 403 DENIED naming auth.rules', async () => {
     h = await startProxy({ hostedRepositories: { 'team/**': {} } });
     base = `http://127.0.0.1:${h.app.mainPort}`;
