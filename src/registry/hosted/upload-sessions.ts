@@ -83,6 +83,8 @@ export class UploadSessions {
           await this.d.meta.deleteState(UPLOAD_STATE, id);
           throw unknown(id);
         }
+        // A crash during a chunk may have left bytes past the recorded size: they were never acknowledged.
+        await spool.truncate(state.size);
         s = { id, state, spool, hash: undefined, queue: Promise.resolve() };
         this.live.set(id, s);
       }
