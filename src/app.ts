@@ -97,7 +97,10 @@ export class App {
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, admission, now,
     });
-    this.hosted = new Hosted(config, { blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now });
+    this.hosted = new Hosted(config, {
+      blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now,
+      onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
+    });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream, this.hosted);
     // Without `auth` there are no users: pulls are open and nobody may write.
     const access = new Access(config.auth

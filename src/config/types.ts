@@ -33,6 +33,12 @@ export interface HostedRepositoryConfig {
   deleteBlobs: boolean;
   /** An index may be pushed while its children are absent. */
   sparseIndex: boolean;
+  /** Hosted retention (ms; all off by default): images neither pulled nor pushed for this long go. */
+  maxAge?: number;
+  /** Only the newest N tags stay. */
+  keepTags?: number;
+  /** Untagged manifests go this long after their push (ms). */
+  untaggedGrace?: number;
 }
 
 export type AccessAction = 'pull' | 'push' | 'delete' | 'admin';
@@ -72,6 +78,10 @@ export interface Config {
     /** Idle upload sessions are removed after this (ms). */
     uploadExpiry: number;
     maxManifestSize: number;
+    /** A pushed blob no manifest references is kept this long (ms) before GC removes it. */
+    gcGrace: number;
+    /** How often hosted retention and GC run (ms); 0: only `regcache gc`. */
+    gcInterval: number;
   };
   /** In file order: the first matching pattern decides. */
   hostedRepositories: HostedRepositoryConfig[];

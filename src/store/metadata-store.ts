@@ -81,6 +81,18 @@ export interface EvictionUnit {
   bytes: number;
 }
 
+/** A manifest of one hosted repository, for hosted retention (registry/hosted/hosted-retention.ts). */
+export interface HostedManifest {
+  digest: string;
+  size: number;
+  pushedAt: number;
+  pulledAt: number;
+  tags: Array<{ tag: string; at: number }>;
+  /** Manifests linked to the same repository that list it as a child. */
+  parents: string[];
+  subject?: string | undefined;
+}
+
 /** Tags and repositories naming a digest, for operators' output (gc, fsck). */
 export interface DigestNames {
   digest: string;
@@ -135,6 +147,21 @@ export interface MetadataStore {
    * one transaction, skipping blobs for which `keep` is true; returns the blobs removed.
    */
   removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]>;
+  /** The manifests linked to hosted repository `repo`, with their tags and in-repository parents. */
+  hostedManifests(repo: string): Promise<HostedManifest[]>;
+  /**
+   * Garbage: blobs linked to a hosted repository that no manifest references, last pushed
+   * (or pulled) before `before`; and manifests no repository links and no index lists.
+   * At most `limit` of each.
+   */
+  garbage(before: number, limit: number): Promise<{ blobs: Array<{ digest: string; size: number; repos: string[] }>; manifests: Array<{ digest: string; size: number }> }>;
+  /**
+   * Removes garbage rows in one transaction, re-checking each condition inside it: a
+   * manifest only while no repository links it and no index lists it; a blob only while no
+   * manifest references it, it was not pushed or pulled since `before`, and `keep` is false
+   * (pinned: a manifest PUT checking it). Returns what was removed.
+   */
+  removeGarbage(blobs: string[], manifests: string[], before: number, keep: (digest: string) => boolean): Promise<{ blobs: string[]; manifests: string[] }>;
   /** Tags and repositories that name each digest (operators' output). */
   namesOf(digests: string[]): Promise<DigestNames[]>;
 

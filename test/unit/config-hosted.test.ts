@@ -19,7 +19,7 @@ describe('hostedRepositories and hosted', () => {
       { pattern: 'team/**', deleteManifests: false, deleteTags: true, deleteBlobs: false, sparseIndex: false },
       { pattern: 'docker.io/myorg/*', deleteManifests: false, deleteTags: false, deleteBlobs: false, sparseIndex: true },
     ]);
-    expect(c.hosted).toEqual({ names: ['regcache.local:5000'], uploadExpiry: 7_200_000, maxManifestSize: 4 * 1024 * 1024 });
+    expect(c.hosted).toEqual({ names: ['regcache.local:5000'], uploadExpiry: 7_200_000, maxManifestSize: 4 * 1024 * 1024, gcGrace: 3_600_000, gcInterval: 3_600_000 });
   });
 
   it('refuses bad patterns and names, naming the key', () => {

@@ -170,7 +170,9 @@ export class HostedRepository implements Repository {
   private async commit(spool: Spool, digest: string, size: number): Promise<void> {
     const release = this.d.pins.pin(digest);
     try {
-      if ((await this.d.blobs.stat(digest)) !== size) await this.d.blobs.commit(spool, digest);
+      // A GC deletion of this digest in flight finishes first; then this file is the blob.
+      await this.d.pins.settled(digest);
+      await this.d.blobs.commit(spool, digest);
       await this.d.meta.putBlob(digest, size, this.name, this.d.now());
     } finally {
       release();
@@ -222,11 +224,17 @@ export class HostedRepository implements Repository {
   /** Links a blob another repository has (pushed there, or cached from its upstream); false: upload instead. */
   private async mount(digest: string, from: RepoRef | undefined): Promise<boolean> {
     if (!from) return false;
-    const size = await this.d.meta.blobSize(digest);
-    if (size === undefined || !(await this.d.meta.isLinked(from, digest))) return false;
-    if ((await this.d.blobs.stat(digest)) !== size) return false;
-    await this.d.meta.putBlob(digest, size, this.name, this.d.now());
-    return true;
+    const release = this.d.pins.pin(digest);
+    try {
+      await this.d.pins.settled(digest);
+      const size = await this.d.meta.blobSize(digest);
+      if (size === undefined || !(await this.d.meta.isLinked(from, digest))) return false;
+      if ((await this.d.blobs.stat(digest)) !== size) return false;
+      await this.d.meta.putBlob(digest, size, this.name, this.d.now());
+      return true;
+    } finally {
+      release();
+    }
   }
 
   // ---- listings ----
