@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages regcache's tests and benchmark use, when missing:
 #   docker-registry (the real upstream, and distribution's proxy for the benchmark),
-#   skopeo and containerd (real clients), nginx-light and wrk (benchmark only, with --bench).
+#   skopeo, containerd and podman (real clients; podman pushes to hosted repositories), nginx-light and wrk (benchmark only, with --bench).
 # `npm test` and CI (.ci/run) both run it first, so a fresh Debian machine needs no third
 # command: as root it installs what is missing; otherwise it fails naming the command.
 # --check only reports (exit 1 when something is missing). Safe to run again: it installs
@@ -23,6 +23,7 @@ check docker-registry docker-registry
 check skopeo skopeo
 check containerd containerd
 check ctr containerd
+check podman podman
 check openssl openssl
 if $bench; then
   check nginx nginx-light

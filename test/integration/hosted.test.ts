@@ -1,6 +1,6 @@
 /**
  * Hosted repositories with real clients: skopeo pushes (single-arch, multi-arch --all) with
- * credentials, `ctr push`, and a real containerd pulling the same images back through the
+ * credentials, `podman push` (vfs storage), `ctr push`, and a real containerd pulling the same images back through the
  * hosts.toml `regcache containerd-config` generates for regcache's own registry name, by tag
  * and by digest, with the same digests. The overlay story: an image pushed as
  * docker.io/myorg/app:sha-1 is pulled by containerd with zero requests at the upstream
@@ -8,7 +8,7 @@
  * from the upstream.
  */
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -108,6 +108,25 @@ describe('pushing with real clients, pulling back through containerd', () => {
     const r = await ctrd.ctr(['images', 'push', '--hosts-dir', hostsDir, '--user', 'ci:ci-secret', `${OWN}/team/pushed-by-ctr:v1`], { timeoutMs: 120_000 });
     ok(r, 'ctr push');
     expect(sha(await skopeoInspectRaw(`docker://${rc.host}/team/pushed-by-ctr:v1`))).toBe(single.digest);
+  });
+});
+
+describe('podman', () => {
+  it('podman push (vfs storage) with credentials; containerd pulls the digest podman reports', async () => {
+    const root = tmpDir('regcache-podman-');
+    const podman = (args: string[]): ReturnType<typeof runCommand> => runCommand('podman', [
+      '--root', join(root, 'root'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs', '--tmpdir', join(root, 'tmp'), ...args,
+    ], { timeoutMs: 120_000, env: { ...process.env, TMPDIR: root, REGISTRY_AUTH_FILE: join(root, 'auth.json'), CONTAINERS_REGISTRIES_CONF: join(root, 'registries.conf') } });
+    writeFileSync(join(root, 'auth.json'), '{"auths":{}}\n');
+    writeFileSync(join(root, 'registries.conf'), 'unqualified-search-registries = []\n');
+    ok(await podman(['pull', '--tls-verify=false', `docker://${upstream.host}/src/single:v1`]), 'podman pull');
+    const digestFile = join(root, 'digest');
+    ok(await podman(['push', '--tls-verify=false', '--creds', 'ci:ci-secret', '--digestfile', digestFile, `${upstream.host}/src/single:v1`, `docker://${rc.host}/team/podman:v1`]), 'podman push');
+    const pushed = readFileSync(digestFile, 'utf8').trim();
+    expect(pushed).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(sha(await skopeoInspectRaw(`docker://${rc.host}/team/podman:v1`))).toBe(pushed);
+    ok(await pull(`${OWN}/team/podman:v1`), 'ctr pull of the podman push');
+    expect(await resolvedDigest(`${OWN}/team/podman:v1`)).toBe(pushed);
   });
 });
 
