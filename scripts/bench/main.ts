@@ -28,6 +28,7 @@ import {
 } from './lib/systems.js';
 import { runWrk, type WrkResult } from './lib/wrk.js';
 import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
+import { pushScenarios } from './push.js';
 
 const MB = 1e6;
 const GB = 1e9;
@@ -37,7 +38,7 @@ const GB = 1e9;
 
 const HELP = `usage: npm run bench -- [options]
   --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
-  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-7)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-9; 8-9 are pushes, push.ts)
   --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
   --clients N       clients at once in scenarios 2 and 3 (default 20)
   --small N         small images in scenario 5 (default 200)
@@ -80,7 +81,7 @@ function parseOptions(argv: string[]): Options {
   const quick = flags.has('quick');
   const r = values.has('reps') ? num('reps', 3) : undefined;
   const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3) };
-  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7').split(',').map((s) => Number(s.trim())));
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8,9').split(',').map((s) => Number(s.trim())));
   if (only.has(6)) only.add(2);
   return {
     reps,
@@ -691,6 +692,7 @@ async function main(): Promise<number> {
   }
   if (opts.only.has(5)) await scenario5(ctx);
   if (opts.only.has(7)) await scenario7(ctx);
+  if (opts.only.has(8) || opts.only.has(9)) ctx.rows.push(...await pushScenarios(upstream, seed, { reps: opts.reps[5], only: opts.only, logLevel: opts.logLevel }));
 
   if (interruptedBy()) throw new Error(`interrupted by ${interruptedBy()}: no results written`);
   const md = table(ctx.rows);

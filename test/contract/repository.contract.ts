@@ -63,17 +63,22 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   }
 }
 
+/** Fixtures made in a suite, cleaned up after each test. */
+function fixtureScope<F extends { cleanup(): Promise<void> }>(make: () => Promise<F>): () => Promise<F> {
+  const fixtures: F[] = [];
+  afterEach(async () => {
+    for (const f of fixtures.splice(0)) await f.cleanup();
+  });
+  return async () => {
+    const f = await make();
+    fixtures.push(f);
+    return f;
+  };
+}
+
 export function runRepositoryReadContract(name: string, make: () => Promise<RepositoryFixture>): void {
   describe(`Repository contract (read): ${name}`, () => {
-    const fixtures: RepositoryFixture[] = [];
-    const fresh = async (): Promise<RepositoryFixture> => {
-      const f = await make();
-      fixtures.push(f);
-      return f;
-    };
-    afterEach(async () => {
-      for (const f of fixtures.splice(0)) await f.cleanup();
-    });
+    const fresh = fixtureScope(make);
     const get = { method: 'GET' as const, accepted: [], acceptHeader: undefined };
 
     it('manifests by tag and by digest, GET and HEAD, with digest, type and size', async () => {
@@ -170,15 +175,7 @@ export async function pushImage(repo: Repository, tag: string, extra: Record<str
  */
 export function runRepositoryWriteContract(name: string, make: () => Promise<WritableFixture>): void {
   describe(`Repository contract (write): ${name}`, () => {
-    const fixtures: WritableFixture[] = [];
-    const fresh = async (): Promise<WritableFixture> => {
-      const f = await make();
-      fixtures.push(f);
-      return f;
-    };
-    afterEach(async () => {
-      for (const f of fixtures.splice(0)) await f.cleanup();
-    });
+    const fresh = fixtureScope(make);
     const get = { method: 'GET' as const, accepted: [], acceptHeader: undefined };
 
     it('monolithic POST with sha256 and sha512: 201, Docker-Content-Digest in the client\'s algorithm, readable back', async () => {

@@ -1,16 +1,7 @@
 /** The hosted sections and auth.rules of the config: what parses, and the messages for what does not. */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, validateConfig } from '../../src/config/validate.js';
-
-function error(doc: unknown): string {
-  try {
-    validateConfig(doc);
-    return '';
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-}
+import { validateConfig } from '../../src/config/validate.js';
+import { configError as error } from './config-error.js';
 
 describe('hostedRepositories and hosted', () => {
   it('patterns in file order with their defaults', () => {

@@ -4,21 +4,13 @@ import { parse } from 'yaml';
 import { configDocRows, renderConfigTable, TABLE_BEGIN, TABLE_END } from '../../src/config/docs-table.js';
 import { restartNeededKeys } from '../../src/config/reload.js';
 import { configWarnings } from '../../src/config/warnings.js';
-import { ConfigError, validateConfig } from '../../src/config/validate.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { configError } from './config-error.js';
 import type { Config } from '../../src/config/types.js';
 
 type Raw = Record<string, unknown>;
 
-/** The error message validateConfig gives for `doc`, or '' when it validates. */
-function error(doc: unknown): string {
-  try {
-    validateConfig(doc);
-    return '';
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-}
+const error = configError;
 
 /** A raw document with `value` at the docs key path (`upstreams.<host>.x` goes to host a.io, which gets a url). */
 function docWith(path: string, value: unknown): Raw {
