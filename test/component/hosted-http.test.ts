@@ -194,6 +194,7 @@ describe('hosted over HTTP', () => {
     h.up.putManifest('myorg/app', upstreamOnly.manifest, OCI_MANIFEST, 'sha-1');
     const mine = await req(`/v2/myorg/app/manifests/sha-1?ns=${HOST}`);
     expect(mine.headers.get('docker-content-digest')).toBe(pushed.digest);
+    expect(mine.headers.get('oci-namespace')).toBe(HOST);
     const layer = (JSON.parse(pushed.manifest.toString()) as { layers: Array<{ digest: string }> }).layers[0]!.digest;
     expect((await req(`/v2/myorg/app/blobs/${layer}?ns=${HOST}`)).status).toBe(200);
     expect(h.up.requests).toEqual([]);
