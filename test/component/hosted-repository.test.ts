@@ -3,7 +3,7 @@
  * pushes) and the write contract; upload sessions survive a restart; abandoned ones expire.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { appendFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OciError } from '../../src/protocol/errors.js';
@@ -56,12 +56,15 @@ describe('hosted upload sessions', () => {
     h = undefined;
   });
 
-  it('a chunked upload resumes after a restart (the session and its spool survive recovery)', async () => {
+  it('a chunked upload resumes after a restart (the session and its spool survive recovery; unacknowledged bytes are cut)', async () => {
     h = await startProxy(HOSTED_CONFIG);
     const bytes = randomBytes(50_000);
     const repo = h.app.namespace.resolve({}, undefined, 'team/app');
     const session = ((await repo.upload({ op: 'start' })).location as { session: string }).session;
     await repo.upload({ op: 'append', session, body: bodyOf(bytes.subarray(0, 20_000)), contentRange: '0-19999' });
+    // A crash in the middle of the next chunk leaves unacknowledged bytes in the spool.
+    const tmp = join(h.app.currentConfig.dataDir, 'tmp');
+    appendFileSync(join(tmp, readdirSync(tmp)[0]!), randomBytes(7000));
     const h2 = await h.restart();
     h = h2;
     const again = h2.app.namespace.resolve({}, undefined, 'team/app');
