@@ -28,7 +28,7 @@ export interface PushRow {
 }
 
 /** regcache with every name hosted and anonymous pushes (an empty htpasswd: no users, one anonymous rule). */
-async function hostedRegcache(upstream: Registry, logLevel: string): Promise<System> {
+async function hostedRegcache(upstream: Registry, logLevel: string, extra: Record<string, unknown> = {}): Promise<System> {
   const dir = tmpDir('regcache-bench-push-');
   const htpasswd = join(dir, 'htpasswd');
   writeFileSync(htpasswd, '');
@@ -37,6 +37,7 @@ async function hostedRegcache(upstream: Registry, logLevel: string): Promise<Sys
     config: {
       hostedRepositories: { '**': {} },
       auth: { htpasswd, anonymousPull: true, rules: [{ users: ['anonymous'], repositories: ['**'], actions: ['push'] }] },
+      ...extra,
     },
   });
 }
@@ -77,6 +78,7 @@ export async function pushScenarios(upstream: Registry, seed: Seed, opts: { reps
           t0 = performance.now();
           await mapLimit(seed.small, 8, (s, i) => skopeo([`oci:${layout}-small-${i}:img`, `docker://${host}/push/${s.repo}:${rep}`]));
           times.small[name].push((performance.now() - t0) / 1000);
+          log(`scenario 8 rep ${rep + 1} ${name}: big ${times.big[name].at(-1)!.toFixed(1)} s, small ${times.small[name].at(-1)!.toFixed(1)} s`);
         } finally {
           await target.stop();
         }
@@ -99,13 +101,16 @@ export async function pushScenarios(upstream: Registry, seed: Seed, opts: { reps
     const rss: number[] = [];
     const written: number[] = [];
     for (let rep = 0; rep < opts.reps; rep++) {
-      const rc = await hostedRegcache(upstream, opts.logLevel);
+      // This scenario measures memory and disk writes, not latency: the client (this process) builds and
+      // sends 20 bodies at once and may not get its request headers out within the default 10 s on a loaded machine.
+      const rc = await hostedRegcache(upstream, opts.logLevel, { server: { headersTimeout: '120s' } });
       try {
         const sampler = new RssSampler(rc.pid!).start();
         const w0 = writeBytes(rc.pid);
         await Promise.all(images.map((img, i) => pushImage(rc.url, `push/shared-${i}`, 'v1', img)));
         written.push((writeBytes(rc.pid) - w0) / shared.size);
         rss.push(sampler.stop().peakRss / 1e6);
+        log(`scenario 9 rep ${rep + 1}: peak RSS ${rss.at(-1)!.toFixed(0)} MB, written ${written.at(-1)!.toFixed(2)} x the layer`);
       } finally {
         await rc.stop();
       }
