@@ -3,7 +3,7 @@
  * pushes) and the write contract; upload sessions survive a restart; abandoned ones expire.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OciError } from '../../src/protocol/errors.js';
@@ -64,7 +64,7 @@ describe('hosted upload sessions', () => {
     await repo.upload({ op: 'append', session, body: bodyOf(bytes.subarray(0, 20_000)), contentRange: '0-19999' });
     // A crash in the middle of the next chunk leaves unacknowledged bytes in the spool.
     const tmp = join(h.app.currentConfig.dataDir, 'tmp');
-    appendFileSync(join(tmp, readdirSync(tmp)[0]!), randomBytes(7000));
+    appendFileSync(join(tmp, readdirSync(tmp)[0]!), randomBytes(40_000));
     const h2 = await h.restart();
     h = h2;
     const again = h2.app.namespace.resolve({}, undefined, 'team/app');
@@ -72,6 +72,8 @@ describe('hosted upload sessions', () => {
     await again.upload({ op: 'append', session, body: bodyOf(bytes.subarray(20_000)), contentRange: '20000-49999' });
     expect((await again.upload({ op: 'finish', session, digest: sha(bytes) })).status).toBe(201);
     expect((await again.getBlob(sha(bytes), { method: 'HEAD', range: undefined })).size).toBe(50_000);
+    // The stored file is exactly the blob: the 40,000 bytes past the acknowledged 20,000 were cut.
+    expect(statSync(h2.app.blobs.layout.blobPath(sha(bytes))).size).toBe(50_000);
   });
 
   it('abandoned sessions expire after hosted.uploadExpiry with their files; active ones stay', async () => {
