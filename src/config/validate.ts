@@ -32,6 +32,8 @@ function crossChecks(cfg: Config): void {
     const [a, b] = clash;
     fail(b.key, `port ${b.port} is also ${a.key} (${a.host}:${a.port}); each listener needs its own port`);
   }
+  // The metadata store keeps hosted repositories under this upstream name (store/metadata-store.ts HOSTED).
+  if (cfg.upstreams.some((u) => u.host === 'hosted')) fail('upstreams.hosted', 'the name "hosted" is reserved for hosted repositories');
   if (cfg.defaultUpstream !== undefined && !cfg.upstreams.some((u) => u.host === cfg.defaultUpstream)) {
     fail('defaultUpstream', `${cfg.defaultUpstream} is not a configured upstream`);
   }

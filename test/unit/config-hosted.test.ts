@@ -17,6 +17,7 @@ describe('hostedRepositories and hosted', () => {
     expect(error({ hostedRepositories: { 'Team/**': {} } })).toMatch(/^hostedRepositories\.Team\/\*\*: invalid repository pattern/);
     expect(error({ hostedRepositories: { 'team/**': { delete: true } } })).toBe('hostedRepositories.team/**.delete: unknown key');
     expect(error({ hosted: { names: ['Not A Host'] } })).toMatch(/^hosted\.names\[0\]: invalid registry host/);
+    expect(error({ upstreams: { hosted: { url: 'https://a.io' } } })).toBe('upstreams.hosted: the name "hosted" is reserved for hosted repositories');
   });
 });
 
