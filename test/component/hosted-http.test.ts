@@ -53,10 +53,11 @@ describe('hosted over HTTP', () => {
     h = await startProxy(authConfig(extra, anonymousPull));
     base = `http://127.0.0.1:${h.app.mainPort}`;
   };
-  const req = (path: string, init: RequestInit & { user?: string } = {}): Promise<Response> => {
+  const req = (path: string, init: Omit<RequestInit, 'body'> & { user?: string; body?: Buffer | string } = {}): Promise<Response> => {
     const headers = new Headers(init.headers);
     if (init.user) headers.set('authorization', basic(init.user));
-    return fetch(base + path, { ...init, headers, redirect: 'manual' });
+    const body = typeof init.body === 'string' || init.body === undefined ? init.body : new Uint8Array(init.body);
+    return fetch(base + path, { ...init, body, headers, redirect: 'manual' });
   };
   const code = async (r: Response): Promise<string> => `${r.status} ${((await r.json()) as { errors: Array<{ code: string }> }).errors[0]!.code}`;
 
@@ -173,7 +174,7 @@ describe('hosted over HTTP', () => {
   it('a proxy repository answers writes 405 UNSUPPORTED naming the config key; nothing goes upstream', async () => {
     await start();
     for (const [method, path] of [['POST', '/v2/lib/x/blobs/uploads/'], ['PUT', '/v2/lib/x/manifests/v1'], ['DELETE', `/v2/lib/x/blobs/${sha(Buffer.from('x'))}`]] as const) {
-      const r = await req(`${path}?ns=${HOST}`, { method, body: method === 'GET' ? undefined : '{}', user: 'pusher' });
+      const r = await req(`${path}?ns=${HOST}`, { method, body: '{}', user: 'pusher' });
       expect(r.status).toBe(405);
       const body = (await r.json()) as { errors: Array<{ code: string; message: string }> };
       expect(body.errors[0]!.code).toBe('UNSUPPORTED');
