@@ -210,6 +210,9 @@ export function runRepositoryWriteContract(name: string, make: () => Promise<Wri
       expect(await codeOf(f.repo.upload({ op: 'append', session, body: bodyOf(bytes.subarray(20_000)), contentRange: '20000-29999' }))).toBe('416 RANGE_INVALID');
       expect(await codeOf(f.repo.upload({ op: 'append', session, body: bodyOf(bytes.subarray(0, 100)), contentRange: '0-99' }))).toBe('416 RANGE_INVALID');
       expect(await f.repo.upload({ op: 'status', session })).toMatchObject({ status: 204, headers: { range: '0-9999' } });
+      // A chunk whose length is not what its Content-Range says: 400 SIZE_INVALID, cut off again.
+      expect(await codeOf(f.repo.upload({ op: 'append', session, body: bodyOf(bytes.subarray(10_000, 15_000)), contentRange: '10000-19999' }))).toBe('400 SIZE_INVALID');
+      expect(await f.repo.upload({ op: 'status', session })).toMatchObject({ status: 204, headers: { range: '0-9999' } });
       await f.repo.upload({ op: 'append', session, body: bodyOf(bytes.subarray(10_000, 20_000)) });
       const done = await f.repo.upload({ op: 'finish', session, digest: sha(bytes), body: bodyOf(bytes.subarray(20_000)) });
       expect(done).toMatchObject({ status: 201, headers: { 'docker-content-digest': sha(bytes) } });

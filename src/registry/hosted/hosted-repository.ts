@@ -46,12 +46,12 @@ async function readLimited(body: Readable, max: number): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** `Content-Range: <start>-<end>` of a PATCH (the spec's form; `bytes=` tolerated). */
-function rangeStart(header: string | undefined): number | undefined {
+/** `Content-Range: <start>-<end>` (inclusive) of a PATCH (the spec's form; `bytes=` tolerated). */
+function chunkRange(header: string | undefined): { start: number; end: number } | undefined {
   if (header === undefined) return undefined;
   const m = /^\s*(?:bytes[ =])?\s*(\d{1,15})-(\d{1,15})\s*$/.exec(header);
   if (!m || Number(m[2]) < Number(m[1])) throw new OciError('RANGE_INVALID', 'Content-Range must be <start>-<end>');
-  return Number(m[1]);
+  return { start: Number(m[1]), end: Number(m[2]) };
 }
 
 function notAllowed(what: string, key: string): OciError {
@@ -203,7 +203,7 @@ export class HostedRepository implements Repository {
         return { status: 202, headers: { range: '0-0', 'docker-upload-uuid': id, 'content-length': '0' }, location: { session: id } };
       }
       case 'append': {
-        const size = await s.append(op.session, repo, op.body, rangeStart(op.contentRange));
+        const size = await s.append(op.session, repo, op.body, chunkRange(op.contentRange));
         return { status: 202, headers: { range: rangeHeader(size), 'docker-upload-uuid': op.session, 'content-length': '0' }, location: { session: op.session } };
       }
       case 'finish': {

@@ -102,20 +102,26 @@ export class UploadSessions {
    * Appends a chunk. `start`, when the client sent Content-Range, must be the current size:
    * anything else is out of order (416 with the current Range).
    */
-  append(id: string, repo: string, body: Readable, start: number | undefined): Promise<number> {
+  append(id: string, repo: string, body: Readable, range: { start: number; end: number } | undefined): Promise<number> {
     return this.with(id, repo, async (s) => {
-      if (start !== undefined && start !== s.state.size) {
-        throw new OciError('RANGE_INVALID', `chunk starts at ${start}, but the upload has ${s.state.size} bytes`, undefined, {
+      if (range !== undefined && range.start !== s.state.size) {
+        throw new OciError('RANGE_INVALID', `chunk starts at ${range.start}, but the upload has ${s.state.size} bytes`, undefined, {
           headers: { range: rangeHeader(s.state.size), 'docker-upload-uuid': id },
         });
       }
-      await this.write(s, body);
+      await this.write(s, body, range === undefined ? undefined : range.end - range.start + 1);
       return s.state.size;
     });
   }
 
-  private async write(s: Live, body: Readable): Promise<void> {
+  /** Appends `body`; with `expected`, a chunk of another length is refused (400 SIZE_INVALID) and cut off. */
+  private async write(s: Live, body: Readable, expected?: number): Promise<void> {
     let pos = s.state.size;
+    const cut = async (): Promise<void> => {
+      // A chunk that did not arrive whole is cut off: the session stays at its last good size.
+      s.hash = undefined;
+      await s.spool.truncate(s.state.size).catch(() => undefined);
+    };
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         await s.spool.write(chunk, pos);
@@ -123,10 +129,14 @@ export class UploadSessions {
         pos += chunk.length;
       }
     } catch (err) {
-      // A chunk that did not arrive whole is cut off: the session stays at its last good size.
-      s.hash = undefined;
-      await s.spool.truncate(s.state.size).catch(() => undefined);
+      await cut();
       throw new OciError('BLOB_UPLOAD_INVALID', `the chunk did not arrive whole: ${(err as Error).message}`);
+    }
+    if (expected !== undefined && pos - s.state.size !== expected) {
+      await cut();
+      throw new OciError('SIZE_INVALID', `Content-Range announced ${expected} bytes, the chunk had ${pos - s.state.size}`, undefined, {
+        headers: { range: rangeHeader(s.state.size), 'docker-upload-uuid': s.id },
+      });
     }
     s.state.size = pos;
     s.state.activeAt = this.d.now();
