@@ -104,7 +104,8 @@ export class Access {
   /** Verifies the caller's Basic credentials, if any. */
   async identify(req: Req): Promise<Identity> {
     const header = req.headers.authorization;
-    if (typeof header !== 'string' || !/^basic /i.test(header)) return { user: undefined };
+    // No users (no `auth`, or an empty htpasswd): credentials name nobody, so they change nothing.
+    if (typeof header !== 'string' || !/^basic /i.test(header) || !this.hasUsers) return { user: undefined };
     const keyHex = createHash('sha256').update(header).digest('hex');
     const known = this.verified.get(keyHex);
     if (known !== undefined) return { user: known };

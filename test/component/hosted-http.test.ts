@@ -271,6 +271,8 @@ describe('hosted over HTTP', () => {
     base = `http://127.0.0.1:${h.app.mainPort}`;
     const r = await req('/v2/team/app/blobs/uploads/', { method: 'POST' });
     expect(r.status).toBe(403);
+    // Credentials sent to a regcache without users change nothing: pulls still work (no 401).
+    expect((await req('/v2/team/app/tags/list', { user: 'someone' })).status).toBe(200);
     expect(((await r.json()) as { errors: Array<{ message: string }> }).errors[0]!.message).toContain('auth.rules');
   });
 });
