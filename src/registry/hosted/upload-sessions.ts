@@ -32,6 +32,7 @@ export interface UploadSessionDeps {
 }
 
 const CHUNK = 1024 * 1024;
+const WRITE_BATCH = 1024 * 1024;
 
 /** Reads bytes [0, size) of a spool through `fn`. */
 async function readSpool(spool: Spool, size: number, fn: (chunk: Buffer) => void): Promise<void> {
@@ -122,12 +123,25 @@ export class UploadSessions {
       s.hash = undefined;
       await s.spool.truncate(s.state.size).catch(() => undefined);
     };
+    // Socket reads come in small chunks (16-64 KiB): write them in batches of about 1 MiB, one syscall each.
+    let batch: Buffer[] = [];
+    let batched = 0;
+    const flush = async (): Promise<void> => {
+      if (batched === 0) return;
+      const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+      batch = [];
+      batched = 0;
+      await s.spool.write(buf, pos);
+      pos += buf.length;
+    };
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        await s.spool.write(chunk, pos);
         s.hash?.update(chunk);
-        pos += chunk.length;
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= WRITE_BATCH) await flush();
       }
+      await flush();
     } catch (err) {
       await cut();
       throw new OciError('BLOB_UPLOAD_INVALID', `the chunk did not arrive whole: ${(err as Error).message}`);
