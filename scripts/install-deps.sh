@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages regcache's tests and benchmark use, when missing:
 #   docker-registry (the real upstream, and distribution's proxy for the benchmark),
-#   skopeo and containerd (real clients), chromium (the page's browser tests, driven by playwright-core),
+#   skopeo, containerd and podman (real clients; podman pushes to hosted repositories), chromium (the page's browser tests, driven by playwright-core),
 #   prometheus (its promtool checks and unit-tests config/prometheus/alerts.yaml), postgresql (the shared
 #   MetadataStore's tests), Ceph's monitor, OSD and RADOS Gateway (the S3 BlobStore's tests, see
 #   test/helpers/ceph-rgw.ts), nginx-light and wrk (benchmark only, with --bench).
@@ -26,6 +26,7 @@ check docker-registry docker-registry
 check skopeo skopeo
 check containerd containerd
 check ctr containerd
+check podman podman
 check openssl openssl
 check chromium chromium
 check promtool prometheus

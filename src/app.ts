@@ -12,6 +12,8 @@ import { Access } from './http/access.js';
 import { HttpService } from './http/http-service.js';
 import type { HttpDeps } from './http/route.js';
 import { Metrics } from './metrics/metrics.js';
+import { catalogPage } from './registry/catalog.js';
+import { Hosted } from './registry/hosted/hosted.js';
 import { Namespace } from './registry/namespace.js';
 import { Admission } from './registry/proxy/admission.js';
 import { Pins } from './registry/proxy/pins.js';
@@ -58,6 +60,7 @@ export class App {
   readonly upstreams: Upstreams;
   readonly proxy: Proxy;
   readonly namespace: Namespace;
+  readonly hosted: Hosted;
   readonly store: StoreService;
   readonly retention: RetentionService;
   readonly http: HttpService;
@@ -136,19 +139,42 @@ export class App {
       upstreams: this.upstreams, admission, now, events: this.events, cluster: replicas?.fills,
     });
     this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now });
-    this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream);
+    this.hosted = new Hosted(config, {
+      blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now,
+      onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
+    });
+    this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream, this.hosted);
     this.admin = new AdminService({
       version: VERSION, startedAt: now(), now, meta: this.meta, proxy: this.proxy, upstreams: this.upstreams,
       metrics: this.metrics, events: this.events, jobs: opts.jobs ?? this.sync, maxSize: () => this.config.retention.maxSize,
     });
+    const namespace = this.namespace;
     const deps: HttpDeps = {
-      namespace: this.namespace, metrics: this.metrics, log: this.log,
+      namespace, metrics: this.metrics, log: this.log,
       ready: () => this.ready(),
-      catalog: (last, n, upstream) => this.meta.catalog(last, n, upstream),
+      catalog: (last, n, upstream) => catalogPage(this.meta, last, n, upstream),
       admin: this.admin,
       jobs: this.sync,
+      authorize: (req, r) => {
+        const name = 'name' in r.endpoint ? r.endpoint.name : undefined;
+        let placed: ReturnType<Namespace['place']> | undefined;
+        try {
+          if (name !== undefined) placed = namespace.place(r.listener, r.ns, name);
+        } catch {
+          placed = undefined; // the route answers the naming error
+        }
+        return this.access!.authorize(req, r.endpoint, r.method, placed?.full, placed !== undefined && placed.kind !== 'proxy');
+      },
+      canPull: async (req, listener, ns, name) => {
+        const id = await this.access!.identify(req);
+        if ('refused' in id) return false;
+        try {
+          return this.access!.mayPull(id.user, namespace.place(listener, ns, name).full);
+        } catch {
+          return false;
+        }
+      },
     };
-    if (config.auth) deps.authorize = (req, ep) => this.access!.authorize(req, ep);
     this.http = new HttpService(config, deps, this.log);
     this.metrics.storeStats = () => {
       for (const c of this.upstreams.all()) this.metrics.upstreamUp.set({ upstream: c.host }, c.health.isDown ? 0 : 1);
@@ -158,7 +184,7 @@ export class App {
     if (replicas) this.metrics.replicaStats = () => ({ leader: replicas.isLeader(), fillLeases: replicas.fills.holding });
     this.metrics.storeMaxSize = () => this.config.retention.maxSize;
     this.metrics.declare(config.upstreams.map((u) => u.host));
-    this.services = [this.store, this.upstreams, ...(replicas ? [replicas] : []), this.retention, this.sync, this.http];
+    this.services = [this.store, this.upstreams, ...(replicas ? [replicas] : []), this.retention, this.hosted, this.sync, this.http];
   }
 
   get currentConfig(): Config {
@@ -190,7 +216,11 @@ export class App {
 
   /** Starts every service in order; on a failure, stops what started. */
   async start(): Promise<void> {
-    if (this.config.auth) this.access = new Access(this.config.auth);
+    // Reads the htpasswd file. Without `auth` there are no users: pulls are open and nobody may write.
+    const c = this.config;
+    this.access = new Access(c.auth
+      ? { ...c.auth, anonymousCatalog: c.catalog.anonymous }
+      : { anonymousPull: true, protectMetrics: false, rules: [], anonymousCatalog: c.catalog.anonymous });
     const started: Service[] = [];
     try {
       for (const s of this.services) {

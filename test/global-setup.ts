@@ -7,6 +7,6 @@ import { requireTools } from './helpers/require-tools.js';
 import { CLI_PATH } from './helpers/regcache.js';
 
 export default function setup(): void {
-  requireTools(['docker-registry', 'skopeo', 'containerd', 'ctr']);
+  requireTools(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman']);
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run \`npm run build\` (npm test does it)`);
 }

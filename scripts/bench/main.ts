@@ -33,6 +33,7 @@ import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
 import { scenarioCopy } from './copy.js';
 import { syncScenario } from './sync-scenario.js';
 import { scenario8 as replicasScenario } from './replicas-scenario.js';
+import { pushScenarios } from './push.js';
 
 const MB = 1e6;
 const GB = 1e9;
@@ -42,7 +43,7 @@ const GB = 1e9;
 
 const HELP = `usage: npm run bench -- [options]
   --reps N          repetitions of every scenario (default: 5 for scenario 1, 3 for the others)
-  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-11; 9 regcache copy vs skopeo, 10 sync jobs vs skopeo sync, 11 replicas on Ceph RGW + PostgreSQL)
+  --only LIST       scenarios to run, e.g. 1,3,4 (6 needs 2; default all: 1-13; 9 regcache copy vs skopeo, 10 sync jobs vs skopeo sync, 11 replicas on Ceph RGW + PostgreSQL, 12-13 pushes)
   --wrk-seconds S   length of each wrk run in scenario 4 (default 10)
   --clients N       clients at once in scenarios 2 and 3 (default 20)
   --small N         small images in scenario 5 (default 200)
@@ -91,7 +92,7 @@ function parseOptions(argv: string[]): Options {
   const quick = flags.has('quick');
   const r = values.has('reps') ? num('reps', 3) : undefined;
   const reps = { 1: r ?? (quick ? 1 : 5), 2: r ?? (quick ? 1 : 3), 3: r ?? (quick ? 1 : 3), 4: r ?? (quick ? 1 : 3), 5: r ?? (quick ? 1 : 3), 7: r ?? (quick ? 1 : 3), 9: r ?? (quick ? 1 : 3), 10: r ?? (quick ? 1 : 3), 11: r ?? (quick ? 1 : 3) };
-  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8,9,10,11').split(',').map((s) => Number(s.trim())));
+  const only = new Set((values.get('only') ?? '1,2,3,4,5,6,7,8,9,10,11,12,13').split(',').map((s) => Number(s.trim())));
   if (only.has(6)) only.add(2);
   return {
     reps,
@@ -823,6 +824,7 @@ async function main(): Promise<number> {
     ctx.raw.scenario11 = r.raw;
     ctx.failures.push(...r.failures);
   }
+  if (opts.only.has(12) || opts.only.has(13)) ctx.rows.push(...await pushScenarios(upstream, seed, { reps: opts.reps[5], only: opts.only, logLevel: opts.logLevel }));
 
   if (interruptedBy()) throw new Error(`interrupted by ${interruptedBy()}: no results written`);
   const md = table(ctx.rows);

@@ -1,5 +1,10 @@
-/** `regcache gc [--dry-run]`: one retention sweep now, printing what goes and the bytes freed. */
+/**
+ * `regcache gc [--dry-run]`: one retention sweep of the cache, then hosted retention and GC,
+ * printing what goes in each part (cached, hosted) with repositories and tags, and the bytes freed.
+ */
 import { formatBytes } from '../config/units.js';
+import { collectHosted } from '../registry/hosted/hosted-gc.js';
+import { Pins } from '../registry/proxy/pins.js';
 import { sweep, type EvictedUnit } from '../store/eviction.js';
 import { parseArgs, type CliIo, type Command } from './args.js';
 import { createProgress } from './progress.js';
@@ -15,6 +20,12 @@ gc is refused naming the serve's PID (that serve sweeps every retention.interval
 own); --dry-run changes nothing and may run beside it. On a terminal a progress line counts
 the images as they go (on stderr); otherwise stderr gets a line when the sweep starts and
 one when it ends.
+
+Then the hosted part: hosted retention (hostedRepositories.<pattern>.maxAge, keepTags,
+untaggedGrace) removes tags and unlinks manifests, and garbage goes: manifests no
+repository links, and blobs pushed to a hosted repository that no manifest references
+and that were not pushed or pulled within hosted.gcGrace. Cached content is never
+removed by the hosted part, hosted content never by the cached part.
 `;
 
 function describe(u: EvictedUnit, dry: boolean): string {
@@ -34,6 +45,7 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
   const progress = createProgress('gc', io);
   try {
     const { maxAge, maxSize } = store.config.retention;
+    io.stdout('cached:\n');
     progress.step(dry ? 'planning' : 'removing');
     // Each batch is printed as soon as it is gone, so a long sweep shows what it did so far.
     const onUnits = (units: EvictedUnit[]): void => {
@@ -46,6 +58,15 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
     progress.stop();
     const images = plan.units.filter((u) => u.kind === 'image').length;
     io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${images} image(s), ${plan.units.length - images} unreferenced blob(s)\n`);
+    const cfg = store.config;
+    const h = await collectHosted({ blobs: store.blobs, meta: store.meta, pins: new Pins() }, cfg.hostedRepositories, cfg.hosted.gcGrace, Date.now(), { dryRun: dry });
+    const verb = dry ? 'would remove' : 'remove';
+    io.stdout('hosted:\n');
+    for (const t of h.tags) io.stdout(`${verb} tag ${t} (hosted retention)\n`);
+    for (const m of h.unlinked) io.stdout(`${dry ? 'would unlink' : 'unlink'} manifest ${m} (hosted retention)\n`);
+    for (const m of h.manifests) io.stdout(`${verb} manifest ${m.digest} (no repository links it; ${formatBytes(m.size)})\n`);
+    for (const b of h.blobs) io.stdout(`${verb} blob ${b.digest} [${b.repos.join(', ')}] (no manifest references it; ${formatBytes(b.size)})\n`);
+    io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(h.bytesFreed)} (${h.bytesFreed} bytes); ${h.tags.length} tag(s), ${h.unlinked.length} manifest(s) unlinked, ${h.manifests.length} manifest(s) and ${h.blobs.length} blob(s) removed\n`);
     return 0;
   } finally {
     progress.stop();

@@ -70,6 +70,31 @@ export interface WebhookConfig {
   retryDelay: number;
 }
 
+/** One `hostedRepositories.<pattern>` entry: repository names (glob) that accept pushes. */
+export interface HostedRepositoryConfig {
+  pattern: string;
+  deleteManifests: boolean;
+  deleteTags: boolean;
+  deleteBlobs: boolean;
+  /** An index may be pushed while its children are absent. */
+  sparseIndex: boolean;
+  /** Hosted retention (ms; all off by default): images neither pulled nor pushed for this long go. */
+  maxAge?: number;
+  /** Only the newest N tags stay. */
+  keepTags?: number;
+  /** Untagged manifests go this long after their push (ms). */
+  untaggedGrace?: number;
+}
+
+export type AccessAction = 'pull' | 'push' | 'delete' | 'admin';
+
+/** One `auth.rules` entry: these users (or `anonymous`) may do these actions on these repositories. */
+export interface AccessRule {
+  users: string[];
+  repositories: string[];
+  actions: AccessAction[];
+}
+
 export interface Config {
   listen: HostPort;
   dataDir: string;
@@ -96,6 +121,19 @@ export interface Config {
     interval: number;
   };
   metrics: { listen?: HostPort };
+  hosted: {
+    /** Registry names of regcache itself. */
+    names: string[];
+    /** Idle upload sessions are removed after this (ms). */
+    uploadExpiry: number;
+    maxManifestSize: number;
+    /** A pushed blob no manifest references is kept this long (ms) before GC removes it. */
+    gcGrace: number;
+    /** How often hosted retention and GC run (ms); 0: only `regcache gc`. */
+    gcInterval: number;
+  };
+  /** In file order: the first matching pattern decides. */
+  hostedRepositories: HostedRepositoryConfig[];
   auth?: {
     htpasswd: string;
     anonymousPull: boolean;
@@ -103,6 +141,12 @@ export interface Config {
     protectMetrics: boolean;
     /** Whether the admin status and page need no credentials. */
     publicStatus: boolean;
+    /** Who may push, delete (and pull, beyond the defaults) where. */
+    rules: AccessRule[];
+  };
+  catalog: {
+    /** Whether callers without credentials may list /v2/_catalog (filtered to what they may pull). */
+    anonymous: boolean;
   };
   upstreamTimeouts: {
     connect: number;

@@ -34,6 +34,8 @@ function crossChecks(cfg: Config): void {
     fail(b.key, `port ${b.port} is also ${a.key} (${a.host}:${a.port}); each listener needs its own port`);
   }
   if (cfg.replicas && cfg.storage.metadata !== 'postgres') fail('replicas', 'needs storage.metadata: postgres (the replicas coordinate through it)');
+  // The metadata store keeps hosted repositories under this upstream name (store/metadata-store.ts HOSTED).
+  if (cfg.upstreams.some((u) => u.host === 'hosted')) fail('upstreams.hosted', 'the name "hosted" is reserved for hosted repositories');
   if (cfg.defaultUpstream !== undefined && !cfg.upstreams.some((u) => u.host === cfg.defaultUpstream)) {
     fail('defaultUpstream', `${cfg.defaultUpstream} is not a configured upstream`);
   }

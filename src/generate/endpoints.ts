@@ -130,6 +130,16 @@ export function mirrorEndpoints(cfg: Config, opts: EndpointOptions = {}): Mirror
   });
 }
 
+/**
+ * regcache's own registry names (`hosted.names`): images named `<name>/<repo>` are hosted
+ * ones. Their mirror is always the main endpoint (containerd adds `?ns=<name>`); there is no
+ * other registry behind them.
+ */
+export function ownNameEndpoints(cfg: Config, opts: EndpointOptions = {}): Array<{ host: string; endpoint: string }> {
+  const main = mainEndpoint(cfg, opts);
+  return cfg.hosted.names.map((host) => ({ host, endpoint: main }));
+}
+
 /** Value of an HTTP Basic Authorization header. */
 export function basicAuthorization(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;

@@ -10,7 +10,7 @@
  * TOML is written by hand: strings are JSON-escaped, which is valid for TOML basic strings.
  */
 import type { Config } from '../config/types.js';
-import { basicAuthorization, mainEndpoint, mirrorEndpoints, type GenerateOptions } from './endpoints.js';
+import { basicAuthorization, mainEndpoint, mirrorEndpoints, ownNameEndpoints, type GenerateOptions } from './endpoints.js';
 
 export interface GeneratedFile {
   /** Relative to the certs.d directory, `/`-separated: `docker.io/hosts.toml`. */
@@ -21,8 +21,8 @@ export interface GeneratedFile {
 const q = (s: string): string => JSON.stringify(s);
 
 /** The `[host."<endpoint>"]` block (and its header table) pointing at regcache. */
-function hostBlock(endpoint: string, opts: GenerateOptions): string[] {
-  const lines = [`[host.${q(endpoint)}]`, '  capabilities = ["pull", "resolve"]'];
+function hostBlock(endpoint: string, opts: GenerateOptions, push = false): string[] {
+  const lines = [`[host.${q(endpoint)}]`, `  capabilities = ${push ? '["pull", "resolve", "push"]' : '["pull", "resolve"]'}`];
   if (opts.caFile !== undefined) lines.push(`  ca = ${q(opts.caFile)}`);
   if (opts.insecureSkipVerify) lines.push('  skip_verify = true');
   if (opts.auth) {
@@ -38,6 +38,11 @@ export function renderHostsToml(cfg: Config, opts: GenerateOptions = {}): Genera
     if (e.fallback) lines.push(`# ${e.host} has no port in the regcache config: routed by ns through the main endpoint`);
     lines.push(`server = ${q(e.upstreamUrl)}`, '', ...hostBlock(e.endpoint, opts));
     files.push({ path: `${e.host}/hosts.toml`, content: lines.join('\n') + '\n' });
+  }
+  for (const o of ownNameEndpoints(cfg, opts)) {
+    // regcache's own name: regcache is the registry (hosted repositories), so it is also the server.
+    const lines = [`# ${o.host} is regcache itself (hosted.names): pushes and pulls of hosted repositories`, `server = ${q(o.endpoint)}`, '', ...hostBlock(o.endpoint, opts, true)];
+    files.push({ path: `${o.host}/hosts.toml`, content: lines.join('\n') + '\n' });
   }
   if (opts.includeDefault) {
     // No `server`: containerd then falls back to the registry host itself (https://<host>).

@@ -11,7 +11,7 @@
  * are always quoted.
  */
 import type { Config } from '../config/types.js';
-import { endpointAuthority, mainEndpoint, mirrorEndpoints, type GenerateOptions } from './endpoints.js';
+import { endpointAuthority, mainEndpoint, mirrorEndpoints, ownNameEndpoints, type GenerateOptions } from './endpoints.js';
 
 export type { GenerateOptions } from './endpoints.js';
 
@@ -32,6 +32,10 @@ export function renderRegistriesYaml(cfg: Config, opts: GenerateOptions = {}): s
     if (e.fallback) mirrorLines.push(`  # ${e.host} has no port in the regcache config: routed by ns through the main endpoint`);
     mirrorLines.push(`  ${q(e.host)}:`, '    endpoint:', `      - ${q(e.endpoint)}`);
     if (!endpoints.includes(e.endpoint)) endpoints.push(e.endpoint);
+  }
+  for (const o of ownNameEndpoints(cfg, opts)) {
+    mirrorLines.push(`  # ${o.host} is regcache itself (hosted.names)`, `  ${q(o.host)}:`, '    endpoint:', `      - ${q(o.endpoint)}`);
+    if (!endpoints.includes(o.endpoint)) endpoints.push(o.endpoint);
   }
   if (opts.includeDefault) {
     mirrorLines.push('  # every other registry, routed by ns; regcache answers 404 for hosts it does not know', `  "*":`, '    endpoint:', `      - ${q(main)}`);

@@ -101,7 +101,7 @@ async function handle(deps: HttpDeps, routes: Map<Endpoint['kind'], Route>, list
     throw new OciError('UNSUPPORTED', `${String(req.method).slice(0, 16)} is not supported on this endpoint`, undefined, { headers: { allow } });
   }
   if (route.authorize) {
-    const denied = await deps.authorize?.(req, target.endpoint);
+    const denied = await deps.authorize?.(req, { endpoint: target.endpoint, method, listener: { fixedHost: listener.fixedHost }, ns: target.ns });
     if (denied) throw denied;
   }
   const ctx: RouteContext = { req, res, target, method, state, deps, listener: { fixedHost: listener.fixedHost, serveMetrics: listener.serveMetrics } };

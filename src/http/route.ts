@@ -29,13 +29,23 @@ export interface HttpDeps {
   /** Readiness check for /readyz. */
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
   /** Optional access control: returns an error to send, or undefined to proceed. */
-  authorize?(req: Req, endpoint: Endpoint): Promise<OciError | undefined>;
-  /** Repositories with content, as `<upstream>/<repo>`, optionally under one upstream. */
+  authorize?(req: Req, request: AccessRequest): Promise<OciError | undefined>;
+  /** Whether the caller may pull repository `name` (mount sources, the catalog); absent: anyone may. */
+  canPull?(req: Req, listener: ListenerContext, ns: string | undefined, name: string): Promise<boolean>;
+  /** Repositories with content, as clients name them (`<upstream>/<repo>`, hosted names), optionally under one upstream. */
   catalog(last: string, n: number, upstream?: string): Promise<string[]>;
   /** The admin API and page (`/api/v1/`, `/ui/`); absent: they answer 404. */
   admin?: Admin;
   /** Sync jobs (the /api/v1/sync routes); absent: none. */
   jobs?: JobControl;
+}
+
+/** What a request asks to do, for access control. */
+export interface AccessRequest {
+  endpoint: Endpoint;
+  method: Method;
+  listener: ListenerContext;
+  ns: string | undefined;
 }
 
 export interface RouteContext {

@@ -18,7 +18,8 @@ export const ERROR_CODES = {
   BLOB_UPLOAD_INVALID: { status: 400 },
   BLOB_UPLOAD_UNKNOWN: { status: 404 },
   DIGEST_INVALID: { status: 400 },
-  MANIFEST_BLOB_UNKNOWN: { status: 404 },
+  // distribution answers 400: the manifest is what is wrong.
+  MANIFEST_BLOB_UNKNOWN: { status: 400 },
   MANIFEST_INVALID: { status: 400 },
   MANIFEST_UNKNOWN: { status: 404 },
   NAME_INVALID: { status: 400 },
@@ -37,6 +38,7 @@ export const ERROR_CODES = {
   NOT_FOUND: { status: 404 },
   // Admin API: the request is valid but the state does not allow it (cancel a job that is not running).
   CONFLICT: { status: 409 },
+  MANIFEST_TOO_LARGE: { status: 413, wire: 'MANIFEST_INVALID' },
   INTERNAL: { status: 500 },
   // Upstream faults: the client's request was fine, the upstream failed it.
   UNAVAILABLE: { status: 503 },

@@ -85,14 +85,22 @@ export interface Repository {
   referrers(digest: string, artifactType: string | undefined): Promise<ListingAnswer>;
 }
 
+/** Where a mounted blob comes from: a repository as the store keys it (the route checked pull access). */
+export interface MountSource {
+  digest: string;
+  from: RepositoryName | undefined;
+}
+
 export type UploadOp =
-  | { op: 'start'; digest?: string; mount?: { digest: string; from: string }; body?: Readable; contentLength?: number }
-  | { op: 'append'; session: string; body: Readable; contentRange?: string; contentLength?: number }
-  | { op: 'finish'; session: string; digest: string; body?: Readable; contentLength?: number }
+  | { op: 'start'; digest?: string | undefined; mount?: MountSource | undefined; body?: Readable | undefined }
+  | { op: 'append'; session: string; body: Readable; contentRange?: string | undefined }
+  | { op: 'finish'; session: string; digest: string | undefined; body?: Readable | undefined }
   | { op: 'status'; session: string }
   | { op: 'cancel'; session: string };
 
 export interface UploadAnswer {
   status: number;
   headers: Record<string, string>;
+  /** What the Location header names (the route writes it with the client's repository name). */
+  location?: { session: string } | { blob: string };
 }

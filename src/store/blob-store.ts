@@ -19,6 +19,8 @@ export interface Spool {
   read(into: Buffer, offset: number, length: number, position: number): Promise<number>;
   /** Flushes to stable storage. */
   sync(): Promise<void>;
+  /** Cuts the spool to `length` bytes (an upload chunk that failed half-way). */
+  truncate(length: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,8 @@ export interface BlobStore {
   open(digest: string, size: number, start?: number, end?: number): Promise<BlobBody | undefined>;
   /** A new, empty spool. */
   createSpool(): Promise<Spool>;
+  /** Reopens a spool of an upload session by its file name (after a restart); undefined when gone. */
+  openSpool(name: string): Promise<Spool | undefined>;
   /**
    * Makes a verified spool the blob `digest`, atomically (durable before visible). The
    * spool is closed afterwards by the caller.

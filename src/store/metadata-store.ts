@@ -11,6 +11,28 @@
  * `totals()` and `touch()` are synchronous on purpose: they read or write memory only.
  */
 
+/**
+ * The `upstream` of every hosted repository (content pushed into regcache): its `repo` is the
+ * full name the hosted patterns match (`team/app`, `docker.io/myorg/app`). Cache retention
+ * never evicts a manifest or blob linked under it, nor anything a hosted manifest references.
+ */
+export const HOSTED = 'hosted';
+
+/** State namespace of upload sessions; each value names its spool (recovery keeps those). */
+export const UPLOAD_STATE = 'uploads';
+
+export interface UploadSessionState {
+  /** Hosted repository name. */
+  repo: string;
+  /** The spool's file name (BlobStore.openSpool). */
+  spool: string;
+  /** Bytes received so far. */
+  size: number;
+  startedAt: number;
+  /** Last request on the session (expiry counts from here). */
+  activeAt: number;
+}
+
 /** A repository as the store keys it: `<upstream or "hosted">` and the repository name there. */
 export interface RepoRef {
   upstream: string;
@@ -82,6 +104,18 @@ export interface RepositoryTag {
   lastPull: number | undefined;
 }
 
+/** A manifest of one hosted repository, for hosted retention (registry/hosted/hosted-retention.ts). */
+export interface HostedManifest {
+  digest: string;
+  size: number;
+  pushedAt: number;
+  pulledAt: number;
+  tags: Array<{ tag: string; at: number }>;
+  /** Manifests linked to the same repository that list it as a child. */
+  parents: string[];
+  subject?: string | undefined;
+}
+
 /** Tags and repositories naming a digest, for operators' output (gc, fsck). */
 export interface DigestNames {
   digest: string;
@@ -110,6 +144,10 @@ export interface MetadataStore {
   putTag(repo: RepoRef, tag: string, digest: string, now: number): Promise<void>;
   listTags(repo: RepoRef, last: string, n: number): Promise<string[]>;
 
+  /** Removes one tag; false when it did not exist. */
+  deleteTag(repo: RepoRef, tag: string): Promise<boolean>;
+  /** Unlinks a digest from one repository (and drops that repository's tags naming it); false when it was not linked. */
+  unlink(repo: RepoRef, digest: string): Promise<boolean>;
   link(repo: RepoRef, digest: string): Promise<void>;
   isLinked(repo: RepoRef, digest: string): Promise<boolean>;
   /** Repositories with manifests, as `<upstream>/<repo>`, after `last`, at most n; optionally under one upstream. */
@@ -133,7 +171,7 @@ export interface MetadataStore {
   /** Current totals, from memory: O(1). */
   totals(): StoreTotals;
   /**
-   * The least recently pulled units, oldest first, with recency < `before` and after the
+   * The least recently pulled units, oldest first (never hosted content, see HOSTED), with recency < `before` and after the
    * cursor (recency, digest); at most `limit`.
    */
   evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]>;
@@ -142,6 +180,21 @@ export interface MetadataStore {
    * one transaction, skipping blobs for which `keep` is true; returns the blobs removed.
    */
   removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]>;
+  /** The manifests linked to hosted repository `repo`, with their tags and in-repository parents. */
+  hostedManifests(repo: string): Promise<HostedManifest[]>;
+  /**
+   * Garbage: blobs linked to a hosted repository that no manifest references, last pushed
+   * (or pulled) before `before`; and manifests no repository links and no index lists.
+   * At most `limit` of each.
+   */
+  garbage(before: number, limit: number): Promise<{ blobs: Array<{ digest: string; size: number; repos: string[] }>; manifests: Array<{ digest: string; size: number }> }>;
+  /**
+   * Removes garbage rows in one transaction, re-checking each condition inside it: a
+   * manifest only while no repository links it and no index lists it; a blob only while no
+   * manifest references it, it was not pushed or pulled since `before`, and `keep` is false
+   * (pinned: a manifest PUT checking it). Returns what was removed.
+   */
+  removeGarbage(blobs: string[], manifests: string[], before: number, keep: (digest: string) => boolean): Promise<{ blobs: string[]; manifests: string[] }>;
   /** Tags and repositories that name each digest (operators' output). */
   namesOf(digests: string[]): Promise<DigestNames[]>;
 

@@ -1,7 +1,8 @@
 /**
  * Brings the blob store and the metadata store back into agreement (at start and for
  * `regcache fsck`):
- *  - spools of earlier runs are removed (a fill never survives a restart);
+ *  - spools of earlier runs are removed (a fill never survives a restart), except those of
+ *    upload sessions recorded in the metadata store (a chunked push resumes after a restart);
  *  - blob rows whose bytes are missing are dropped;
  *  - blobs with no row are hashed: adopted when the name matches the content, removed
  *    otherwise (also blobs whose size disagrees with their row);
@@ -10,7 +11,7 @@
  * interfaces only; with repair=false it only reports.
  */
 import type { BlobStore } from './blob-store.js';
-import type { MetadataStore } from './metadata-store.js';
+import { UPLOAD_STATE, type MetadataStore, type UploadSessionState } from './metadata-store.js';
 
 export interface RecoveryReport {
   tempFilesRemoved: number;
@@ -54,7 +55,8 @@ export async function recover(blobs: BlobStore, meta: MetadataStore, opts: Recov
   const progress = opts.progress;
   const found = async (problem: RecoveryProblem, digest: string): Promise<void> => opts.onFinding?.(problem, digest);
   if (!opts.skipSpools) {
-    const spools = await blobs.listSpools();
+    const sessions = new Set((await meta.listState<UploadSessionState>(UPLOAD_STATE)).map((s) => s.value.spool));
+    const spools = (await blobs.listSpools()).filter((name) => !sessions.has(name));
     progress?.step('temp files', spools.length);
     for (const name of spools) {
       report.tempFilesRemoved++;

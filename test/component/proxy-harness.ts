@@ -19,13 +19,15 @@ export interface ProxyHarness {
   up: FakeUpstream;
   clock: { now: number };
   repo(name: string): Repository;
+  /** Stops the App (keeping its data) and starts a new one on the same data and upstream. */
+  restart(): Promise<ProxyHarness>;
   close(): Promise<void>;
 }
 
-export async function startProxy(extra: Record<string, unknown> = {}, opts: { jobs?: JobControl } = {}): Promise<ProxyHarness> {
-  const up = await startFakeUpstream();
-  const dataDir = mkdtempSync(join(tmpdir(), 'regcache-component-'));
-  const clock = { now: Date.parse('2026-06-01T00:00:00Z') };
+export async function startProxy(extra: Record<string, unknown> = {}, opts: { jobs?: JobControl } = {}, reuse?: { up: FakeUpstream; dataDir: string; clock: { now: number } }): Promise<ProxyHarness> {
+  const up = reuse?.up ?? await startFakeUpstream();
+  const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'regcache-component-'));
+  const clock = reuse?.clock ?? { now: Date.parse('2026-06-01T00:00:00Z') };
   const config = validateConfig({
     listen: '127.0.0.1:0', dataDir, logLevel: 'silent', retention: { interval: 0 },
     upstreams: { [HOST]: { url: up.url } }, cache: { tagTTL: '5m' }, ...extra,
@@ -35,6 +37,10 @@ export async function startProxy(extra: Record<string, unknown> = {}, opts: { jo
   return {
     app, up, clock,
     repo: (name) => app.namespace.resolve({}, HOST, name),
+    restart: async () => {
+      await app.stop(1000);
+      return startProxy(extra, opts, { up, dataDir, clock });
+    },
     close: async () => {
       await app.stop(1000);
       await up.close();

@@ -135,6 +135,26 @@ export function runBlobStoreContract(name: string, make: () => Promise<BlobStore
       expect(await s.listSpools()).toEqual([]);
     });
 
+    it('a spool reopens by its name (an upload session after a restart), keeps its bytes and can be cut back', async () => {
+      const s = await fresh();
+      const spool = await s.createSpool();
+      await spool.write(Buffer.from('0123456789'), 0);
+      await spool.close();
+      const [name] = await s.listSpools();
+      const again = (await s.openSpool(name!))!;
+      const buf = Buffer.alloc(10);
+      expect(await again.read(buf, 0, 10, 0)).toBe(10);
+      expect(buf.toString()).toBe('0123456789');
+      await again.truncate(4);
+      await again.write(Buffer.from('ab'), 4);
+      const out = Buffer.alloc(10);
+      expect(await again.read(out, 0, 10, 0)).toBe(6);
+      expect(out.subarray(0, 6).toString()).toBe('0123ab');
+      await again.close();
+      expect(await s.openSpool('nonexistent.part')).toBeUndefined();
+      expect(await s.openSpool('../../etc/passwd')).toBeUndefined();
+    });
+
     it('delete removes a blob; deleting again is fine', async () => {
       const s = await fresh();
       const bytes = randomBytes(1000);

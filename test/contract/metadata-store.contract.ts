@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../src/store/blob-store.js';
 import { sweep } from '../../src/store/eviction.js';
-import type { ManifestRecord, MetadataStore, RepoRef } from '../../src/store/metadata-store.js';
+import { HOSTED, type ManifestRecord, type MetadataStore, type RepoRef } from '../../src/store/metadata-store.js';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
@@ -208,6 +208,51 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       const later = await sweep({ blobs, meta: s, isPinned: () => false, isHeld: () => false }, { maxAge: 10 }, 1000);
       expect(later.units.map((u) => u.digest)).toEqual([held.digest]);
       expect(deleted.sort()).toEqual([gone, own, shared].sort());
+    });
+
+    it('hosted content is never an eviction candidate, nor is anything a hosted manifest references or a blob pushed to a hosted repository', async () => {
+      const s = await fresh();
+      const hosted: RepoRef = { upstream: HOSTED, repo: 'team/app' };
+      const sharedLayer = fakeDigest('hosted-and-cached-layer');
+      const pushedLoose = fakeDigest('pushed-not-yet-referenced');
+      const cachedLoose = fakeDigest('cached-loose');
+      await s.putBlob(sharedLayer, 100, hosted, 1);
+      await s.putBlob(pushedLoose, 100, hosted, 1);
+      await s.putBlob(cachedLoose, 100, repo, 1);
+      const pushed = manifest('pushed', 10);
+      const pushedChild = manifest('pushed-child', 10);
+      const cachedIndex = manifest('cached-index', 10);
+      const cachedImage = manifest('cached-image', 10);
+      await s.putManifest(pushed, { blobs: [sharedLayer], manifests: [] }, hosted, 1);
+      await s.putManifest(pushedChild, { blobs: [], manifests: [] }, hosted, 1);
+      // A cached index naming a child that was also pushed, and a cached image sharing the pushed layer.
+      await s.putManifest(cachedIndex, { blobs: [], manifests: [pushedChild.digest] }, repo, 1);
+      await s.putManifest(cachedImage, { blobs: [sharedLayer], manifests: [] }, repo, 1);
+      const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      expect(units.map((u) => u.digest).sort()).toEqual([cachedLoose, cachedIndex.digest, cachedImage.digest].sort());
+      const all = units.flatMap((u) => [...u.manifests, ...u.blobs]);
+      for (const d of [pushed.digest, pushedChild.digest, sharedLayer, pushedLoose]) expect(all).not.toContain(d);
+      // Once unlinked from the hosted repository, it is ordinary content again.
+      expect(await s.unlink(hosted, pushedLoose)).toBe(true);
+      expect(await s.unlink(hosted, pushedLoose)).toBe(false);
+      expect((await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 })).map((u) => u.digest)).toContain(pushedLoose);
+    });
+
+    it('deleteTag removes one tag; unlink drops the link and that repository\'s tags naming the digest', async () => {
+      const s = await fresh();
+      const m = manifest('t', 10);
+      await s.putManifest(m, { blobs: [], manifests: [] }, repo, 1);
+      await s.putManifest(m, { blobs: [], manifests: [] }, other, 1);
+      for (const t of ['a', 'b']) await s.putTag(repo, t, m.digest, 1);
+      await s.putTag(other, 'a', m.digest, 1);
+      expect(await s.deleteTag(repo, 'a')).toBe(true);
+      expect(await s.deleteTag(repo, 'a')).toBe(false);
+      expect(await s.listTags(repo, '', 10)).toEqual(['b']);
+      expect(await s.unlink(repo, m.digest)).toBe(true);
+      expect(await s.listTags(repo, '', 10)).toEqual([]);
+      expect(await s.isLinked(repo, m.digest)).toBe(false);
+      expect(await s.isLinked(other, m.digest)).toBe(true);
+      expect(await s.getTag(other, 'a')).toMatchObject({ digest: m.digest });
     });
 
     it('a pull of an index child keeps its index recent (batched, written by flush)', async () => {

@@ -6,6 +6,7 @@ import { delimiter, join } from 'node:path';
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'docker-registry': 'docker-registry',
   skopeo: 'skopeo',
+  podman: 'podman',
   ctr: 'containerd',
   containerd: 'containerd',
   nginx: 'nginx-light',

@@ -4,25 +4,17 @@ import { parse } from 'yaml';
 import { configDocRows, renderConfigTable, TABLE_BEGIN, TABLE_END } from '../../src/config/docs-table.js';
 import { restartNeededKeys } from '../../src/config/reload.js';
 import { configWarnings } from '../../src/config/warnings.js';
-import { ConfigError, validateConfig } from '../../src/config/validate.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { configError } from './config-error.js';
 import type { Config } from '../../src/config/types.js';
 
 type Raw = Record<string, unknown>;
 
-/** The error message validateConfig gives for `doc`, or '' when it validates. */
-function error(doc: unknown): string {
-  try {
-    validateConfig(doc);
-    return '';
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-}
+const error = configError;
 
 /** A raw document with `value` at the docs key path (`upstreams.<host>.x` goes to host a.io, which gets a url). */
 function docWith(path: string, value: unknown): Raw {
-  const parts = path.split('.').map((p) => (p === '<host>' ? 'a.io' : p === '<name>' ? 'j1' : p));
+  const parts = path.split('.').map((p) => (p === '<host>' ? 'a.io' : p === '<name>' ? 'j1' : p === '<pattern>' ? 'team/**' : p));
   const doc: Raw = {};
   if (parts[0] === 'upstreams' || parts[0] === 'sync' || parts[0] === 'syncLimits') doc.upstreams = { 'a.io': { url: 'https://a.io' } };
   if (parts[0] === 'sync') doc.sync = { j1: { source: 'a.io/x' } };
@@ -55,6 +47,9 @@ describe('schema: every key', () => {
       webhooks: [],
       retention: { interval: 600_000 },
       metrics: {},
+      hosted: { names: [], uploadExpiry: 86_400_000, maxManifestSize: 4 * 1024 * 1024, gcGrace: 3_600_000, gcInterval: 3_600_000 },
+      hostedRepositories: [],
+      catalog: { anonymous: true },
       upstreamTimeouts: { connect: 10_000, headers: 30_000, idle: 30_000, manifestTotal: 30_000 },
       upstreamHealth: { maxFails: 3, failTimeout: 10_000 },
       server: {
@@ -66,13 +61,13 @@ describe('schema: every key', () => {
     expect(validateConfig({ upstreams: { 'a.io': { url: 'https://a.io' } }, tls: { cert: 'c', key: 'k' }, auth: { htpasswd: 'h' } })).toMatchObject({
       upstreams: [{ host: 'a.io', url: 'https://a.io', insecureSkipVerify: false, immutableTags: [], allowedHosts: [] }],
       tls: { cert: 'c', key: 'k' },
-      auth: { htpasswd: 'h', anonymousPull: false, protectMetrics: true },
+      auth: { htpasswd: 'h', anonymousPull: false, protectMetrics: true, rules: [] },
     });
   });
 
   it.each(ALL_KEYS)('%s: a wrong value fails with a message naming the key', (key) => {
-    const path = key.replace('<host>', 'a.io').replace('<name>', 'j1');
-    expect(error(docWith(key, { wrong: true }))).toMatch(new RegExp(`^${path.replace(/\./g, '\\.')}: `));
+    const path = key.replace('<host>', 'a.io').replace('<name>', 'j1').replace('<pattern>', 'team/**');
+    expect(error(docWith(key, { wrong: true }))).toMatch(new RegExp(`^${path.replace(/[.*]/g, '\\$&')}: `));
   });
 
   it('required keys say so', () => {
@@ -193,7 +188,7 @@ describe('reload classification', () => {
     expect(change({ tls: { cert: 'c', key: 'k' } })).toEqual(['tls.cert', 'tls.key']);
     expect(change({ cache: { maxManifestSize: '8MiB' } })).toEqual(['cache.maxManifestSize']);
     expect(change({ metrics: { listen: '127.0.0.1:9090' } })).toEqual(['metrics.listen']);
-    expect(change({ auth: { htpasswd: 'h' } })).toEqual(['auth.htpasswd', 'auth.anonymousPull', 'auth.protectMetrics', 'auth.publicStatus']);
+    expect(change({ auth: { htpasswd: 'h' } })).toEqual(['auth.htpasswd', 'auth.anonymousPull', 'auth.protectMetrics', 'auth.publicStatus', 'auth.rules']);
     expect(change({ upstreamTimeouts: { idle: '1m' }, upstreamHealth: { maxFails: 5 } })).toEqual(['upstreamTimeouts.idle', 'upstreamHealth.maxFails']);
     expect(change({ server: { idleTimeout: '1m', maxConnections: 10 } })).toEqual(['server.idleTimeout', 'server.maxConnections']);
   });
@@ -210,9 +205,10 @@ describe('reload classification', () => {
   it('every key is classified as docs/config.md says', () => {
     const restart = configDocRows().filter((r) => r.apply === 'restart').map((r) => r.key);
     // The keys App.reload cannot apply (they shape listeners, the store, the logger or the upstream clients).
-    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize',
+    const sections = ['listen', 'dataDir', 'logLevel', 'logFormat', 'tls.', 'metrics.', 'auth.', 'hosted.', 'catalog.', 'upstreamTimeouts.', 'upstreamHealth.', 'server.', 'cache.maxManifestSize',
       'cache.maxManifestReferences', 'cache.maxTagListSize', 'storage.', 'replicas.'];
-    const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && k !== 'server.shutdownGrace');
+    const live = ['server.shutdownGrace', 'hosted.gcGrace', 'hosted.gcInterval'];
+    const expected = ALL_KEYS.filter((k) => sections.some((s) => k === s || (s.endsWith('.') && k.startsWith(s))) && !live.includes(k));
     expect(restart).toEqual(expected);
   });
 });

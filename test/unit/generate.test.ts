@@ -250,3 +250,28 @@ describe('regcache containerd-config', () => {
     expect(out.join('')).toMatch(/^usage: regcache containerd-config/);
   });
 });
+
+describe("regcache's own registry names (hosted.names)", () => {
+  const OWN = `${BASE}hosted:\n  names: ["regcache.local:5000"]\nhostedRepositories:\n  "team/**": {}\n`;
+
+  it('hosts.toml: regcache is server and host, with push', () => {
+    const files = renderHostsToml(cfg(OWN), { mode: 'ports' });
+    const own = files.find((f) => f.path === 'regcache.local:5000/hosts.toml')!;
+    expect(own.content).toBe(
+      '# regcache.local:5000 is regcache itself (hosted.names): pushes and pulls of hosted repositories\n' +
+      'server = "http://host.k3d.internal:5000"\n' +
+      '\n' +
+      '[host."http://host.k3d.internal:5000"]\n' +
+      '  capabilities = ["pull", "resolve", "push"]\n',
+    );
+    // Upstream mirrors never get push.
+    expect(files.filter((f) => f !== own).every((f) => !f.content.includes('"push"'))).toBe(true);
+  });
+
+  it('registries.yaml: a mirror entry on the main endpoint, in both modes', () => {
+    for (const mode of ['ns', 'ports'] as const) {
+      const reg = parseReg(renderRegistriesYaml(cfg(OWN), { mode }));
+      expect(reg.mirrors['regcache.local:5000']).toEqual({ endpoint: ['http://host.k3d.internal:5000'] });
+    }
+  });
+});

@@ -68,7 +68,7 @@ describe('scripts/install-deps.sh', () => {
   it('--check names the missing packages and installs nothing', () => {
     const r = run(['--check'], false);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('missing packages: ceph-base ceph-common ceph-mon ceph-osd chromium containerd docker-registry openssl postgresql prometheus radosgw skopeo');
+    expect(r.stderr).toContain('missing packages: ceph-base ceph-common ceph-mon ceph-osd chromium containerd docker-registry openssl podman postgresql prometheus radosgw skopeo');
     expect(r.stdout).not.toContain('installing');
   });
 
@@ -76,7 +76,7 @@ describe('scripts/install-deps.sh', () => {
     const r = run([], true);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('sudo bash scripts/install-deps.sh');
-    expect(r.stderr).toContain('apt-get install -y ceph-base ceph-common ceph-mon ceph-osd chromium containerd docker-registry openssl postgresql prometheus radosgw skopeo');
+    expect(r.stderr).toContain('apt-get install -y ceph-base ceph-common ceph-mon ceph-osd chromium containerd docker-registry openssl podman postgresql prometheus radosgw skopeo');
     expect(r.stdout).not.toContain('installing');
   });
 });

@@ -97,9 +97,15 @@ export function checkedReferrers(body: Buffer, upstream: string, artifactType: s
   return out;
 }
 
-/** The OCI referrers index of `digest` from the metadata store, filtered by artifactType. */
-export async function localReferrers(meta: MetadataStore, digest: string, artifactType: string | undefined): Promise<ListingAnswer> {
-  const all = await meta.referrers(digest);
+/** The OCI referrers index of `digest` from the metadata store, filtered by artifactType (and by `include`, e.g. one repository). */
+export async function localReferrers(
+  meta: MetadataStore, digest: string, artifactType: string | undefined, include?: (digest: string) => Promise<boolean>,
+): Promise<ListingAnswer> {
+  let all = await meta.referrers(digest);
+  if (include) {
+    const keep = await Promise.all(all.map((r) => include(r.digest)));
+    all = all.filter((_, i) => keep[i]);
+  }
   const manifests = all
     .filter((r) => artifactType === undefined || r.artifactType === artifactType)
     .map((r) => ({ mediaType: r.mediaType, digest: r.digest, size: r.size, ...(r.artifactType ? { artifactType: r.artifactType } : {}) }));

@@ -21,4 +21,31 @@ export class Pins {
     return this.counts.has(digest);
   }
 
+  /** Digests garbage collection may be deleting right now, with what their deletion waits on. */
+  private readonly deleting = new Map<string, { done: Promise<void>; resolve: () => void }>();
+
+  /**
+   * GC marks its candidates before it removes their rows, and unmarks each once its file is
+   * gone (or kept): a writer that pins a digest and then awaits settled() never commits a
+   * file that a deletion in flight would remove after it.
+   */
+  markDeleting(digest: string): void {
+    if (this.deleting.has(digest)) return;
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => { resolve = r; });
+    this.deleting.set(digest, { done, resolve });
+  }
+
+  unmarkDeleting(digest: string): void {
+    const d = this.deleting.get(digest);
+    if (!d) return;
+    this.deleting.delete(digest);
+    d.resolve();
+  }
+
+  /** Resolves when no deletion of `digest` is in flight. */
+  async settled(digest: string): Promise<void> {
+    await this.deleting.get(digest)?.done;
+  }
+
 }

@@ -9,8 +9,9 @@ import type {
 } from '../repository.js';
 import type { Proxy } from './proxy.js';
 
-function readOnly(what: string): OciError {
-  return new OciError('UNSUPPORTED', `${what} is not supported: regcache is a pull-through cache for this repository`, undefined, {
+function readOnly(what: string, name: RepositoryName): OciError {
+  const full = `${name.upstream}/${name.repo}`;
+  return new OciError('UNSUPPORTED', `${what} is not supported: ${full} is a pull-through cache; a hostedRepositories.<pattern> entry matching ${full} would allow it`, undefined, {
     headers: { allow: 'GET, HEAD' },
   });
 }
@@ -29,11 +30,11 @@ export class ProxyRepository implements Repository {
   }
 
   async putManifest(): Promise<never> {
-    throw readOnly('pushing');
+    throw readOnly('pushing', this.name);
   }
 
   async deleteManifest(): Promise<never> {
-    throw readOnly('deleting');
+    throw readOnly('deleting', this.name);
   }
 
   getBlob(digest: string, opts: BlobGet): Promise<BlobAnswer> {
@@ -41,11 +42,11 @@ export class ProxyRepository implements Repository {
   }
 
   async deleteBlob(): Promise<never> {
-    throw readOnly('deleting');
+    throw readOnly('deleting', this.name);
   }
 
   async upload(): Promise<UploadAnswer> {
-    throw readOnly('pushing');
+    throw readOnly('pushing', this.name);
   }
 
   listTags(n: number | undefined, last: string | undefined): Promise<TagsAnswer> {

@@ -40,6 +40,10 @@ export class FileSpool implements Spool {
     return this.handle.sync();
   }
 
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
   async close(): Promise<void> {
     await this.handle.close().catch(() => undefined);
   }
@@ -85,6 +89,16 @@ export class FsBlobStore implements BlobStore {
 
   createSpool(): Promise<FileSpool> {
     return FileSpool.create(this.layout.tmpDir);
+  }
+
+  async openSpool(name: string): Promise<FileSpool | undefined> {
+    if (!/^[0-9a-f]{24}\.part$/.test(name)) return undefined;
+    const path = join(this.layout.tmpDir, name);
+    try {
+      return new FileSpool(path, await open(path, 'r+'));
+    } catch {
+      return undefined;
+    }
   }
 
   /** fsync first, so a crash after the rename never leaves a name pointing at unwritten data. */

@@ -13,7 +13,7 @@
  */
 import type pg from 'pg';
 import type {
-  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
+  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, HostedManifest, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
 import { migrate } from './migrate.js';
@@ -225,6 +225,89 @@ export class PostgresMetadataStore implements MetadataStore {
     return (r.rowCount ?? 0) > 0;
   }
 
+  async unlink(repo: RepoRef, digest: string): Promise<boolean> {
+    return this.write(async (c) => {
+      await c.query('DELETE FROM tags WHERE upstream = $1 AND repo = $2 AND digest = $3', [repo.upstream, repo.repo, digest]);
+      const r = await c.query('DELETE FROM repo_links WHERE upstream = $1 AND repo = $2 AND digest = $3', [repo.upstream, repo.repo, digest]);
+      return (r.rowCount ?? 0) > 0;
+    });
+  }
+
+  async hostedManifests(repo: string): Promise<HostedManifest[]> {
+    await this.flush();
+    const rows = (await this.q.query<{ digest: string; size: string; pushedAt: string; pulledAt: string; subject: string | null }>(
+      `SELECT m.digest, m.size, m.created_at AS "pushedAt", m.last_pulled_at AS "pulledAt", m.subject FROM repo_links l
+       JOIN manifests m ON m.digest = l.digest WHERE l.upstream = 'hosted' AND l.repo = $1 ORDER BY m.digest COLLATE "C"`, [repo],
+    )).rows;
+    const tags = new Map<string, Array<{ tag: string; at: number }>>();
+    for (const t of (await this.q.query<{ tag: string; digest: string; at: string }>(
+      `SELECT tag, digest, validated_at AS at FROM tags WHERE upstream = 'hosted' AND repo = $1`, [repo],
+    )).rows) {
+      const list = tags.get(t.digest) ?? [];
+      list.push({ tag: t.tag, at: Number(t.at) });
+      tags.set(t.digest, list);
+    }
+    const parents = new Map<string, string[]>();
+    for (const r of (await this.q.query<{ manifest: string; child: string }>(
+      `SELECT r.manifest, r.child FROM manifest_refs r JOIN repo_links l ON l.digest = r.manifest
+       WHERE l.upstream = 'hosted' AND l.repo = $1 AND r.kind = 'manifest'`, [repo],
+    )).rows) {
+      const list = parents.get(r.child) ?? [];
+      list.push(r.manifest);
+      parents.set(r.child, list);
+    }
+    return rows.map((r) => ({
+      digest: r.digest, size: Number(r.size), pushedAt: Number(r.pushedAt), pulledAt: Number(r.pulledAt),
+      tags: tags.get(r.digest) ?? [], parents: parents.get(r.digest) ?? [], ...(r.subject === null ? {} : { subject: r.subject }),
+    }));
+  }
+
+  async garbage(before: number, limit: number): Promise<{ blobs: Array<{ digest: string; size: number; repos: string[] }>; manifests: Array<{ digest: string; size: number }> }> {
+    await this.flush();
+    const blobRows = (await this.q.query<{ digest: string; size: string }>(
+      `SELECT b.digest, b.size FROM blobs b WHERE b.refs = 0 AND b.last_pulled_at < $1
+         AND EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = b.digest) LIMIT $2`, [before, limit],
+    )).rows;
+    const blobs = [];
+    for (const b of blobRows) {
+      const repos = (await this.q.query<{ repo: string }>(
+        `SELECT repo FROM repo_links WHERE upstream = 'hosted' AND digest = $1 ORDER BY repo COLLATE "C"`, [b.digest],
+      )).rows.map((r) => r.repo);
+      blobs.push({ digest: b.digest, size: Number(b.size), repos });
+    }
+    const manifests = (await this.q.query<{ digest: string; size: string }>(
+      `SELECT m.digest, m.size FROM manifests m WHERE m.parents = 0
+         AND NOT EXISTS (SELECT 1 FROM repo_links l WHERE l.digest = m.digest) LIMIT $1`, [limit],
+    )).rows.map((m) => ({ digest: m.digest, size: Number(m.size) }));
+    return { blobs, manifests };
+  }
+
+  async removeGarbage(blobs: string[], manifests: string[], before: number, keep: (digest: string) => boolean): Promise<{ blobs: string[]; manifests: string[] }> {
+    const out = { blobs: [] as string[], manifests: [] as string[] };
+    await this.write(async (c) => {
+      for (const m of manifests) {
+        const r = await c.query(
+          `DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND NOT EXISTS (SELECT 1 FROM repo_links l WHERE l.digest = manifests.digest)`, [m],
+        );
+        if ((r.rowCount ?? 0) === 0) continue;
+        await c.query('DELETE FROM manifest_refs WHERE manifest = $1', [m]);
+        await c.query('DELETE FROM tags WHERE digest = $1', [m]);
+        out.manifests.push(m);
+      }
+      for (const b of blobs) {
+        if (keep(b)) continue;
+        const r = await c.query(
+          `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at < $2
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = blobs.digest)`, [b, before],
+        );
+        if ((r.rowCount ?? 0) === 0) continue;
+        await c.query('DELETE FROM repo_links WHERE digest = $1', [b]);
+        out.blobs.push(b);
+      }
+    });
+    return out;
+  }
+
   async link(repo: RepoRef, digest: string): Promise<void> {
     await linkWith(this.q, repo, digest);
   }
@@ -291,11 +374,13 @@ export class PostgresMetadataStore implements MetadataStore {
     const tops = await this.q.query<{ digest: string; recency: number }>(
       `SELECT digest, last_pulled_at AS recency FROM manifests
        WHERE parents = 0 AND last_pulled_at < $1 AND (last_pulled_at, digest) > ($2, $3)
+         AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = manifests.digest)
        ORDER BY last_pulled_at, digest LIMIT $4`, args,
     );
     const loose = await this.q.query<{ digest: string; recency: number; size: number }>(
       `SELECT digest, last_pulled_at AS recency, size FROM blobs
        WHERE refs = 0 AND last_pulled_at < $1 AND (last_pulled_at, digest) > ($2, $3)
+         AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = blobs.digest)
        ORDER BY last_pulled_at, digest LIMIT $4`, args,
     );
     const merged = oldestFirst(tops.rows, loose.rows, opts.limit);
@@ -314,6 +399,9 @@ export class PostgresMetadataStore implements MetadataStore {
   private async planImage(digest: string, recency: number, gone: Set<string>): Promise<EvictionUnit> {
     const q = this.q;
     const unit: EvictionUnit = { kind: 'image', digest, recency, manifests: [], blobs: [], bytes: 0 };
+    // Hosted content is never a cache retention unit, nor part of one.
+    const isHosted = async (d: string): Promise<boolean> =>
+      (await q.query("SELECT 1 FROM repo_links WHERE upstream = 'hosted' AND digest = $1", [d])).rowCount! > 0;
     const usersOf = async (d: string, kind?: 'manifest'): Promise<string[]> =>
       (await q.query<{ manifest: string }>(`SELECT manifest FROM manifest_refs WHERE child = $1${kind ? " AND kind = 'manifest'" : ''}`, [d])).rows.map((r) => r.manifest);
     const stack = [digest];
@@ -323,6 +411,7 @@ export class PostgresMetadataStore implements MetadataStore {
       if (seen.has(m)) continue;
       seen.add(m);
       if (m !== digest && !(await usersOf(m, 'manifest')).every((p) => gone.has(p))) continue;
+      if (m !== digest && await isHosted(m)) continue;
       const row = (await q.query<{ size: number }>('SELECT size FROM manifests WHERE digest = $1', [m])).rows[0];
       if (!row) continue;
       gone.add(m);
@@ -338,7 +427,7 @@ export class PostgresMetadataStore implements MetadataStore {
         `SELECT r.child AS digest, b.size FROM manifest_refs r LEFT JOIN blobs b ON b.digest = r.child WHERE r.manifest = $1 AND r.kind = 'blob'`, [m],
       );
       for (const b of refs.rows) {
-        if (b.size === null || gone.has(b.digest)) continue;
+        if (b.size === null || gone.has(b.digest) || await isHosted(b.digest)) continue;
         if (!(await usersOf(b.digest)).every((u) => gone.has(u))) continue;
         gone.add(b.digest);
         unit.blobs.push(b.digest);

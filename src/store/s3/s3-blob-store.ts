@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { access, open, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { join } from 'node:path';
@@ -121,6 +121,17 @@ export class S3BlobStore implements BlobStore {
 
   createSpool(): Promise<FileSpool> {
     return FileSpool.create(this.opts.spoolDir);
+  }
+
+  /** A spool an upload session recorded (resumed uploads); spools are local files here too. */
+  async openSpool(name: string): Promise<FileSpool | undefined> {
+    if (!/^[0-9a-f]{24}\.part$/.test(name)) return undefined;
+    const path = join(this.opts.spoolDir, name);
+    try {
+      return new FileSpool(path, await open(path, 'r+'));
+    } catch {
+      return undefined;
+    }
   }
 
   async commit(spool: Spool, digest: string): Promise<void> {

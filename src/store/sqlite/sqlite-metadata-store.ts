@@ -13,7 +13,7 @@
  */
 import Database from 'better-sqlite3';
 import type {
-  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
+  DigestNames, EvictionUnit, HostedManifest, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
 import { MIGRATIONS } from './schema.js';
@@ -90,9 +90,11 @@ const STATEMENTS = {
   totals: 'SELECT blobs, blob_bytes AS blobBytes, manifests, manifest_bytes AS manifestBytes FROM totals WHERE id = 1',
   topManifests: `SELECT digest, last_pulled_at AS recency FROM manifests INDEXED BY manifests_top
                  WHERE parents = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
+                   AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = manifests.digest)
                  ORDER BY last_pulled_at, digest LIMIT ?`,
   looseBlobs: `SELECT digest, last_pulled_at AS recency, size FROM blobs INDEXED BY blobs_loose
                WHERE refs = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
+                 AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = blobs.digest)
                ORDER BY last_pulled_at, digest LIMIT ?`,
   children: `SELECT r.child AS digest, m.size AS size, m.last_pulled_at AS recency FROM manifest_refs r
              JOIN manifests m ON m.digest = r.child WHERE r.manifest = ? AND r.kind = 'manifest'`,
@@ -107,6 +109,22 @@ const STATEMENTS = {
   delLinks: 'DELETE FROM repo_links WHERE digest = ?',
   tagsOf: `SELECT upstream || '/' || repo || ':' || tag AS name FROM tags WHERE digest = ? ORDER BY name`,
   reposOf: `SELECT upstream || '/' || repo AS name FROM repo_links WHERE digest = ? ORDER BY name`,
+  isHosted: "SELECT 1 FROM repo_links WHERE upstream = 'hosted' AND digest = ?",
+  unlink: 'DELETE FROM repo_links WHERE upstream = ? AND repo = ? AND digest = ?',
+  delRepoTagsOf: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND digest = ?',
+  hostedManifests: `SELECT m.digest, m.size, m.created_at AS pushedAt, m.last_pulled_at AS pulledAt, m.subject FROM repo_links l
+                    JOIN manifests m ON m.digest = l.digest WHERE l.upstream = 'hosted' AND l.repo = ? ORDER BY m.digest`,
+  hostedTags: "SELECT tag, digest, validated_at AS at FROM tags WHERE upstream = 'hosted' AND repo = ?",
+  hostedParents: `SELECT r.manifest, r.child FROM manifest_refs r JOIN repo_links l ON l.digest = r.manifest
+                  WHERE l.upstream = 'hosted' AND l.repo = ? AND r.kind = 'manifest'`,
+  garbageBlobs: `SELECT b.digest, b.size FROM blobs b WHERE b.refs = 0 AND b.last_pulled_at < ?
+                   AND EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = b.digest) LIMIT ?`,
+  garbageManifests: `SELECT m.digest, m.size FROM manifests m WHERE m.parents = 0
+                       AND NOT EXISTS (SELECT 1 FROM repo_links l WHERE l.digest = m.digest) LIMIT ?`,
+  delGarbageManifest: `DELETE FROM manifests WHERE digest = ? AND parents = 0
+                       AND NOT EXISTS (SELECT 1 FROM repo_links l WHERE l.digest = manifests.digest)`,
+  delGarbageBlob: 'DELETE FROM blobs WHERE digest = ? AND refs = 0 AND last_pulled_at < ?',
+  hostedReposOf: "SELECT repo FROM repo_links WHERE upstream = 'hosted' AND digest = ? ORDER BY repo",
   getState: 'SELECT value FROM state WHERE ns = ? AND key = ?',
   putState: 'INSERT INTO state (ns, key, value) VALUES (?, ?, ?) ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value',
   delState: 'DELETE FROM state WHERE ns = ? AND key = ?',
@@ -251,6 +269,17 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.s.listTags.all(repo.upstream, repo.repo, last, n) as Array<{ tag: string }>).map((r) => r.tag);
   }
 
+  async deleteTag(repo: RepoRef, tag: string): Promise<boolean> {
+    return this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0;
+  }
+
+  async unlink(repo: RepoRef, digest: string): Promise<boolean> {
+    return this.write(() => {
+      this.s.delRepoTagsOf.run(repo.upstream, repo.repo, digest);
+      return this.s.unlink.run(repo.upstream, repo.repo, digest).changes > 0;
+    });
+  }
+
   async link(repo: RepoRef, digest: string): Promise<void> {
     this.submit(`link ${repo.repo}@${digest}`, () => void this.s.link.run(repo.upstream, repo.repo, digest),
       (o) => o.links.add(repoKey(repo, digest)));
@@ -275,10 +304,6 @@ export class SqliteMetadataStore implements MetadataStore {
       tag: string; digest: string; validatedAt: number; mediaType: string | null; lastPull: number | null; bytes: number;
     }>;
     return rows.map((r) => ({ ...r, mediaType: r.mediaType ?? undefined, lastPull: r.lastPull ?? undefined }));
-  }
-
-  async deleteTag(repo: RepoRef, tag: string): Promise<boolean> {
-    return this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0;
   }
 
   touch(digest: string, now: number): void {
@@ -342,6 +367,8 @@ export class SqliteMetadataStore implements MetadataStore {
       if (seen.has(m)) continue;
       seen.add(m);
       if (m !== digest && !goesWith(m)) continue;
+      // Hosted content is never a cache retention unit, nor part of one.
+      if (m !== digest && this.s.isHosted.get(m) !== undefined) continue;
       const row = this.s.manifestSize.get(m) as { size: number } | undefined;
       if (!row) continue;
       gone.add(m);
@@ -351,7 +378,7 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     for (const m of unit.manifests) {
       for (const b of this.s.blobRefs.all(m) as Array<{ digest: string; size: number | null }>) {
-        if (b.size === null || gone.has(b.digest)) continue;
+        if (b.size === null || gone.has(b.digest) || this.s.isHosted.get(b.digest) !== undefined) continue;
         const users = this.s.referencedBy.all(b.digest) as Array<{ manifest: string }>;
         if (!users.every((u) => gone.has(u.manifest))) continue;
         gone.add(b.digest);
@@ -386,6 +413,54 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     });
     return removed;
+  }
+
+  async hostedManifests(repo: string): Promise<HostedManifest[]> {
+    await this.flush();
+    const rows = this.s.hostedManifests.all(repo) as Array<{ digest: string; size: number; pushedAt: number; pulledAt: number; subject: string | null }>;
+    const tags = new Map<string, Array<{ tag: string; at: number }>>();
+    for (const t of this.s.hostedTags.all(repo) as Array<{ tag: string; digest: string; at: number }>) {
+      const list = tags.get(t.digest) ?? [];
+      list.push({ tag: t.tag, at: t.at });
+      tags.set(t.digest, list);
+    }
+    const parents = new Map<string, string[]>();
+    for (const r of this.s.hostedParents.all(repo) as Array<{ manifest: string; child: string }>) {
+      const list = parents.get(r.child) ?? [];
+      list.push(r.manifest);
+      parents.set(r.child, list);
+    }
+    return rows.map((r) => ({
+      digest: r.digest, size: r.size, pushedAt: r.pushedAt, pulledAt: r.pulledAt,
+      tags: tags.get(r.digest) ?? [], parents: parents.get(r.digest) ?? [], ...(r.subject === null ? {} : { subject: r.subject }),
+    }));
+  }
+
+  async garbage(before: number, limit: number): Promise<{ blobs: Array<{ digest: string; size: number; repos: string[] }>; manifests: Array<{ digest: string; size: number }> }> {
+    await this.flush();
+    const blobs = (this.s.garbageBlobs.all(before, limit) as Array<{ digest: string; size: number }>).map((b) => ({
+      ...b, repos: (this.s.hostedReposOf.all(b.digest) as Array<{ repo: string }>).map((r) => r.repo),
+    }));
+    const manifests = this.s.garbageManifests.all(limit) as Array<{ digest: string; size: number }>;
+    return { blobs, manifests };
+  }
+
+  async removeGarbage(blobs: string[], manifests: string[], before: number, keep: (digest: string) => boolean): Promise<{ blobs: string[]; manifests: string[] }> {
+    const out = { blobs: [] as string[], manifests: [] as string[] };
+    this.write(() => {
+      for (const m of manifests) {
+        if (this.s.delGarbageManifest.run(m).changes === 0) continue;
+        this.s.delRefs.run(m);
+        this.s.delTags.run(m);
+        out.manifests.push(m);
+      }
+      for (const b of blobs) {
+        if (keep(b) || this.s.delGarbageBlob.run(b, before).changes === 0) continue;
+        this.s.delLinks.run(b);
+        out.blobs.push(b);
+      }
+    });
+    return out;
   }
 
   async namesOf(digests: string[]): Promise<DigestNames[]> {
