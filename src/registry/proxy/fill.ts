@@ -4,13 +4,17 @@
  *
  * - The upstream body is hashed once as it arrives and appended to the temp file; `written`
  *   only grows after a write completed, so readers never read past durable-in-page-cache data.
- * - Readers use positional reads on the shared file handle, each at its own pace; a slow
- *   reader costs no memory, and a reader that goes away does not stop the fill.
+ *   Chunks that arrive during a write are written together by the next one.
+ * - Readers take recent chunks from a shared in-memory window, and older bytes by positional
+ *   reads on the shared file handle, each at its own pace; a slow reader costs no memory, and
+ *   a reader that goes away does not stop the fill. Two kinds of reader: createReader() (a
+ *   Readable, for HTTP/2 and chunked answers) and FillBody (fill-body.ts, for HTTP/1.1).
  * - No reader ever receives the final byte of its response before the digest is verified:
  *   on a mismatch or an upstream failure every reader is destroyed (the client sees an
  *   aborted response, never a clean end), the temp file is removed and nothing is committed.
- * - A reader with nothing to read puts one callback in a set; every progress (bytes received,
- *   bytes written, verified, failed) takes the whole set and calls each once. Waking N readers
+ * - A reader with nothing to read puts one callback in a set; every progress (bytes received
+ *   while no write is in flight, a write completed, verified, failed) takes the whole set and
+ *   calls each once. Waking N readers
  *   costs O(N) per chunk; EventEmitter listeners added and removed per chunk cost O(N^2)
  *   (1,000 readers of one 64 MiB fill: seconds of CPU instead of a fraction of one).
  */
