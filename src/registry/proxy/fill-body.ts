@@ -8,15 +8,22 @@
  * The safety rules are the fill's (fill.ts): the last byte of the blob and of the range goes out
  * only after verification (BlobFill.limitFor); if the fill fails, writeTo rejects at once, even
  * while it waits for a client that stopped reading, and the route aborts the response; a slow
- * client holds at most the chunk the socket has not taken (and its one read-back buffer); a client that leaves releases its
- * hold and the fill goes on.
+ * client pins at most one batch the socket has not taken (and its one read-back buffer); a
+ * client that leaves releases its hold and the fill goes on.
  */
 import type { Readable, Writable } from 'node:stream';
 import type { BlobBody } from '../../store/blob-store.js';
 import { FillError, READ_CHUNK, type BlobFill } from './fill.js';
 
-/** Bytes handed to the response but not yet taken by its socket before a writer waits for 'drain'. */
+/**
+ * Bytes handed to the response but not yet taken by its socket before a writer waits for
+ * 'drain': SMALL_BATCH until RAMP bytes were sent (more than a stalled client's
+ * kernel socket buffers absorb on loopback, as in file-body.ts), BATCH after. A client that
+ * stops reading pins at most SMALL_BATCH plus one chunk of the fill's buffers.
+ */
+const SMALL_BATCH = 64 * 1024;
 const BATCH = 512 * 1024;
+const RAMP = 8 * 1024 * 1024;
 
 export class FillBody implements BlobBody {
   private used = false;
@@ -131,15 +138,15 @@ export class FillBody implements BlobBody {
           }
           const mem = fill.fromRecent(pos, limit - pos);
           if (mem) {
-            // Everything at hand goes out in one writev (corked), up to BATCH bytes the socket
-            // has not taken: the chunks are the fill's shared buffers, so this copies nothing.
+            // Everything at hand goes out in one writev (corked), up to a batch the socket has
+            // not taken: the chunks are the fill's shared buffers, so this copies nothing.
             if (!corked) {
               corked = true;
               dest.cork();
             }
             pos += mem.length;
             dest.write(mem);
-            if (dest.writableLength < BATCH) continue;
+            if (dest.writableLength < (pos - this.start >= RAMP ? BATCH : SMALL_BATCH)) continue;
             uncork();
             if (dest.writableNeedDrain) {
               dest.once('drain', step);
