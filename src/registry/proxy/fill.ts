@@ -4,7 +4,8 @@
  *
  * - The upstream body is hashed once as it arrives and appended to the temp file; `written`
  *   only grows after a write completed, so readers never read past durable-in-page-cache data.
- *   Chunks that arrive during a write are written together by the next one.
+ *   The chunks of one event-loop turn, and those that arrive during a write, are written
+ *   together by one write.
  * - Readers take recent chunks from a shared in-memory window, and older bytes by positional
  *   reads on the shared file handle, each at its own pace; a slow reader costs no memory, and
  *   a reader that goes away does not stop the fill. Two kinds of reader: createReader() (a
@@ -12,9 +13,8 @@
  * - No reader ever receives the final byte of its response before the digest is verified:
  *   on a mismatch or an upstream failure every reader is destroyed (the client sees an
  *   aborted response, never a clean end), the temp file is removed and nothing is committed.
- * - A reader with nothing to read puts one callback in a set; every progress (bytes received
- *   while no write is in flight, a write completed, verified, failed) takes the whole set and
- *   calls each once. Waking N readers
+ * - A reader with nothing to read puts one callback in a set; every progress (a write batch
+ *   starts or completes, verified, failed) takes the whole set and calls each once. Waking N readers
  *   costs O(N) per chunk; EventEmitter listeners added and removed per chunk cost O(N^2)
  *   (1,000 readers of one 64 MiB fill: seconds of CPU instead of a fraction of one).
  */
@@ -132,8 +132,8 @@ export class BlobFill {
 
   /**
    * Takes the body's chunks as 'data' events (no async iterator: no promise per chunk) and
-   * writes them to the temp file in order, one positional write at a time. Chunks that arrive
-   * while a write is in flight go out together in the next one, copied into one reused buffer
+   * writes them to the temp file in order, one positional write at a time. Chunks of one
+   * event-loop turn, and chunks that arrive while a write is in flight, go out together, copied into one reused buffer
    * (one thread-pool job and no new buffer per batch, instead of one per socket read), and the
    * readers are woken once per batch, so each sends the batch in one socket write. Resolves
    * when every byte is written; rejects on a size overrun, a body error or a write error.
@@ -201,13 +201,24 @@ export class BlobFill {
         unwritten += chunk.length;
         if (unwritten >= MAX_UNWRITTEN) body.pause();
         if (writing) return; // woken with the whole batch when the write in flight completes
+        // Nothing in flight: the chunks of this turn of the event loop (libuv reads a socket up
+        // to 32 times per poll) go out together, right after it.
+        if (!flushScheduled) {
+          flushScheduled = true;
+          setImmediate(flush);
+        }
+      };
+      let flushScheduled = false;
+      const flush = (): void => {
+        flushScheduled = false;
+        if (over || writing) return;
         this.wake();
         writeNext();
       };
       body.on('data', onData);
       body.once('end', () => {
         ended = true;
-        if (!writing) writeNext();
+        if (!writing && !flushScheduled) writeNext();
       });
       body.once('error', stop);
       body.once('close', () => {
