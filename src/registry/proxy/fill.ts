@@ -133,9 +133,9 @@ export class BlobFill {
   /**
    * Takes the body's chunks as 'data' events (no async iterator: no promise per chunk) and
    * writes them to the temp file in order, one positional write at a time. Chunks of one
-   * event-loop turn, and chunks that arrive while a write is in flight, go out together, copied into one reused buffer
-   * (one thread-pool job and no new buffer per batch, instead of one per socket read), and the
-   * readers are woken once per batch, so each sends the batch in one socket write. Resolves
+   * event-loop turn, and chunks that arrive while a write is in flight, go out together,
+   * copied into one reused buffer (one thread-pool job and no new buffer per batch, instead of
+   * one per socket read), and the readers are woken once per batch, so each sends the batch in one socket write. Resolves
    * when every byte is written; rejects on a size overrun, a body error or a write error.
    */
   private pump(body: Readable): Promise<void> {
