@@ -7,7 +7,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { FillBody } from '../../src/registry/proxy/fill-body.js';
 import { BlobFill } from '../../src/registry/proxy/fill.js';
 import { FsBlobStore } from '../../src/store/fs/fs-blob-store.js';
 
@@ -64,6 +65,39 @@ export function consume(stream: Readable, hash: boolean): Promise<ReaderResult> 
   });
 }
 
+/**
+ * A client that takes bytes slowly enough to fill its buffer (the write callback comes a
+ * macrotask later, highWaterMark 64 KiB), so writers meet backpressure and wait for 'drain'.
+ */
+export function sink(hash: boolean): { dest: Writable; bytes: () => number; digest: () => string | undefined } {
+  const h = hash ? createHash('sha256') : undefined;
+  let bytes = 0;
+  const dest = new Writable({
+    highWaterMark: 64 * 1024,
+    write(chunk: Buffer, _enc, cb): void {
+      bytes += chunk.length;
+      h?.update(chunk);
+      setImmediate(cb);
+    },
+  });
+  return { dest, bytes: () => bytes, digest: () => (h ? `sha256:${h.digest('hex')}` : undefined) };
+}
+
+/** A body as the HTTP/1.1 route sends it: writeTo() for a FillBody, a pipe for a stream. */
+export async function consumeBody(body: Readable | FillBody, hash: boolean): Promise<ReaderResult> {
+  if (!(body instanceof FillBody)) return consume(body, hash);
+  const s = sink(hash);
+  try {
+    await body.writeTo(s.dest);
+    // As the route ends the response: what was handed over but is still buffered goes out.
+    await new Promise<void>((resolve) => s.dest.end(resolve));
+  } catch {
+    return { bytes: s.bytes(), outcome: 'error' };
+  }
+  const digest = s.digest();
+  return { bytes: s.bytes(), outcome: 'end', ...(digest ? { digest } : {}) };
+}
+
 export interface FanOutRun {
   fill: BlobFill;
   results: ReaderResult[];
@@ -72,9 +106,21 @@ export interface FanOutRun {
 
 /**
  * Starts one fill of `blob` (announced size = its length, digest = `digest`), attaches
- * `readers` readers at once, runs `body` into it, and waits for every reader and the fill.
+ * `readers` readers at once (Readable readers, or FillBody.writeTo into slow sinks), runs
+ * `body` into it, and waits for every reader and the fill.
  */
-export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: number; hash: boolean; body: Readable }): Promise<FanOutRun> {
+export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: number; hash: boolean; body: Readable; writeTo?: boolean }): Promise<FanOutRun> {
+  const size = opts.blob.bytes.length;
+  return withFill(opts, (fill) => Array.from({ length: opts.readers }, () => (opts.writeTo
+    ? consumeBody(new FillBody(fill, 0, size - 1), opts.hash)
+    : consume(fill.createReader(), opts.hash))));
+}
+
+/**
+ * One fill of `blob` fed by `body`, with the readers `attach` creates before it starts;
+ * resolves when every reader and the fill are over (the temp directory is then removed).
+ */
+export async function withFill<R>(opts: { blob: TestBlob; digest?: string; body: Readable }, attach: (fill: BlobFill) => Array<Promise<R>>): Promise<{ fill: BlobFill; results: R[]; commits: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'regcache-fanout-'));
   try {
     const store = new FsBlobStore(dir);
@@ -87,7 +133,7 @@ export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: n
       },
       discard: async () => undefined,
     });
-    const readers = Array.from({ length: opts.readers }, () => consume(fill.createReader(), opts.hash));
+    const readers = attach(fill);
     const [results] = await Promise.all([Promise.all(readers), fill.run(opts.body)]);
     await fill.settledPromise;
     return { fill, results, commits };

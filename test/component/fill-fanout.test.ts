@@ -12,18 +12,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { Admission } from '../../src/registry/proxy/admission.js';
 import { BlobCache } from '../../src/registry/proxy/blob-cache.js';
+import { FillBody } from '../../src/registry/proxy/fill-body.js';
 import { Pins } from '../../src/registry/proxy/pins.js';
 import { FsBlobStore } from '../../src/store/fs/fs-blob-store.js';
 import { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
 import { UpstreamClient } from '../../src/upstream/client.js';
 import { RegistryClient } from '../../src/upstream/registry-client.js';
-import { consume, fanOut, randomBlob, upstreamBody, type TestBlob } from './fill-fanout-harness.js';
+import { consumeBody, fanOut, randomBlob, sink, upstreamBody, withFill, type TestBlob } from './fill-fanout-harness.js';
 
 const READERS = 1000;
 const REPO = 'fan/out';
@@ -79,7 +81,9 @@ async function pullAll(cache: BlobCache, client: RegistryClient, digest: string)
   return Promise.all(Array.from({ length: READERS }, async () => {
     try {
       const answer = await cache.get(client, { upstream: 'fake.test', repo: REPO }, digest, 'GET', undefined);
-      return await consume(answer.body as Readable, true);
+      if (!(answer.body instanceof FillBody)) return { bytes: 0, outcome: 'rejected: not a FillBody' };
+      // A FillBody (size known) goes through writeTo, as an HTTP/1.1 response takes it.
+      return await consumeBody(answer.body as Readable | FillBody, true);
     } catch (err) {
       return { bytes: 0, outcome: `rejected: ${(err as Error).message}` };
     }
@@ -144,5 +148,66 @@ describe('fill fan-out without HTTP', () => {
     expect(run.fill.state).toBe('done');
     expect(run.commits).toBe(1);
     for (const r of run.results) expect(r).toEqual({ bytes: blob.bytes.length, digest: blob.digest, outcome: 'end' });
+  }, 60_000);
+
+  it('FillBody.writeTo into slow clients: every byte, in order, one commit', async () => {
+    const blob = randomBlob(6 * 1024 * 1024 + 123);
+    const run = await fanOut({ blob, readers: 50, hash: true, body: upstreamBody(blob.bytes, 50_001), writeTo: true });
+    expect(run.fill.state).toBe('done');
+    expect(run.commits).toBe(1);
+    for (const r of run.results) expect(r).toEqual({ bytes: blob.bytes.length, digest: blob.digest, outcome: 'end' });
+  }, 60_000);
+
+  it('FillBody.writeTo of a range sends exactly those bytes', async () => {
+    const blob = randomBlob(6 * 1024 * 1024);
+    const ranges: Array<[number, number]> = [[0, 0], [1000, 5_000_000], [4_194_000, 4_194_999], [blob.bytes.length - 10, blob.bytes.length - 1]];
+    const run = await withFill({ blob, body: upstreamBody(blob.bytes, 50_001) }, (fill) => ranges.map(([a, b]) => consumeBody(new FillBody(fill, a, b), true)));
+    ranges.forEach(([a, b], i) => {
+      const want = `sha256:${createHash('sha256').update(blob.bytes.subarray(a, b + 1)).digest('hex')}`;
+      expect(run.results[i]).toEqual({ bytes: b - a + 1, digest: want, outcome: 'end' });
+    });
+  }, 60_000);
+
+  it('a failed fill rejects every writeTo, also one whose client stopped reading', async () => {
+    const blob = randomBlob(6 * 1024 * 1024);
+    const corrupt = Buffer.from(blob.bytes);
+    corrupt.writeUInt8(corrupt.readUInt8(corrupt.length - 1) ^ 0xff, corrupt.length - 1);
+    // A client that takes 64 KiB and then never calls back: its writer waits for 'drain' forever.
+    let stalledBytes = 0;
+    const stalled = new Writable({
+      highWaterMark: 16 * 1024,
+      write(chunk: Buffer, _enc, cb): void {
+        stalledBytes += chunk.length;
+        if (stalledBytes < 64 * 1024) cb();
+      },
+    });
+    const run = await withFill({ blob, body: upstreamBody(corrupt) }, (fill) => [
+      new FillBody(fill, 0, blob.bytes.length - 1).writeTo(stalled).then(() => 'end', () => 'error'),
+      ...Array.from({ length: 10 }, () => consumeBody(new FillBody(fill, 0, blob.bytes.length - 1), false).then((r) => (r.bytes < blob.bytes.length ? r.outcome : 'whole'))),
+    ]);
+    expect(run.fill.state).toBe('failed');
+    expect(run.commits).toBe(0);
+    expect(run.results).toEqual(Array.from({ length: 11 }, () => 'error'));
+    stalled.destroy();
+  }, 60_000);
+
+  it('a client that leaves mid-blob gets a rejection; the fill and the other readers go on', async () => {
+    const blob = randomBlob(6 * 1024 * 1024);
+    const leaving = sink(false);
+    const run = await withFill({ blob, body: upstreamBody(blob.bytes) }, (fill) => {
+      const left = new FillBody(fill, 0, blob.bytes.length - 1).writeTo(leaving.dest).then(() => 'end', () => 'error');
+      const timer = setInterval(() => {
+        if (leaving.bytes() > 1024 * 1024) {
+          clearInterval(timer);
+          leaving.dest.destroy();
+        }
+      }, 1);
+      const others = Array.from({ length: 5 }, () => consumeBody(new FillBody(fill, 0, blob.bytes.length - 1), true).then((r) => r.digest === blob.digest && r.outcome));
+      return [left, ...others];
+    });
+    expect(run.results).toEqual(['error', 'end', 'end', 'end', 'end', 'end']);
+    expect(run.fill.state).toBe('done');
+    expect(run.commits).toBe(1);
+    expect(run.fill.isOpen).toBe(false);
   }, 60_000);
 });

@@ -19,6 +19,7 @@ import { discard } from '../../upstream/body.js';
 import type { RegistryClient } from '../../upstream/registry-client.js';
 import type { BlobAnswer } from '../repository.js';
 import type { Admission } from './admission.js';
+import { FillBody } from './fill-body.js';
 import { BlobFill, FillError } from './fill.js';
 import type { Pins } from './pins.js';
 import { toClientError } from './remote-errors.js';
@@ -276,12 +277,19 @@ export class BlobCache {
     this.d.metrics.cacheResults.inc({ upstream: scope.upstream, kind: 'blob', result: source });
     if (method === 'HEAD') return { digest, size: fill.size, source, ...(range ? { range } : {}) };
     const release = this.d.pins.pin(digest);
-    const body = fill.createReader(range?.start ?? 0, range?.end);
     this.d.metrics.fillWaiters.inc();
-    body.once('close', () => {
+    const done = (): void => {
       this.d.metrics.fillWaiters.dec();
       release();
-    });
+    };
+    // Size known: a body an HTTP/1.1 response takes without a stream (fill-body.ts).
+    if (fill.size !== undefined) {
+      const body = new FillBody(fill, range?.start ?? 0, range?.end ?? fill.size - 1);
+      body.onClose(done);
+      return { digest, size: fill.size, body, source, ...(range ? { range } : {}) };
+    }
+    const body = fill.createReader(range?.start ?? 0, range?.end);
+    body.once('close', done);
     return { digest, size: fill.size, body, source, ...(range ? { range } : {}) };
   }
 

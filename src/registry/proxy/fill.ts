@@ -4,13 +4,17 @@
  *
  * - The upstream body is hashed once as it arrives and appended to the temp file; `written`
  *   only grows after a write completed, so readers never read past durable-in-page-cache data.
- * - Readers use positional reads on the shared file handle, each at its own pace; a slow
- *   reader costs no memory, and a reader that goes away does not stop the fill.
+ *   The chunks of one event-loop turn, and those that arrive during a write, are written
+ *   together by one write.
+ * - Readers take recent chunks from a shared in-memory window, and older bytes by positional
+ *   reads on the shared file handle, each at its own pace; a slow reader costs no memory, and
+ *   a reader that goes away does not stop the fill. Two kinds of reader: createReader() (a
+ *   Readable, for HTTP/2 and chunked answers) and FillBody (fill-body.ts, for HTTP/1.1).
  * - No reader ever receives the final byte of its response before the digest is verified:
  *   on a mismatch or an upstream failure every reader is destroyed (the client sees an
  *   aborted response, never a clean end), the temp file is removed and nothing is committed.
- * - A reader with nothing to read puts one callback in a set; every progress (bytes received,
- *   bytes written, verified, failed) takes the whole set and calls each once. Waking N readers
+ * - A reader with nothing to read puts one callback in a set; every progress (a write batch
+ *   starts or completes, verified, failed) takes the whole set and calls each once. Waking N readers
  *   costs O(N) per chunk; EventEmitter listeners added and removed per chunk cost O(N^2)
  *   (1,000 readers of one 64 MiB fill: seconds of CPU instead of a fraction of one).
  */
@@ -28,12 +32,20 @@ export class FillError extends Error {
   }
 }
 
-const READ_CHUNK = 256 * 1024;
+/** Size of one read back from the temp file (readers behind the memory window). */
+export const READ_CHUNK = 256 * 1024;
 /**
  * The most recent upstream chunks stay in memory (shared, never copied) so readers at the
  * live edge are served without reading back what was just written.
  */
 const RECENT_WINDOW = 4 * 1024 * 1024;
+/**
+ * Received bytes not yet written that pause the upstream body. Well inside the window, so a
+ * byte leaves memory only after it is in the file (a reader behind never finds a gap for long).
+ */
+const MAX_UNWRITTEN = 1024 * 1024;
+/** Initial size of a fill's reused buffer for batched temp file writes. */
+const BATCH_BUFFER = 512 * 1024;
 
 export interface FillCallbacks {
   /** Called with the verified temp file; must move it into the store. */
@@ -56,6 +68,8 @@ export class BlobFill {
   private readers = 0;
   /** Readers waiting for progress; each is called once, then must wait again if still starved. */
   private waiters = new Set<() => void>();
+  /** One per reader, called once if the fill fails. */
+  private readonly aborts = new Set<() => void>();
   private readonly recent: Array<{ offset: number; buf: Buffer }> = [];
   private recentBytes = 0;
   private handleClosed = false;
@@ -84,28 +98,7 @@ export class BlobFill {
   /** Pumps the upstream body into the temp file. Never throws; the outcome is `state`. */
   async run(body: Readable): Promise<void> {
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (this.size !== undefined && this.received + chunk.length > this.size) {
-          throw new FillError('size', `upstream sent more than the announced ${this.size} bytes`);
-        }
-        this.hash.update(chunk);
-        // Readers at the live edge may take the chunk from memory at once ...
-        const offset = this.received;
-        this.recent.push({ offset, buf: chunk });
-        this.recentBytes += chunk.length;
-        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
-        this.received += chunk.length;
-        this.callbacks.onBytes?.(chunk.length);
-        this.wake();
-        // ... while readers behind the window read the file only up to what was written.
-        try {
-          await this.writeAll(chunk, offset);
-        } catch (err) {
-          throw new FillError('disk', `cannot write to the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-        this.written += chunk.length;
-        this.wake();
-      }
+      await this.pump(body);
       if (this.size !== undefined && this.written !== this.size) {
         throw new FillError('size', `upstream ended after ${this.written} of ${this.size} bytes`);
       }
@@ -137,11 +130,110 @@ export class BlobFill {
     this.maybeCloseHandle();
   }
 
+  /**
+   * Takes the body's chunks as 'data' events (no async iterator: no promise per chunk) and
+   * writes them to the temp file in order, one positional write at a time. Chunks of one
+   * event-loop turn, and chunks that arrive while a write is in flight, go out together,
+   * copied into one reused buffer (one thread-pool job and no new buffer per batch, instead of
+   * one per socket read), and the readers are woken once per batch, so each sends the batch in one socket write. Resolves
+   * when every byte is written; rejects on a size overrun, a body error or a write error.
+   */
+  private pump(body: Readable): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let queue: Buffer[] = [];
+      let unwritten = 0;
+      let writing = false;
+      let ended = false;
+      let over = false;
+      let batchBuf: Buffer | undefined;
+      const stop = (err: Error): void => {
+        if (over) return;
+        over = true;
+        body.off('data', onData);
+        reject(err);
+      };
+      const writeNext = (): void => {
+        if (over) return;
+        if (queue.length === 0) {
+          writing = false;
+          if (ended) {
+            over = true;
+            resolve();
+          }
+          return;
+        }
+        writing = true;
+        const n = unwritten;
+        let out: Buffer;
+        if (queue.length === 1) out = queue[0]!;
+        else {
+          if (!batchBuf || batchBuf.length < n) batchBuf = Buffer.allocUnsafe(Math.max(n, BATCH_BUFFER));
+          let at = 0;
+          for (const c of queue) at += c.copy(batchBuf, at);
+          out = batchBuf.subarray(0, n);
+        }
+        queue = [];
+        this.temp.write(out, this.written).then(() => {
+          unwritten -= n;
+          this.written += n;
+          this.wake();
+          if (unwritten < MAX_UNWRITTEN && body.isPaused() && !over) body.resume();
+          writeNext();
+        }, (err: NodeJS.ErrnoException) => {
+          stop(new FillError('disk', `cannot write to the store: ${err.code ?? err.message}`));
+        });
+      };
+      const onData = (chunk: Buffer): void => {
+        if (over) return;
+        if (this.size !== undefined && this.received + chunk.length > this.size) {
+          stop(new FillError('size', `upstream sent more than the announced ${this.size} bytes`));
+          return;
+        }
+        this.hash.update(chunk);
+        // Readers at the live edge take the chunk from memory ...
+        this.recent.push({ offset: this.received, buf: chunk });
+        this.recentBytes += chunk.length;
+        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
+        this.received += chunk.length;
+        this.callbacks.onBytes?.(chunk.length);
+        // ... while readers behind the window read the file only up to what was written.
+        queue.push(chunk);
+        unwritten += chunk.length;
+        if (unwritten >= MAX_UNWRITTEN) body.pause();
+        if (writing) return; // woken with the whole batch when the write in flight completes
+        // Nothing in flight: the chunks of this turn of the event loop (libuv reads a socket up
+        // to 32 times per poll) go out together, right after it.
+        if (!flushScheduled) {
+          flushScheduled = true;
+          setImmediate(flush);
+        }
+      };
+      let flushScheduled = false;
+      const flush = (): void => {
+        flushScheduled = false;
+        if (over || writing) return;
+        this.wake();
+        writeNext();
+      };
+      body.on('data', onData);
+      body.once('end', () => {
+        ended = true;
+        if (!writing && !flushScheduled) writeNext();
+      });
+      body.once('error', stop);
+      body.once('close', () => {
+        if (!ended) stop(new Error('upstream body closed before its end'));
+      });
+    });
+  }
+
   private fail(err: Error): void {
     this.state = 'failed';
     this.error = err;
     void this.callbacks.discard(this.temp).catch(() => undefined);
     this.wake();
+    // Readers held by their client (waiting for 'drain') learn it now, not when it reads again.
+    for (const abort of [...this.aborts]) abort();
   }
 
   /** Calls every waiting reader once. A reader that waits again joins the next round. */
@@ -152,12 +244,8 @@ export class BlobFill {
     for (const w of waiting) w();
   }
 
-  private writeAll(chunk: Buffer, position: number): Promise<void> {
-    return this.temp.write(chunk, position);
-  }
-
   /** Bytes at `pos` (up to `max`) from the in-memory window, or undefined if not there. */
-  private fromRecent(pos: number, max: number): Buffer | undefined {
+  fromRecent(pos: number, max: number): Buffer | undefined {
     const r = this.recent;
     if (r.length === 0 || pos < r[0]!.offset) return undefined;
     for (let i = r.length - 1; i >= 0; i--) {
@@ -187,23 +275,59 @@ export class BlobFill {
   }
 
   /**
+   * The reader side, for the readers here and in fill-body.ts. A reader holds the temp file
+   * open until it releases (exactly once); `onFail` runs once if the fill fails meanwhile.
+   */
+  hold(onFail?: () => void): () => void {
+    this.readers++;
+    if (onFail) this.aborts.add(onFail);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (onFail) this.aborts.delete(onFail);
+      this.readers--;
+      this.maybeCloseHandle();
+    };
+  }
+
+  /** Calls `fn` once at the next progress of the fill. */
+  wait(fn: () => void): void {
+    this.waiters.add(fn);
+  }
+
+  unwait(fn: () => void): void {
+    this.waiters.delete(fn);
+  }
+
+  /**
+   * Where a reader of bytes up to `last` (inclusive; undefined: to the end of the blob) at
+   * `pos` stands: 'end' when it has everything and the fill is verified, otherwise the offset it
+   * may read up to now (exclusive; <= pos: nothing yet). Until verified the last byte of the
+   * blob and of the range is held back.
+   */
+  limitFor(pos: number, end: number | undefined): number | 'end' {
+    const last = end ?? (this.size !== undefined ? this.size - 1 : undefined);
+    if (this.state === 'done' && pos > (last ?? this.received - 1)) return 'end';
+    const limit = this.readable();
+    if (last === undefined) return limit;
+    return Math.min(limit, this.state === 'done' ? last + 1 : last);
+  }
+
+  /** Positional read of written bytes (callers stay below `written`). */
+  readFile(into: Buffer, length: number, position: number): Promise<number> {
+    return this.temp.read(into, 0, length, position);
+  }
+
+  /**
    * A stream of bytes [start, end] (inclusive; end undefined = to the end of the blob).
    * It ends only after the fill is verified, and errors if the fill fails.
    */
   createReader(start = 0, end?: number): Readable {
-    this.readers++;
-    const spool = this.temp;
     const fill = this;
     let pos = start;
     let busy = false;
     let waiting = false;
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.readers--;
-      this.maybeCloseHandle();
-    };
     const stream = new Readable({
       // Small: a reader at the live edge takes shared chunks; nothing needs to queue here.
       highWaterMark: 64 * 1024,
@@ -216,6 +340,7 @@ export class BlobFill {
         cb(err);
       },
     });
+    const release = this.hold(() => stream.destroy(fill.error));
     const wake = (): void => {
       waiting = false;
       void pump();
@@ -223,11 +348,11 @@ export class BlobFill {
     const unsubscribe = (): void => {
       if (!waiting) return;
       waiting = false;
-      fill.waiters.delete(wake);
+      fill.unwait(wake);
     };
     const wait = (): void => {
       waiting = true;
-      fill.waiters.add(wake);
+      fill.wait(wake);
     };
     // One pump at a time: positional reads must not overlap or repeat.
     const pump = async (): Promise<void> => {
@@ -240,15 +365,12 @@ export class BlobFill {
             stream.destroy(fill.error);
             return;
           }
-          const last = end ?? (fill.size !== undefined ? fill.size - 1 : undefined);
-          if (fill.state === 'done' && pos > (last ?? fill.received - 1)) {
+          const limit = fill.limitFor(pos, end);
+          if (limit === 'end') {
             stream.push(null);
             release();
             return;
           }
-          // Until verified, hold back the last byte of the blob and of the range.
-          let limit = fill.readable();
-          if (last !== undefined) limit = Math.min(limit, fill.state === 'done' ? last + 1 : last);
           if (limit - pos <= 0) {
             wait();
             return;
@@ -267,7 +389,7 @@ export class BlobFill {
           }
           const len = Math.min(avail, READ_CHUNK);
           const buf = Buffer.allocUnsafe(len);
-          const bytesRead = await spool.read(buf, 0, len, pos);
+          const bytesRead = await fill.readFile(buf, len, pos);
           if (stream.destroyed) return;
           if (bytesRead === 0) {
             stream.destroy(new FillError('disk', 'temp file shorter than written'));
