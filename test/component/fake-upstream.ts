@@ -23,6 +23,8 @@ export interface FakeUpstream {
   count(method: string, kind: FakeRequest['kind']): number;
   putBlob(repo: string, bytes: Buffer): string;
   putManifest(repo: string, body: Buffer, mediaType: string, tag?: string): string;
+  /** Removes a tag (its manifest stays, by digest). */
+  deleteTag(repo: string, tag: string): void;
   /** Answers requests first: return true when it answered. */
   script: Script | undefined;
   referrersApi: boolean;
@@ -55,6 +57,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       links.add(`${repo}@${d}`);
       if (tag) tags.set(`${repo}:${tag}`, d);
       return d;
+    },
+    deleteTag(repo, tag) {
+      tags.delete(`${repo}:${tag}`);
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
