@@ -16,6 +16,16 @@ export interface FakeRequest {
 
 export type Script = (req: FakeRequest, res: ServerResponse) => boolean | Promise<boolean>;
 
+/** A script serving 5 wrong bytes for one blob: its digest never matches (a corrupt upstream). */
+export function corruptBlob(digest: string): Script {
+  return (req, res) => {
+    if (req.kind !== 'blob' || !req.path.endsWith(digest)) return false;
+    res.writeHead(200, { 'content-length': '5' });
+    res.end('xxxxx');
+    return true;
+  };
+}
+
 export interface FakeUpstream {
   url: string;
   requests: FakeRequest[];

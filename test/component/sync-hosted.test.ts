@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { imageParts } from '../contract/repository.contract.js';
 import { HOSTED } from '../../src/store/metadata-store.js';
-import type { FakeUpstream } from './fake-upstream.js';
+import { corruptBlob, type FakeUpstream } from './fake-upstream.js';
 import { HOST, startProxy, type ProxyHarness } from './proxy-harness.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -120,12 +120,7 @@ describe('sync jobs with a hosted target', () => {
       const new2 = seed(h.up, 'lib/app', 'v2', '-new');
       h.up.deleteTag('lib/app', 'v3');
       // v2's new layer is corrupt at the upstream: its digest never matches.
-      h.up.script = (req, res) => {
-        if (req.kind !== 'blob' || !req.path.endsWith(new2.blobs[1]!)) return false;
-        res.writeHead(200, { 'content-length': '5' });
-        res.end('xxxxx');
-        return true;
-      };
+      h.up.script = corruptBlob(new2.blobs[1]!);
       const run = await h.app.sync.runNow('app', { wait: true });
       expect(run).toMatchObject({ result: 'FAIL', counts: { synced: 1, failed: 1 } });
       if (rollback) {
