@@ -45,7 +45,8 @@ export interface SyncJobConfig {
   retries: number;
   /** First retry delay (ms); doubles per retry. */
   retryDelay: number;
-  target: 'cache';
+  /** `cache`, or `hosted:<repository>`: a mirror in that hosted repository (jobs/hosted-target.ts). */
+  target: 'cache' | `hosted:${string}`;
   rollback: boolean;
 }
 

@@ -24,7 +24,8 @@ export interface JobRun {
   trigger: 'schedule' | 'now' | 'start' | 'retry';
   result?: 'SUCCESS' | 'FAIL' | 'CANCEL' | 'INTERRUPTED';
   error?: string;
-  counts: { synced: number; unchanged: number; failed: number; pending: number };
+  /** `removed`: tags a hosted-target run took out of its mirror (removed upstream or no longer matching). */
+  counts: { synced: number; unchanged: number; failed: number; pending: number; removed?: number };
   bytes: number;
   tags?: TagOutcome[];
 }

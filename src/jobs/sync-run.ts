@@ -7,6 +7,8 @@
  * is fetching shares that one fill; every byte is verified before it is kept). Every
  * upstream request a run starts goes through the upstream's budget. A 429, or Docker Hub's
  * `ratelimit-remaining` below the floor, stops the run (StopRun) instead of hammering.
+ * With a hosted target the fetched content is then linked into the hosted repository and
+ * the tags are set there (hosted-target.ts); tags the listing no longer has are removed.
  */
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,12 +16,13 @@ import type { SyncJobConfig } from '../config/types.js';
 import { OciError } from '../protocol/errors.js';
 import { isValidDigest } from '../protocol/grammar.js';
 import { parseManifest } from '../protocol/media-types.js';
-import { parseSyncSource } from '../protocol/sync-source.js';
+import { hostedTargetOf, parseSyncSource } from '../protocol/sync-source.js';
 import { compileTagFilter } from '../protocol/tag-pattern.js';
 import type { BlobAnswer, ManifestGet, Repository } from '../registry/repository.js';
 import type { BlobBody } from '../store/blob-store.js';
-import type { MetadataStore, RepoRef } from '../store/metadata-store.js';
+import { HOSTED, type MetadataStore, type RepoRef } from '../store/metadata-store.js';
 import { RemoteError, type RegistryClient } from '../upstream/registry-client.js';
+import { linkManifest, pruneTags } from './hosted-target.js';
 import type { JobRun, TagOutcome } from './job-control.js';
 import { selectChildren } from './platforms.js';
 import type { UpstreamBudget } from './upstream-budget.js';
@@ -192,6 +195,9 @@ async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortControll
   // With rollback the job keeps holding the old set until the whole run succeeded.
   const held: Record<string, string> = job.rollback ? {} : input.heldOut;
   const staged: Array<{ scope: RepoRef; tag: string; digest: string }> = [];
+  const hostedRepo = hostedTargetOf(job);
+  // Where the tags live: the proxy's cache scope, or the hosted mirror.
+  const destOf = (scope: RepoRef): RepoRef => hostedRepo !== undefined ? { upstream: HOSTED, repo: hostedRepo } : scope;
 
   const isComplete = async (scope: RepoRef, digest: string): Promise<boolean> => {
     const row = await d.meta.getManifest(digest);
@@ -248,7 +254,8 @@ async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortControll
       }
       const digest = head.digest;
       if (!digest || !isValidDigest(digest)) throw new Error('upstream HEAD gave no valid Docker-Content-Digest');
-      if ((await d.meta.getTag(scope, tag))?.digest === digest && (await isComplete(scope, digest))) {
+      const dest = destOf(scope);
+      if ((await d.meta.getTag(dest, tag))?.digest === digest && (await isComplete(dest, digest))) {
         held[ref] = digest;
         run.counts.unchanged++;
         tags.push({ ref, outcome: 'unchanged', digest });
@@ -262,9 +269,12 @@ async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortControll
         const body = m === digest ? top : await fetchManifest(repository, scope, m);
         const blobs = parseManifest(body, '')?.blobs.map((b) => b.digest).filter(isValidDigest) ?? [];
         await Promise.all(blobs.map((b) => fetchBlob(repository, scope, b)));
+        if (dest !== scope && m !== digest) await linkManifest(d.meta, dest, m, d.now());
       }
-      if (job.rollback) staged.push({ scope, tag, digest });
-      else await setTag(scope, tag, digest);
+      // The index last, once its chosen children are there.
+      if (dest !== scope) await linkManifest(d.meta, dest, digest, d.now());
+      if (job.rollback) staged.push({ scope: dest, tag, digest });
+      else await setTag(dest, tag, digest);
       held[ref] = digest;
       run.counts.synced++;
       tags.push({ ref, outcome: 'synced', digest });
@@ -281,16 +291,24 @@ async function runTags(d: SyncRunDeps, input: SyncRunInput, inner: AbortControll
 
   const setTag = async (scope: RepoRef, tag: string, digest: string): Promise<void> => {
     await d.meta.putTag(scope, tag, digest, d.now());
-    d.forgetTag(scope, tag);
+    if (scope.upstream !== HOSTED) d.forgetTag(scope, tag);
+  };
+  // A mirror holds exactly the matching tags: the others (removed upstream, or no longer
+  // matching) go once the listing is known to be complete.
+  const prune = async (): Promise<void> => {
+    if (hostedRepo === undefined) return;
+    const removed = await pruneTags(d.meta, { upstream: HOSTED, repo: hostedRepo }, new Set(work.map((w) => w.tag)));
+    run.counts.removed = removed.length;
   };
 
   // 2. The tags, a few at a time; the first StopRun (or cancel) ends the run.
   await pool(work.length, workers, signal, (i) => syncTag(work[i]!.repo, work[i]!.tag), inner);
-  if (!job.rollback) return;
+  if (!job.rollback) return prune();
   if (run.counts.failed > 0) {
     Object.assign(input.heldOut, input.held);
     return;
   }
   for (const s of staged) await setTag(s.scope, s.tag, s.digest);
+  await prune();
   Object.assign(input.heldOut, held);
 }

@@ -29,3 +29,8 @@ export function parseSyncSource(source: string): SyncSource | { problem: string 
 export function inNamespace(prefix: string, repo: string): boolean {
   return repo.startsWith(`${prefix}/`);
 }
+
+/** The hosted repository a sync job mirrors into (`target: hosted:<repository>`), or undefined for `cache`. */
+export function hostedTargetOf(job: { target: string }): string | undefined {
+  return job.target.startsWith('hosted:') ? job.target.slice('hosted:'.length) : undefined;
+}

@@ -16,6 +16,16 @@ export interface FakeRequest {
 
 export type Script = (req: FakeRequest, res: ServerResponse) => boolean | Promise<boolean>;
 
+/** A script serving 5 wrong bytes for one blob: its digest never matches (a corrupt upstream). */
+export function corruptBlob(digest: string): Script {
+  return (req, res) => {
+    if (req.kind !== 'blob' || !req.path.endsWith(digest)) return false;
+    res.writeHead(200, { 'content-length': '5' });
+    res.end('xxxxx');
+    return true;
+  };
+}
+
 export interface FakeUpstream {
   url: string;
   requests: FakeRequest[];
@@ -23,6 +33,8 @@ export interface FakeUpstream {
   count(method: string, kind: FakeRequest['kind']): number;
   putBlob(repo: string, bytes: Buffer): string;
   putManifest(repo: string, body: Buffer, mediaType: string, tag?: string): string;
+  /** Removes a tag (its manifest stays, by digest). */
+  deleteTag(repo: string, tag: string): void;
   /** Answers requests first: return true when it answered. */
   script: Script | undefined;
   referrersApi: boolean;
@@ -55,6 +67,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       links.add(`${repo}@${d}`);
       if (tag) tags.set(`${repo}:${tag}`, d);
       return d;
+    },
+    deleteTag(repo, tag) {
+      tags.delete(`${repo}:${tag}`);
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../src/app.js';
 import { validateConfig } from '../../src/config/validate.js';
 import { bodyBytes, imageParts } from '../contract/repository.contract.js';
-import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
+import { corruptBlob, startFakeUpstream, type FakeUpstream } from './fake-upstream.js';
 import { HOST, startProxy, type ProxyHarness } from './proxy-harness.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -221,12 +221,7 @@ describe('sync jobs', () => {
       const new1 = seed(h.up, 'lib/app', 'v1');
       const new2 = seed(h.up, 'lib/app', 'v2');
       // v2's new layer is corrupt at the upstream: its digest never matches.
-      h.up.script = (req, res) => {
-        if (req.kind !== 'blob' || !req.path.endsWith(new2.blobs[1]!)) return false;
-        res.writeHead(200, { 'content-length': '5' });
-        res.end('xxxxx');
-        return true;
-      };
+      h.up.script = corruptBlob(new2.blobs[1]!);
       const run = await h.app.sync.runNow('app', { wait: true });
       expect(run).toMatchObject({ result: 'FAIL', counts: { synced: 1, failed: 1 } });
       const scope = { upstream: HOST, repo: 'lib/app' };

@@ -49,9 +49,19 @@ describe('sync config', () => {
     expect(error({ sync: { q: { source: 'quay.io/org/*' } } })).toBe('');
   });
 
-  it('target hosted is refused for now, with the reason', () => {
-    expect(error({ sync: { a: { source: 'quay.io/a', target: 'hosted' } } })).toMatch(/^sync\.a\.target: hosted targets are not available yet/);
+  it('a hosted target names one hosted repository, written by one job, with sparseIndex for a platform filter', () => {
+    const hosted = { 'mirror/**': {}, 'multi/**': { sparseIndex: true } };
     expect(error({ sync: { a: { source: 'quay.io/a', target: 'cache' } } })).toBe('');
+    expect(validateConfig({ upstreams: UPSTREAMS, hostedRepositories: hosted, sync: { a: { source: 'quay.io/a', target: 'hosted:mirror/a' } } }).sync[0]!.target).toBe('hosted:mirror/a');
+    expect(error({ sync: { a: { source: 'quay.io/a', target: 'hosted' } } })).toBe('sync.a.target: must be `cache` or `hosted:<repository>`');
+    expect(error({ sync: { a: { source: 'quay.io/a', target: 'hosted:Bad' } } })).toMatch(/^sync\.a\.target: "Bad" is not a valid repository name/);
+    expect(error({ sync: { a: { source: 'quay.io/a', target: 'hosted:team/a' } } })).toBe('sync.a.target: team/a matches no hostedRepositories pattern: add one for it');
+    expect(error({ hostedRepositories: hosted, sync: { a: { source: 'quay.io/org/*', target: 'hosted:mirror/a' } } })).toMatch(/^sync\.a\.target: a hosted target takes one source repository, not a namespace/);
+    expect(error({ hostedRepositories: hosted, sync: { a: { source: 'quay.io/a', target: 'hosted:mirror/a', platforms: 'linux/amd64' } } }))
+      .toBe('sync.a.target: a platform filter keeps indexes without every child: hostedRepositories.mirror/**.sparseIndex must be true');
+    expect(error({ hostedRepositories: hosted, sync: { a: { source: 'quay.io/a', target: 'hosted:multi/a', platforms: 'linux/amd64' } } })).toBe('');
+    expect(error({ hostedRepositories: hosted, sync: { a: { source: 'quay.io/a', target: 'hosted:mirror/a' }, b: { source: 'quay.io/b', target: 'hosted:mirror/a' } } }))
+      .toBe('sync.b.target: mirror/a is already the target of sync job a');
   });
 
   it('limits and webhooks name configured upstreams and jobs', () => {

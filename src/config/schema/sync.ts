@@ -6,7 +6,9 @@
 import type { Config, SyncJobConfig, SyncLimitsConfig, WebhookConfig } from '../types.js';
 import { fail } from '../errors.js';
 import { registryHostProblem } from '../endpoint-rules.js';
-import { parseSyncSource } from '../../protocol/sync-source.js';
+import { GlobSet } from '../../protocol/glob.js';
+import { isValidName } from '../../protocol/grammar.js';
+import { hostedTargetOf, parseSyncSource } from '../../protocol/sync-source.js';
 import { tagFilterProblem } from '../../protocol/tag-pattern.js';
 import { key, section } from './define.js';
 import { bool, duration, int, orOff, str, stringList } from './values.js';
@@ -38,12 +40,14 @@ function startAt(v: unknown, k: string): number {
   return t;
 }
 
-function target(v: unknown, k: string): 'cache' {
+function target(v: unknown, k: string): SyncJobConfig['target'] {
   if (v === 'cache') return 'cache';
-  if (typeof v === 'string' && (v === 'hosted' || v.startsWith('hosted'))) {
-    fail(k, 'hosted targets are not available yet (they need hosted repositories); use `cache`');
+  if (typeof v === 'string' && v.startsWith('hosted:')) {
+    const repo = v.slice('hosted:'.length);
+    if (!isValidName(repo)) fail(k, `${JSON.stringify(repo)} is not a valid repository name (hosted:<repository>, e.g. hosted:mirror/node-exporter)`);
+    return `hosted:${repo}`;
   }
-  fail(k, 'must be `cache`');
+  fail(k, 'must be `cache` or `hosted:<repository>`');
 }
 
 function positiveDuration(v: unknown, k: string): number {
@@ -64,8 +68,8 @@ export const sync = section<Omit<SyncJobConfig, 'name'>>('sync', 'map', {
   enabled: key(bool, { default: true, apply: 'live', doc: 'scheduled runs happen; a disabled job still runs on `sync now`' }),
   retries: key(int(0), { default: 3, apply: 'live', doc: 'failed runs retried this many times before waiting for the next interval' }),
   retryDelay: key(positiveDuration, { default: '1m', apply: 'live', doc: 'delay before the first retry; doubles for each further one' }),
-  target: key(target, { default: 'cache', apply: 'live', doc: '`cache`: pre-warm the cache, and keep what the job holds from retention (hosted targets: not yet)' }),
-  rollback: key(bool, { default: false, apply: 'live', doc: 'tags switch to their new digests only when the whole run succeeds; else each tag as it syncs' }),
+  target: key(target, { default: 'cache', apply: 'live', doc: '`cache`: pre-warm the cache, and keep what the job holds from retention; `hosted:<repository>`: mirror into that hosted repository (exactly the matching tags; pushes to it refused)' }),
+  rollback: key(bool, { default: false, apply: 'live', doc: 'tags switch to their new digests (and, with a hosted target, tags that stopped matching are removed) only when the whole run succeeds; else each tag as it syncs' }),
 }, {
   entry: { field: 'name', doc: '<name>', nameProblem },
   check: (j, prefix) => {
@@ -125,6 +129,25 @@ export function checkSync(cfg: Config): void {
     if (src.kind === 'namespace' && (up.host === 'docker.io' || /^https?:\/\/(registry-1|index)\.docker\.io(\/|$)/.test(up.url))) {
       fail(`sync.${j.name}.source`, `${src.host} cannot list its repositories (Docker Hub has no catalog): name each repository as its own job`);
     }
+  }
+  // A hosted target: one repository source into one hosted repository that no other job
+  // writes, whose pattern allows the sparse index a platform filter leaves.
+  const patterns = new GlobSet(cfg.hostedRepositories.map((p) => [p.pattern, p] as const));
+  const owners = new Map<string, string>();
+  for (const j of cfg.sync) {
+    const repo = hostedTargetOf(j);
+    if (repo === undefined) continue;
+    const k = `sync.${j.name}.target`;
+    const src = parseSyncSource(j.source);
+    if (!('problem' in src) && src.kind === 'namespace') fail(k, 'a hosted target takes one source repository, not a namespace: name each repository as its own job');
+    const p = patterns.first(repo);
+    if (!p) fail(k, `${repo} matches no hostedRepositories pattern: add one for it`);
+    if (j.platforms.length > 0 && !p.value.sparseIndex) {
+      fail(k, `a platform filter keeps indexes without every child: hostedRepositories.${p.pattern}.sparseIndex must be true`);
+    }
+    const other = owners.get(repo);
+    if (other !== undefined) fail(k, `${repo} is already the target of sync job ${other}`);
+    owners.set(repo, j.name);
   }
   for (const l of cfg.syncLimits) if (!hosts.has(l.host)) fail(`syncLimits.${l.host}`, `${l.host} is not a configured upstream`);
   const names = new Set(cfg.sync.map((j) => j.name));

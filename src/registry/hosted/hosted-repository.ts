@@ -62,8 +62,15 @@ export class HostedRepository implements Repository {
   readonly kind = 'hosted' as const;
   readonly name: RepoRef;
 
-  constructor(private readonly d: HostedDeps, repo: string, private readonly policy: HostedRepositoryConfig) {
+  /** `mirroredBy`: the sync job whose mirror this is; then every client write is refused. */
+  constructor(private readonly d: HostedDeps, repo: string, private readonly policy: HostedRepositoryConfig, private readonly mirroredBy?: string) {
     this.name = { upstream: HOSTED, repo };
+  }
+
+  /** A sync job's mirror holds exactly what the job put there (Quay's mirror repositories are read-only). */
+  private refuseMirror(): void {
+    if (this.mirroredBy === undefined) return;
+    throw new OciError('UNSUPPORTED', `${this.name.repo} is a mirror kept by sync job ${this.mirroredBy} (sync.${this.mirroredBy}.target): pushes and deletes are refused`, { name: this.name.repo, job: this.mirroredBy });
   }
 
   // ---- manifests ----
@@ -88,6 +95,7 @@ export class HostedRepository implements Repository {
   }
 
   async putManifest(reference: string, body: Readable, contentType: string | undefined): Promise<{ digest: string; headers?: Record<string, string> }> {
+    this.refuseMirror();
     const isDigest = looksLikeDigest(reference);
     const bytes = await readLimited(body, this.d.maxManifestSize());
     const m = checkPushedManifest(bytes, contentType, reference, isDigest);
@@ -126,6 +134,7 @@ export class HostedRepository implements Repository {
   }
 
   async deleteManifest(reference: string): Promise<void> {
+    this.refuseMirror();
     if (!looksLikeDigest(reference)) {
       if (!this.policy.deleteTags) throw notAllowed('deleting tags', 'deleteTags');
       if (!(await this.d.meta.deleteTag(this.name, reference))) throw new OciError('MANIFEST_UNKNOWN', 'tag unknown', { tag: reference });
@@ -158,6 +167,7 @@ export class HostedRepository implements Repository {
   }
 
   async deleteBlob(digest: string): Promise<void> {
+    this.refuseMirror();
     if (!this.policy.deleteBlobs) throw notAllowed('deleting blobs', 'deleteBlobs');
     if ((await this.d.meta.blobSize(digest)) === undefined || !(await this.d.meta.unlink(this.name, digest))) {
       throw new OciError('BLOB_UNKNOWN', 'blob unknown', { digest });
@@ -180,6 +190,7 @@ export class HostedRepository implements Repository {
   }
 
   async upload(op: UploadOp): Promise<UploadAnswer> {
+    this.refuseMirror();
     const repo = this.name.repo;
     const s = this.d.sessions;
     switch (op.op) {

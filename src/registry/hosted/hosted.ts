@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Config, HostedRepositoryConfig } from '../../config/types.js';
 import { GlobSet } from '../../protocol/glob.js';
+import { hostedTargetOf } from '../../protocol/sync-source.js';
 import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../../service.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import type { MetadataStore } from '../../store/metadata-store.js';
@@ -53,7 +54,12 @@ export class Hosted implements Service {
     return new HostedRepository({
       blobs: this.d.blobs, meta: this.d.meta, sessions: this.sessions, pins: this.d.pins, now: this.d.now,
       maxManifestSize: () => this.config.hosted.maxManifestSize,
-    }, fullName, policy);
+    }, fullName, policy, this.mirroredBy(fullName));
+  }
+
+  /** The sync job that keeps `fullName` as its mirror (`target: hosted:<name>`): clients may not write there. */
+  mirroredBy(fullName: string): string | undefined {
+    return this.config.sync.find((j) => hostedTargetOf(j) === fullName)?.name;
   }
 
   /** Removes upload sessions idle for longer than hosted.uploadExpiry; returns how many. */
