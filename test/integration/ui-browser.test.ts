@@ -112,7 +112,6 @@ describe('the page in chromium', () => {
     await page.getByRole('button', { name: 'Sync nightly now' }).click();
     try {
       await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SYNCING');
-      await page.screenshot({ path: join(IMG, 'ui-jobs.png'), fullPage: true });
     } finally {
       release();
     }
@@ -124,5 +123,6 @@ describe('the page in chromium', () => {
     await page.getByRole('button', { name: `Show ${HOST}/library/app` }).click();
     await expect.poll(() => page.locator('#tags').textContent(), { timeout: 10_000 }).toContain('pinned by a job');
     expect(await page.locator('#tags tbody tr').count()).toBe(2);
+    await page.screenshot({ path: join(IMG, 'ui-jobs.png'), fullPage: true });
   });
 });
