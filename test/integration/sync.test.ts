@@ -76,7 +76,9 @@ describe('sync jobs against docker-registry', () => {
     const expected = [...tagsOf(1).filter((t) => t !== 'v1.9'), 'v2.0', 'v2.1', 'v2.2', 'v2.3', 'v2.4'];
     fw.reset();
     const first = await cli(['now', 'web', '--wait']);
-    expect(first.stderr).toBe('');
+    // Progress as plain lines on stderr (no terminal); the result alone on stdout.
+    expect(first.stderr).toMatch(/sync: web: tags \(14\)\nsync: web: tags: 14 done\n$/);
+    expect(first.stderr).not.toContain('\x1b');
     expect(first.stdout).toMatch(/^web: SUCCESS \(14 synced, 0 unchanged, 0 failed, \d+ bytes\)\n$/);
     expect(first.code).toBe(0);
     // Each image's config and layer once, each manifest once by digest.
