@@ -100,6 +100,19 @@ describe('sync jobs against docker-registry', () => {
     expect(list.stdout).toMatch(/\nweb +SUCCESS \(disabled\) +\S+ +- +0 synced, 14 unchanged, 0 failed\n/);
   });
 
+  it('now --wait on a terminal draws a bar of the tags done and gives the cursor back; the result follows', async () => {
+    // Under a pseudo-terminal (util-linux `script`), as a user at a shell would run it.
+    const command = [process.execPath, CLI_PATH, 'sync', 'now', 'web', '--wait', '--config', rc.configPath].map((a) => `'${a}'`).join(' ');
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'xterm', HOME: process.env.HOME ?? '/root' };
+    const r = await runCommand('script', ['-qfec', command, '/dev/null'], { env, timeoutMs: 120_000 });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toContain('\x1b[?25l');
+    expect(r.stdout.lastIndexOf('\x1b[?25h')).toBeGreaterThan(r.stdout.lastIndexOf('\x1b[?25l'));
+    expect(r.stdout).toMatch(/tags \[[=-]+\] 14\/14/);
+    expect(r.stdout).not.toContain('sync: web: tags');
+    expect(r.stdout).toMatch(/web: SUCCESS \(0 synced, 14 unchanged, 0 failed, 0 bytes\)\r?\n$/);
+  });
+
   it('fetches only the chosen platform (counted at the forwarder) and serves the upstream index digest', async () => {
     fw.reset();
     const r = await cli(['now', 'multi', '--wait']);
