@@ -12,6 +12,8 @@ import type { JobDetail, JobRun, JobSummary } from '../jobs/job-control.js';
 import { parseArgs, UsageError, type CliIo, type Command } from './args.js';
 import { mainUrl } from './healthcheck.js';
 import { loadCommandConfig } from './overrides.js';
+import { createProgress } from './progress.js';
+import { waitForRun } from './sync-wait.js';
 
 const HELP = `usage: regcache sync list|status NAME|now NAME|cancel NAME [--wait] [--json] [--config FILE] [--listen HOST:PORT] [--username U --password-file F]
 
@@ -21,7 +23,8 @@ on loopback), or --listen.
   status    one job: state, counts, last error, last webhook delivery, recent runs
   now       start a run now
   cancel    cancel the job's running run (exit 1 when none was running)
-  --wait                 with now: wait for the run's end; exit 0 only when it succeeded
+  --wait                 with now: wait for the run's end, showing its progress on stderr
+                         (a bar on a terminal, plain lines otherwise); exit 0 only when it succeeded
   --json                 print the API's JSON answer
   --config FILE          the config to take the listener from (default: as serve)
   --listen HOST:PORT     the server's main listener, instead of the config's
@@ -113,17 +116,24 @@ export const sync: Command = async (argv, io) => {
   const auth = user !== undefined ? `Basic ${Buffer.from(`${user}:${password ?? ''}`).toString('base64')}` : undefined;
 
   const base = mainUrl(config);
-  const path = action === 'list' ? '/api/v1/sync' : action === 'status' ? `/api/v1/sync/${encodeURIComponent(name!)}` : `/api/v1/sync/${encodeURIComponent(name!)}/${action}${args.booleans.has('wait') ? '?wait=1' : ''}`;
-  let a: Answer;
-  try {
-    a = await call(base + path, action === 'list' || action === 'status' ? 'GET' : 'POST', auth);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ECONNREFUSED') throw new Error(`regcache is not running at ${base} (connection refused); start it with regcache serve, or give --listen`);
-    throw new Error(`cannot reach regcache at ${base}: ${code ?? (err as Error).message}`);
-  }
-  if (a.status === 401) throw new Error(`${base} needs credentials for the sync API: --username and --password-file (or REGCACHE_USERNAME/REGCACHE_PASSWORD)`);
-  if (a.status >= 400) throw new Error(`${action} ${name ?? ''}: ${errorText(a)}`.replace('  ', ' '));
+  // --wait with --json: the server waits and answers the run; without --json the CLI polls to show progress.
+  const serverWaits = args.booleans.has('wait') && args.booleans.has('json');
+  const jobPath = `/api/v1/sync/${encodeURIComponent(name ?? '')}`;
+  const path = action === 'list' ? '/api/v1/sync' : action === 'status' ? jobPath : `${jobPath}/${action}${serverWaits ? '?wait=1' : ''}`;
+  const request = async (method: 'GET' | 'POST', p: string): Promise<Answer> => {
+    let a: Answer;
+    try {
+      a = await call(base + p, method, auth);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNREFUSED') throw new Error(`regcache is not running at ${base} (connection refused); start it with regcache serve, or give --listen`);
+      throw new Error(`cannot reach regcache at ${base}: ${code ?? (err as Error).message}`);
+    }
+    if (a.status === 401) throw new Error(`${base} needs credentials for the sync API: --username and --password-file (or REGCACHE_USERNAME/REGCACHE_PASSWORD)`);
+    if (a.status >= 400) throw new Error(`${action} ${name ?? ''}: ${errorText(a)}`.replace('  ', ' '));
+    return a;
+  };
+  const a = await request(action === 'list' || action === 'status' ? 'GET' : 'POST', path);
   if (args.booleans.has('json')) {
     io.stdout(JSON.stringify(a.body, null, 2) + '\n');
   } else if (action === 'list') printList(io, (a.body as { jobs: JobSummary[] }).jobs);
@@ -134,7 +144,10 @@ export const sync: Command = async (argv, io) => {
     return cancelled ? 0 : 1;
   }
   if (action === 'now') {
-    const run = (a.body as { run: JobRun }).run;
+    let run = (a.body as { run: JobRun }).run;
+    if (args.booleans.has('wait') && !serverWaits) {
+      run = await waitForRun(run.id, async () => (await request('GET', jobPath)).body as JobDetail, createProgress(`sync: ${name}`, io));
+    }
     if (!args.booleans.has('json')) {
       io.stdout(args.booleans.has('wait') ? `${name}: ${run.result} (${counts(run)}, ${run.bytes} bytes)${run.error ? `: ${run.error}` : ''}\n` : `${name}: run ${run.id} started\n`);
     }

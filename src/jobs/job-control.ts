@@ -58,4 +58,9 @@ export interface JobControl {
   runNow(name: string, opts?: { wait?: boolean }): Promise<JobRun | undefined>;
   /** Cancels a running job; false when it was not running. */
   cancel(name: string): boolean;
+  /**
+   * Whether a job pins `digest` (an image it holds, kept from retention): shown per tag by
+   * the admin API. Optional: a JobControl without it pins nothing.
+   */
+  holds?(digest: string): boolean;
 }

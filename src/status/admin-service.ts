@@ -63,7 +63,8 @@ export class AdminService implements Admin {
   }
 
   repository(ref: RepoRef, opts: { last?: string; n: number }): Promise<RepositoryDetail | undefined> {
-    return repositoryDetail(this.d.meta, ref, opts);
+    const jobs = this.d.jobs;
+    return repositoryDetail(this.d.meta, ref, opts, (digest) => jobs?.holds?.(digest) ?? false);
   }
 
   private async cachedTag(ref: RepoRef, tag: string): Promise<void> {

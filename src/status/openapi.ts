@@ -58,13 +58,16 @@ export const OPENAPI = {
       },
       Repository: {
         type: 'object',
-        properties: { name: { type: 'string' }, upstream: { type: 'string' }, repo: { type: 'string' }, hosted: { type: 'boolean' }, tags: { type: 'integer' }, bytes: { type: 'integer' }, lastPull: { type: ['string', 'null'] } },
+        properties: { name: { type: 'string' }, upstream: { type: 'string' }, repo: { type: 'string' }, hosted: { type: 'boolean' }, tags: { type: 'integer' }, bytes: { type: 'integer' }, lastPull: { type: ['string', 'null'] },
+          lastPush: { type: ['string', 'null'], description: 'hosted repositories: latest manifest or tag push; null for cached ones' } },
       },
       Tag: {
         type: 'object',
         properties: {
           tag: { type: 'string' }, digest: { type: 'string' }, mediaType: { type: ['string', 'null'] }, platforms: { type: 'array', items: { type: 'string' } },
           bytes: { type: 'integer' }, lastPull: { type: ['string', 'null'] }, validatedAt: { type: ['string', 'null'] },
+          lastPush: { type: ['string', 'null'], description: 'hosted tags: when the tag was last pushed; null for cached tags' },
+          pinned: { type: 'boolean', description: 'a sync job holds this image (retention keeps it)' },
         },
       },
       Event: {

@@ -36,11 +36,11 @@ export const PAGE_HTML = `<!doctype html>
       <input id="q" name="q" type="search" autocomplete="off">
       <button type="submit">Search</button>
     </form>
-    <table id="repos"><thead><tr><th scope="col">Repository</th><th scope="col">Tags</th><th scope="col">Size</th><th scope="col">Last pull</th></tr></thead><tbody></tbody></table>
+    <table id="repos"><thead><tr><th scope="col">Repository</th><th scope="col">Tags</th><th scope="col">Size</th><th scope="col">Last pull</th><th scope="col">Last push</th></tr></thead><tbody></tbody></table>
     <button type="button" id="repos-more" hidden>More</button>
     <div id="repo-detail" hidden>
       <h3 id="repo-title" tabindex="-1"></h3>
-      <table id="tags"><thead><tr><th scope="col">Tag</th><th scope="col">Digest</th><th scope="col">Platforms</th><th scope="col">Size</th><th scope="col">Last pull</th><th scope="col">Checked upstream</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
+      <table id="tags"><thead><tr><th scope="col">Tag</th><th scope="col">Digest</th><th scope="col">Platforms</th><th scope="col">Size</th><th scope="col">Last pull</th><th scope="col">Checked upstream</th><th scope="col">Last push</th><th scope="col">Pinned</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
     </div>
   </section>
   <section id="jobs" aria-labelledby="h-jobs">

@@ -69,7 +69,7 @@ async function loadRepos(more) {
   if (q) qs.set('q', q);
   if (more && reposNext) qs.set('last', reposNext);
   const page = await call('repositories?' + qs);
-  const rows = page.repositories.map((r) => row([button(r.name, () => openRepo(r.upstream, r.repo), 'Show ' + r.name), r.tags, bytes(r.bytes), when(r.lastPull)]));
+  const rows = page.repositories.map((r) => row([button(r.name, () => openRepo(r.upstream, r.repo), 'Show ' + r.name), r.tags, bytes(r.bytes), when(r.lastPull), when(r.lastPush)]));
   rows.forEach((tr) => tr.firstChild.firstChild.classList.add('link'));
   if (more) $('repos').tBodies[0].append(...rows); else $('repos').tBodies[0].replaceChildren(...rows);
   reposNext = page.next;
@@ -88,7 +88,7 @@ async function openRepo(upstream, repo) {
         button('Forget', async () => { if (!confirm('Forget ' + d.name + ':' + t.tag + '? Its content stays until retention.')) return; try { await call(base + t.tag, 'DELETE'); say(d.name + ':' + t.tag + ' forgotten'); openRepo(upstream, repo); } catch (e) { say('forget failed: ' + e.message); } }, 'Forget ' + t.tag),
       );
     }
-    return row([t.tag, el('code', t.digest), t.platforms.join(', '), bytes(t.bytes), when(t.lastPull), when(t.validatedAt), actions]);
+    return row([t.tag, el('code', t.digest), t.platforms.join(', '), bytes(t.bytes), when(t.lastPull), d.hosted ? when(null) : when(t.validatedAt), when(t.lastPush), t.pinned ? 'pinned by a job' : 'no', actions]);
   }));
   $('repo-title').focus();
 }

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { imageParts } from '../contract/repository.contract.js';
+import { imageParts, pushImage } from '../contract/repository.contract.js';
 import { jobControlDouble } from './job-control-double.js';
 import { HOST, startProxy, type ProxyHarness } from './proxy-harness.js';
 
@@ -70,6 +70,49 @@ describe('admin API', () => {
     expect(unknown.status).toBe(404);
     expect((await body(unknown)).errors[0].code).toBe('NAME_UNKNOWN');
     expect((await api('repositories?n=0')).status).toBe(400);
+  });
+
+  it('hosted repositories show their last push, in the list and per tag; cached ones have none', async () => {
+    h = await startProxy({ hostedRepositories: { 'team/**': {} } });
+    const t0 = h.clock.now;
+    const hosted = h.app.namespace.resolve({}, undefined, 'team/app');
+    await pushImage(hosted, 'v1');
+    h.clock.now = t0 + 3_600_000;
+    await pushImage(hosted, 'v2');
+    // v1 pushed again (a new image): its tag and the repository move on; v2's stays.
+    h.clock.now = t0 + 7_200_000;
+    await pushImage(hosted, 'v1');
+    h.clock.now = t0 + 9_000_000;
+    seed(h, 'lib/app', 'v1');
+    await pull('lib/app', 'v1');
+    const list = await body(await api('repositories'));
+    expect(list.repositories).toEqual([
+      expect.objectContaining({ name: `${HOST}/lib/app`, hosted: false, lastPush: null }),
+      expect.objectContaining({ name: 'hosted/team/app', hosted: true, lastPush: new Date(t0 + 7_200_000).toISOString() }),
+    ]);
+    const detail = await body(await api('repositories/hosted/team/app'));
+    expect(detail.lastPush).toBe(new Date(t0 + 7_200_000).toISOString());
+    expect(detail.tags.map((t: { tag: string; lastPush: string; pinned: boolean }) => [t.tag, t.lastPush, t.pinned])).toEqual([
+      ['v1', new Date(t0 + 7_200_000).toISOString(), false],
+      ['v2', new Date(t0 + 3_600_000).toISOString(), false],
+    ]);
+    const cached = await body(await api(`repositories/${HOST}/lib/app`));
+    expect(cached.lastPush).toBeNull();
+    expect(cached.tags[0].lastPush).toBeNull();
+  });
+
+  it('a tag whose image a sync job holds is pinned; one pulled but not in the job is not', async () => {
+    h = await startProxy({ sync: { app: { source: `${HOST}/lib/app`, tags: 'v1', enabled: false } } });
+    const held = seed(h, 'lib/app', 'v1');
+    seed(h, 'lib/app', 'v2');
+    const run = await api('sync/app/now?wait=1', { method: 'POST', headers: CSRF });
+    expect((await body(run)).run).toMatchObject({ result: 'SUCCESS', counts: { synced: 1 } });
+    expect((await pull('lib/app', 'v2')).status).toBe(200);
+    const detail = await body(await api(`repositories/${HOST}/lib/app`));
+    expect(detail.tags.map((t: { tag: string; digest: string; pinned: boolean }) => [t.tag, t.digest === held, t.pinned])).toEqual([
+      ['v1', true, true],
+      ['v2', false, false],
+    ]);
   });
 
   it('refresh costs exactly one upstream HEAD; without the cross-site header it is refused and costs nothing', async () => {

@@ -1,7 +1,9 @@
 /**
- * A JobControl test double (until the sync jobs service lands): one sync job whose run
- * the test steps through by hand (SYNC_NOW -> SYNCING -> SUCCESS or FAIL), emitting the
- * same sync.* events the real service will. Used by the admin API and browser tests.
+ * A JobControl test double: one sync job whose run the test steps through by hand
+ * (SYNC_NOW -> SYNCING -> SUCCESS or FAIL), emitting the same sync.* events the real
+ * service does. The admin API test uses it for what the real service makes hard to hold
+ * still (each state in turn, per-tag outcomes of a successful run, the generic /jobs
+ * routes over any JobControl); the browser test runs the real sync service.
  */
 import type { EventBus } from '../../src/events/event-bus.js';
 import type { JobControl, JobDetail, JobRun, JobSummary } from '../../src/jobs/job-control.js';

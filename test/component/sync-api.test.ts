@@ -74,13 +74,39 @@ describe('sync API without auth', () => {
     expect(list.code).toBe(0);
     expect(list.out).toMatch(/^NAME +STATE +LAST END +NEXT RUN +LAST RUN\napp +\S+ \(disabled\)/);
     const now = await cli(['now', 'app', '--wait'], port);
-    expect(now).toEqual({ code: 0, out: 'app: SUCCESS (0 synced, 1 unchanged, 0 failed, 0 bytes)\n' });
+    expect(now.code).toBe(0);
+    // Progress (stderr, plain lines without a terminal), then the result (stdout).
+    expect(now.out).toMatch(/sync: app: tags \(1\)\nsync: app: tags: 1 done\napp: SUCCESS \(0 synced, 1 unchanged, 0 failed, 0 bytes\)\n$/);
     const status = await cli(['status', 'app'], port);
     expect(status.out).toMatch(/^app: SUCCESS \(disabled\)\n {2}source +fake\.test\/lib\/app/);
     expect(status.out).toMatch(/history:\n {4}\S+ SUCCESS +now/);
     expect(await cli(['cancel', 'app'], port)).toEqual({ code: 1, out: 'app: not running, nothing to cancel\n' });
     await expect(cli(['status', 'nope'], port)).rejects.toThrow('status nope: 404: no sync job "nope" in the config');
     await expect(cli(['now'], port)).rejects.toThrow('sync now needs a job name');
+  });
+
+  it('now --wait without a terminal: plain progress lines while the run lists and syncs its tags, no cursor codes', async () => {
+    seed(h, 'v2');
+    seed(h, 'v3');
+    // A slow tag list: the first poll finds the run before it knows its tags.
+    h.up.script = async (r) => {
+      if (r.kind === 'tags') await new Promise((res) => setTimeout(res, 1500));
+      return false;
+    };
+    try {
+      let out = '';
+      let err = '';
+      const file = join(dir, 'wait.yaml');
+      writeFileSync(file, `listen: 127.0.0.1:${h.app.mainPort}\n`);
+      const code = await syncCommand(['now', 'app', '--wait', '--config', file], { stdout: (t) => void (out += t), stderr: (t) => void (err += t), env: {} });
+      expect(code).toBe(0);
+      expect(out).toMatch(/^app: SUCCESS \(2 synced, 1 unchanged, 0 failed, [1-9]\d* bytes\)\n$/);
+      expect(err).toMatch(/^sync: app: (waiting to start|listing tags)\n/);
+      expect(err).toMatch(/sync: app: tags \(3\)\nsync: app: tags: 3 done\n$/);
+      expect(err).not.toContain('\x1b');
+    } finally {
+      h.up.script = undefined;
+    }
   });
 
   it('says so when no server is running', async () => {

@@ -76,7 +76,9 @@ describe('sync jobs against docker-registry', () => {
     const expected = [...tagsOf(1).filter((t) => t !== 'v1.9'), 'v2.0', 'v2.1', 'v2.2', 'v2.3', 'v2.4'];
     fw.reset();
     const first = await cli(['now', 'web', '--wait']);
-    expect(first.stderr).toBe('');
+    // Progress as plain lines on stderr (no terminal); the result alone on stdout.
+    expect(first.stderr).toMatch(/sync: web: tags \(14\)\nsync: web: tags: 14 done\n$/);
+    expect(first.stderr).not.toContain('\x1b');
     expect(first.stdout).toMatch(/^web: SUCCESS \(14 synced, 0 unchanged, 0 failed, \d+ bytes\)\n$/);
     expect(first.code).toBe(0);
     // Each image's config and layer once, each manifest once by digest.
@@ -96,6 +98,19 @@ describe('sync jobs against docker-registry', () => {
     expect(s.stdout).toMatch(/^web: SUCCESS \(disabled\)\n/);
     const list = await cli(['list']);
     expect(list.stdout).toMatch(/\nweb +SUCCESS \(disabled\) +\S+ +- +0 synced, 14 unchanged, 0 failed\n/);
+  });
+
+  it('now --wait on a terminal draws a bar of the tags done and gives the cursor back; the result follows', async () => {
+    // Under a pseudo-terminal (util-linux `script`), as a user at a shell would run it.
+    const command = [process.execPath, CLI_PATH, 'sync', 'now', 'web', '--wait', '--config', rc.configPath].map((a) => `'${a}'`).join(' ');
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'xterm', HOME: process.env.HOME ?? '/root' };
+    const r = await runCommand('script', ['-qfec', command, '/dev/null'], { env, timeoutMs: 120_000 });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toContain('\x1b[?25l');
+    expect(r.stdout.lastIndexOf('\x1b[?25h')).toBeGreaterThan(r.stdout.lastIndexOf('\x1b[?25l'));
+    expect(r.stdout).toMatch(/tags \[[=-]+\] 14\/14/);
+    expect(r.stdout).not.toContain('sync: web: tags');
+    expect(r.stdout).toMatch(/web: SUCCESS \(0 synced, 14 unchanged, 0 failed, 0 bytes\)\r?\n$/);
   });
 
   it('fetches only the chosen platform (counted at the forwarder) and serves the upstream index digest', async () => {

@@ -1,7 +1,7 @@
 /**
  * The page at /ui/ in a real browser: Debian's chromium driven by playwright-core (never a
  * downloaded browser), against regcache in-process in front of the fake upstream (which
- * counts every request) and a JobControl test double (until the sync jobs service lands).
+ * counts every request) and its real sync jobs service.
  * Screenshots go to a temp directory, or to docs/img/ (the README's) with UPDATE_SCREENSHOTS=1,
  * so a test run never changes tracked files.
  */
@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { imageParts } from '../contract/repository.contract.js';
-import { jobControlDouble, type JobControlDouble } from '../component/job-control-double.js';
 import { HOST, startProxy, type ProxyHarness } from '../component/proxy-harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -41,9 +40,8 @@ describe('the page in chromium', () => {
     h = undefined;
   });
 
-  async function open(jobs?: JobControlDouble, config: Record<string, unknown> = {}): Promise<{ h: ProxyHarness; page: Page; base: string }> {
-    h = await startProxy(config, jobs ? { jobs } : {});
-    if (jobs) jobs.events = h.app.events;
+  async function open(config: Record<string, unknown> = {}): Promise<{ h: ProxyHarness; page: Page; base: string }> {
+    h = await startProxy(config);
     const base = `http://127.0.0.1:${h.app.mainPort}`;
     page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     // Loopback only: any request elsewhere fails the test.
@@ -59,7 +57,7 @@ describe('the page in chromium', () => {
   }
 
   it('an upstream stopped mid-test shows as down within seconds', async () => {
-    const { h, page, base } = await open(undefined, { upstreamHealth: { maxFails: 1, failTimeout: '1m' } });
+    const { h, page, base } = await open({ upstreamHealth: { maxFails: 1, failTimeout: '1m' } });
     seed(h, 'lib/app', 'v1');
     expect((await fetch(`${base}/v2/${HOST}/lib/app/manifests/v1`)).status).toBe(200);
     await page.goto(`${base}/ui/`);
@@ -96,21 +94,35 @@ describe('the page in chromium', () => {
     expect(h.up.requests.slice(before).map((r) => `${r.method} ${r.kind}`)).toEqual(['HEAD manifest']);
   });
 
-  it('sync-now clicked shows the job go through SYNCING to SUCCESS (JobControl test double)', async () => {
-    const jobs = jobControlDouble(['nightly']);
-    const { page, base } = await open(jobs);
+  it('sync-now clicked shows the job go through SYNCING to SUCCESS', async () => {
+    const { h, page, base } = await open({ sync: { nightly: { source: `${HOST}/library/app`, tags: 'v*', startAt: '2027-01-01T00:00:00Z' } } });
+    seed(h, 'library/app', 'v1');
+    seed(h, 'library/app', 'v2');
+    // The upstream holds the run's manifest requests until the page has shown SYNCING:
+    // a slow upstream, as slow as the page needs and no slower.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    h.up.script = async (r) => {
+      if (r.kind === 'manifest') await gate;
+      return false;
+    };
     await page.goto(`${base}/ui/`);
     const status = page.locator('[data-job="nightly"]');
-    await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('NEVER_RUN');
+    await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SCHEDULED');
     await page.getByRole('button', { name: 'Sync nightly now' }).click();
-    await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SYNC_NOW');
-    expect(jobs.runNowCalls).toEqual(['nightly']);
-    jobs.step('nightly');
-    await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SYNCING');
-    jobs.step('nightly');
+    try {
+      await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SYNCING');
+    } finally {
+      release();
+    }
     await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SUCCESS');
     await page.getByRole('button', { name: 'History of nightly' }).click();
-    await expect.poll(() => page.locator('#job-history').textContent(), { timeout: 10_000 }).toContain('library/app:v2: synced');
+    await expect.poll(() => page.locator('#job-history').textContent(), { timeout: 10_000 }).toContain('now SUCCESS: 2 synced, 0 unchanged, 0 failed');
+    // The page shows the content the run synced, pinned by the job.
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByRole('button', { name: `Show ${HOST}/library/app` }).click();
+    await expect.poll(() => page.locator('#tags').textContent(), { timeout: 10_000 }).toContain('pinned by a job');
+    expect(await page.locator('#tags tbody tr').count()).toBe(2);
     await page.screenshot({ path: join(IMG, 'ui-jobs.png'), fullPage: true });
   });
 });
