@@ -49,6 +49,35 @@ export interface SyncJobConfig {
   rollback: boolean;
 }
 
+/** `copy.<name>`: one scheduled copy (docs/copy.md). */
+export interface CopyJobConfig {
+  name: string;
+  /** Inline mapping lines (`SRC DST [DST...]` or `SRC=DST`). */
+  mappings: string[];
+  /** Mapping files, read at each run. */
+  files: string[];
+  interval: number;
+  /** First run not before this time (ms since the epoch). */
+  startAt?: number;
+  /** Longest run (ms). */
+  timeout: number;
+  enabled: boolean;
+  retries: number;
+  /** First retry delay (ms); doubles per retry. */
+  retryDelay: number;
+  dryRun: boolean;
+  /** `os/arch[/variant]`; empty: every platform. */
+  platforms: string[];
+  keepManifestList: boolean;
+  continueOnError: boolean;
+  skipMissing: boolean;
+  force: boolean;
+  /** Credentials file for the registries (docker config.json format). */
+  registryConfig?: string;
+  /** Hosts spoken to over plain HTTP. */
+  insecure: string[];
+}
+
 /** `syncLimits.<host>`: what sync jobs may ask of one upstream. */
 export interface SyncLimitsConfig {
   host: string;
@@ -159,6 +188,7 @@ export interface Config {
   /** After this many consecutive failures an upstream is marked down ... */
   upstreamHealth: { maxFails: number; failTimeout: number };
   sync: SyncJobConfig[];
+  copy: CopyJobConfig[];
   syncLimits: SyncLimitsConfig[];
   webhooks: WebhookConfig[];
   server: {

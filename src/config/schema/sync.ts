@@ -13,7 +13,7 @@ import { bool, duration, int, orOff, str, stringList } from './values.js';
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 
-function nameProblem(name: string): string | undefined {
+export function nameProblem(name: string): string | undefined {
   return NAME_RE.test(name) ? undefined : `invalid name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-' (at most 63)`;
 }
 
@@ -25,14 +25,14 @@ function commaList(v: unknown, k: string): string {
 
 const PLATFORM_RE = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 
-function platforms(v: unknown, k: string): string[] {
+export function platforms(v: unknown, k: string): string[] {
   if (Array.isArray(v) && v.length === 0) return [];
   const list = commaList(v, k).split(',').map((p) => p.trim()).filter(Boolean);
   for (const p of list) if (!PLATFORM_RE.test(p)) fail(k, `invalid platform ${JSON.stringify(p)} (use os/arch or os/arch/variant: linux/amd64, linux/arm64/v8)`);
   return list;
 }
 
-function startAt(v: unknown, k: string): number {
+export function startAt(v: unknown, k: string): number {
   const t = v instanceof Date ? v.getTime() : typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t)) fail(k, `must be an ISO 8601 date and time (2026-07-01T02:00:00Z), not ${JSON.stringify(v)}`);
   return t;
@@ -46,7 +46,7 @@ function target(v: unknown, k: string): 'cache' {
   fail(k, 'must be `cache`');
 }
 
-function positiveDuration(v: unknown, k: string): number {
+export function positiveDuration(v: unknown, k: string): number {
   const d = duration(v, k);
   if (d <= 0) fail(k, 'must be longer than 0');
   return d;
@@ -84,7 +84,7 @@ export const syncLimits = section<Omit<SyncLimitsConfig, 'host'>>('syncLimits', 
   rateLimitFloor: key(orOff(int(0)), { apply: 'live', doc: 'a run stops as FAIL when the upstream\'s `ratelimit-remaining` falls below this; `0`: off' }),
 }, { entry: { field: 'host', doc: '<host>', nameProblem: registryHostProblem } });
 
-const EVENT_TYPES = ['sync.started', 'sync.succeeded', 'sync.failed', 'sync.cancelled'];
+const EVENT_TYPES = ['sync.started', 'sync.succeeded', 'sync.failed', 'sync.cancelled', 'copy.started', 'copy.succeeded', 'copy.failed', 'copy.cancelled'];
 
 function events(v: unknown, k: string): string[] {
   const list = stringList('event types')(v, k);
@@ -127,8 +127,11 @@ export function checkSync(cfg: Config): void {
     }
   }
   for (const l of cfg.syncLimits) if (!hosts.has(l.host)) fail(`syncLimits.${l.host}`, `${l.host} is not a configured upstream`);
+  // Sync jobs and scheduled copies share one list of jobs (JobControl): one name each.
   const names = new Set(cfg.sync.map((j) => j.name));
+  for (const c of cfg.copy) if (names.has(c.name)) fail(`copy.${c.name}`, `${c.name} is also a sync job; jobs need distinct names`);
+  for (const c of cfg.copy) names.add(c.name);
   for (const w of cfg.webhooks) {
-    for (const n of w.jobs ?? []) if (!names.has(n)) fail(`webhooks.${w.name}.jobs`, `${n} is not a sync job`);
+    for (const n of w.jobs ?? []) if (!names.has(n)) fail(`webhooks.${w.name}.jobs`, `${n} is not a sync or copy job`);
   }
 }
