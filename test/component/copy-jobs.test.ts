@@ -10,10 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/validate.js';
+import { imageParts } from '../contract/repository.contract.js';
 import { HOST, startProxy, type ProxyHarness } from './proxy-harness.js';
 
 // The destination is never reached: the source is missing (port 9 is discard, loopback only).
 const MAPPING = `${HOST}/lib/missing:v1 127.0.0.1:9/mirror/missing:v1`;
+
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 describe('copy jobs in the jobs service', () => {
   let h: ProxyHarness;
@@ -57,6 +66,24 @@ describe('copy jobs in the jobs service', () => {
     expect((await h.app.meta.listState('jobs')).map((r) => r.key)).toEqual([]);
     await reload({});
     expect(h.app.sync.list()).toEqual([]);
+  });
+
+  it('cancel stops a running copy: CANCEL, copy.cancelled, nothing left running', async () => {
+    h = await startProxy({ copy: { app: { mappings: [`${HOST}/lib/app:v1 127.0.0.1:9/mirror/app:v1`], enabled: false, insecure: ['127.0.0.1:9'] } } });
+    const p = imageParts('lib/app:v1');
+    h.up.putBlob('lib/app', p.config);
+    h.up.putBlob('lib/app', p.layer);
+    h.up.putManifest('lib/app', p.manifest, 'application/vnd.oci.image.manifest.v1+json', 'v1');
+    const events: string[] = [];
+    h.app.events.subscribe((e) => events.push(e.type));
+    await h.app.sync.runNow('app');
+    // The destination refuses connections: the copy retries with backoff until cancelled.
+    await until(() => h.app.sync.get('app')!.state === 'SYNCING' && h.up.requests.length > 0, 'the run to reach the source');
+    expect(h.app.sync.cancel('app')).toBe(true);
+    await until(() => events.length === 2, 'the end event');
+    expect(events).toEqual(['copy.started', 'copy.cancelled']);
+    expect(h.app.sync.get('app')).toMatchObject({ state: 'CANCEL', lastRun: { result: 'CANCEL', error: 'cancelled' } });
+    expect(h.app.sync.cancel('app')).toBe(false);
   });
 
   it('a mapping file that went bad fails the run with the file and line', async () => {
