@@ -25,8 +25,21 @@ export interface UpstreamConfig {
   allowedHosts: string[];
 }
 
+/** When a job (sync job or scheduled copy) runs: the keys both kinds share. */
+export interface JobSchedule {
+  interval: number;
+  /** First run not before this time (ms since the epoch). */
+  startAt?: number;
+  /** Longest run (ms). */
+  timeout: number;
+  enabled: boolean;
+  retries: number;
+  /** First retry delay (ms); doubles per retry. */
+  retryDelay: number;
+}
+
 /** `sync.<name>`: one sync job (docs/sync.md). */
-export interface SyncJobConfig {
+export interface SyncJobConfig extends JobSchedule {
   name: string;
   /** As written: `host/repo` or `host/namespace/*`. */
   source: string;
@@ -36,35 +49,17 @@ export interface SyncJobConfig {
   semver?: string;
   /** `os/arch[/variant]`; empty: every platform. */
   platforms: string[];
-  interval: number;
-  /** First run not before this time (ms since the epoch). */
-  startAt?: number;
-  /** Longest run (ms). */
-  timeout: number;
-  enabled: boolean;
-  retries: number;
-  /** First retry delay (ms); doubles per retry. */
-  retryDelay: number;
   target: 'cache';
   rollback: boolean;
 }
 
 /** `copy.<name>`: one scheduled copy (docs/copy.md). */
-export interface CopyJobConfig {
+export interface CopyJobConfig extends JobSchedule {
   name: string;
   /** Inline mapping lines (`SRC DST [DST...]` or `SRC=DST`). */
   mappings: string[];
   /** Mapping files, read at each run. */
   files: string[];
-  interval: number;
-  /** First run not before this time (ms since the epoch). */
-  startAt?: number;
-  /** Longest run (ms). */
-  timeout: number;
-  enabled: boolean;
-  retries: number;
-  /** First retry delay (ms); doubles per retry. */
-  retryDelay: number;
   dryRun: boolean;
   /** `os/arch[/variant]`; empty: every platform. */
   platforms: string[];

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readCopyMappings } from '../../src/config/schema/copy.js';
-import { ConfigError, validateConfig } from '../../src/config/validate.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { configError as error } from './config-error.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'regcache-copy-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -12,16 +13,6 @@ function file(name: string, text: string): string {
   const p = join(dir, name);
   writeFileSync(p, text);
   return p;
-}
-
-function error(doc: Record<string, unknown>): string {
-  try {
-    validateConfig(doc);
-    return '';
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
 }
 
 const M = 'quay.io/org/app:v1 127.0.0.1:5000/mirror/app:v1';

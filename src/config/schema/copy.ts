@@ -11,8 +11,8 @@ import { fail } from '../errors.js';
 import { AuthFileError, parseAuthFile } from '../../transfer/auth-file.js';
 import { checkWrites, MappingError, parseMappingText, writesOf, type Mapping } from '../../transfer/mapping.js';
 import { key, section } from './define.js';
-import { bool, int, str, stringList } from './values.js';
-import { nameProblem, platforms, positiveDuration, startAt } from './sync.js';
+import { bool, str, stringList } from './values.js';
+import { nameProblem, platforms, scheduleKeys } from './sync.js';
 
 /** Mapping lines written as one (multi-line) string or as a YAML list of lines. */
 function lines(v: unknown, k: string): string[] {
@@ -60,12 +60,7 @@ export function readCopyMappings(job: Pick<CopyJobConfig, 'name' | 'mappings' | 
 export const copy = section<Omit<CopyJobConfig, 'name'>>('copy', 'map', {
   mappings: key(lines, { default: [], defaultDoc: 'none', apply: 'live', doc: 'mapping lines as in `regcache copy -f` (`quay.io/org/app:* registry.example:5000/mirror/app`; `#` comments): a list, or one multi-line string' }),
   files: key(stringList('mapping file paths'), { default: [], defaultDoc: 'none', apply: 'live', doc: 'mapping files (one mapping per line); read again at each run' }),
-  interval: key(positiveDuration, { default: '24h', apply: 'live', doc: 'time between the starts of two scheduled runs' }),
-  startAt: key(startAt, { apply: 'live', doc: 'first scheduled run not before this time (ISO 8601); later runs every `interval` from it' }),
-  timeout: key(positiveDuration, { default: '1h', apply: 'live', doc: 'a run still going after this long is stopped as FAIL' }),
-  enabled: key(bool, { default: true, apply: 'live', doc: 'scheduled runs happen; a disabled job still runs on `sync now`' }),
-  retries: key(int(0), { default: 3, apply: 'live', doc: 'failed runs retried this many times before waiting for the next interval' }),
-  retryDelay: key(positiveDuration, { default: '1m', apply: 'live', doc: 'delay before the first retry; doubles for each further one' }),
+  ...scheduleKeys,
   dryRun: key(bool, { default: false, apply: 'live', doc: 'plan only (`--dry-run`): each run records what it would send and sends no write request' }),
   platforms: key(platforms, { default: [], defaultDoc: 'all', apply: 'live', doc: 'only these platforms of multi-platform images (`--platforms`: `linux/amd64, linux/arm64/v8`)' }),
   keepManifestList: key(bool, { default: false, apply: 'live', doc: 'with `platforms`, keep the source index where the destination accepts it (`--keep-manifest-list`)' }),

@@ -3,12 +3,12 @@
  * `webhooks.<name>` (where job events go). Every key applies live: the jobs service
  * (src/jobs/) reschedules on reload. docs/sync.md is the reference.
  */
-import type { Config, SyncJobConfig, SyncLimitsConfig, WebhookConfig } from '../types.js';
+import type { Config, JobSchedule, SyncJobConfig, SyncLimitsConfig, WebhookConfig } from '../types.js';
 import { fail } from '../errors.js';
 import { registryHostProblem } from '../endpoint-rules.js';
 import { parseSyncSource } from '../../protocol/sync-source.js';
 import { tagFilterProblem } from '../../protocol/tag-pattern.js';
-import { key, section } from './define.js';
+import { key, section, type Keys } from './define.js';
 import { bool, duration, int, orOff, str, stringList } from './values.js';
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
@@ -32,7 +32,7 @@ export function platforms(v: unknown, k: string): string[] {
   return list;
 }
 
-export function startAt(v: unknown, k: string): number {
+function startAt(v: unknown, k: string): number {
   const t = v instanceof Date ? v.getTime() : typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t)) fail(k, `must be an ISO 8601 date and time (2026-07-01T02:00:00Z), not ${JSON.stringify(v)}`);
   return t;
@@ -46,11 +46,21 @@ function target(v: unknown, k: string): 'cache' {
   fail(k, 'must be `cache`');
 }
 
-export function positiveDuration(v: unknown, k: string): number {
+function positiveDuration(v: unknown, k: string): number {
   const d = duration(v, k);
   if (d <= 0) fail(k, 'must be longer than 0');
   return d;
 }
+
+/** The schedule keys of sync jobs and scheduled copies (`copy.<name>`, copy.ts). */
+export const scheduleKeys: Keys<JobSchedule> = {
+  interval: key(positiveDuration, { default: '24h', apply: 'live', doc: 'time between the starts of two scheduled runs' }),
+  startAt: key(startAt, { apply: 'live', doc: 'first scheduled run not before this time (ISO 8601); later runs every `interval` from it' }),
+  timeout: key(positiveDuration, { default: '1h', apply: 'live', doc: 'a run still going after this long is stopped as FAIL' }),
+  enabled: key(bool, { default: true, apply: 'live', doc: 'scheduled runs happen; a disabled job still runs on `sync now`' }),
+  retries: key(int(0), { default: 3, apply: 'live', doc: 'failed runs retried this many times before waiting for the next interval' }),
+  retryDelay: key(positiveDuration, { default: '1m', apply: 'live', doc: 'delay before the first retry; doubles for each further one' }),
+};
 
 export const sync = section<Omit<SyncJobConfig, 'name'>>('sync', 'map', {
   source: key(str, { required: true, apply: 'live', doc: 'what to sync: an upstream repository (`quay.io/prometheus/node-exporter`) or every repository under a namespace (`quay.io/myorg/*`, from the upstream\'s catalog; not Docker Hub, which has none). The host must be a configured upstream' }),
@@ -58,12 +68,7 @@ export const sync = section<Omit<SyncJobConfig, 'name'>>('sync', 'map', {
   excludeTags: key(commaList, { apply: 'live', doc: 'comma list of patterns of tags to leave out' }),
   semver: key(str, { apply: 'live', doc: 'only tags that are versions in this semver range (`>=1.2 <2`)' }),
   platforms: key(platforms, { default: [], defaultDoc: 'all', apply: 'live', doc: 'for multi-platform images only these platforms\' manifests and blobs are fetched (`linux/amd64, linux/arm64`); the index is kept unchanged' }),
-  interval: key(positiveDuration, { default: '24h', apply: 'live', doc: 'time between the starts of two scheduled runs' }),
-  startAt: key(startAt, { apply: 'live', doc: 'first scheduled run not before this time (ISO 8601); later runs every `interval` from it' }),
-  timeout: key(positiveDuration, { default: '1h', apply: 'live', doc: 'a run still going after this long is stopped as FAIL' }),
-  enabled: key(bool, { default: true, apply: 'live', doc: 'scheduled runs happen; a disabled job still runs on `sync now`' }),
-  retries: key(int(0), { default: 3, apply: 'live', doc: 'failed runs retried this many times before waiting for the next interval' }),
-  retryDelay: key(positiveDuration, { default: '1m', apply: 'live', doc: 'delay before the first retry; doubles for each further one' }),
+  ...scheduleKeys,
   target: key(target, { default: 'cache', apply: 'live', doc: '`cache`: pre-warm the cache, and keep what the job holds from retention (hosted targets: not yet)' }),
   rollback: key(bool, { default: false, apply: 'live', doc: 'tags switch to their new digests only when the whole run succeeds; else each tag as it syncs' }),
 }, {
