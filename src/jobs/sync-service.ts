@@ -7,7 +7,8 @@
  * each job holds is pinned against retention (`holds`). One event per run goes to the event
  * bus (<kind>.started, then <kind>.succeeded | failed | cancelled, kind `sync` or `copy`),
  * which feeds the log, metrics and webhooks. Both kinds share the scheduler, state, history,
- * retries, timeout and cancel; only what a run does differs (runSync or runCopyJob). A config reload adds, removes and reschedules jobs live.
+ * retries, timeout and cancel; only what a run does differs (runSync or runCopyJob). A
+ * config reload adds, removes and reschedules jobs live.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
