@@ -1,6 +1,6 @@
 /**
- * `regcache sync list | status NAME | now NAME [--wait] | cancel NAME`: the sync jobs of the
- * running server, over its admin API (/api/v1/sync) on the main listener from the same
+ * `regcache sync list | status NAME | now NAME [--wait] | cancel NAME`: the sync jobs and
+ * scheduled copies of the running server, over its admin API (/api/v1/sync) on the main listener from the same
  * config and overrides as `serve` (0.0.0.0 and :: are reached on loopback). With `auth` in
  * the config, credentials come from --username and --password-file (or REGCACHE_USERNAME
  * and REGCACHE_PASSWORD). `--json` prints the API's answer as it is.
@@ -18,7 +18,7 @@ import { waitForRun } from './sync-wait.js';
 const HELP = `usage: regcache sync list|status NAME|now NAME|cancel NAME [--wait] [--json] [--config FILE] [--listen HOST:PORT] [--username U --password-file F]
 
 Talks to the running regcache: the main listener of the config (0.0.0.0 and :: are reached
-on loopback), or --listen.
+on loopback), or --listen. Jobs are sync jobs (sync.<name>) and scheduled copies (copy.<name>).
   list      every job: state, last run, next run
   status    one job: state, counts, last error, last webhook delivery, recent runs
   now       start a run now
@@ -73,7 +73,7 @@ function counts(r: JobRun | undefined): string {
 
 function printList(io: CliIo, jobs: JobSummary[]): void {
   if (jobs.length === 0) {
-    io.stdout('no sync jobs configured\n');
+    io.stdout('no sync or copy jobs configured\n');
     return;
   }
   const rows = [['NAME', 'STATE', 'LAST END', 'NEXT RUN', 'LAST RUN']];

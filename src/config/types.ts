@@ -25,17 +25,8 @@ export interface UpstreamConfig {
   allowedHosts: string[];
 }
 
-/** `sync.<name>`: one sync job (docs/sync.md). */
-export interface SyncJobConfig {
-  name: string;
-  /** As written: `host/repo` or `host/namespace/*`. */
-  source: string;
-  /** Comma list of Quay tag patterns. */
-  tags: string;
-  excludeTags?: string;
-  semver?: string;
-  /** `os/arch[/variant]`; empty: every platform. */
-  platforms: string[];
+/** When a job (sync job or scheduled copy) runs: the keys both kinds share. */
+export interface JobSchedule {
   interval: number;
   /** First run not before this time (ms since the epoch). */
   startAt?: number;
@@ -45,9 +36,42 @@ export interface SyncJobConfig {
   retries: number;
   /** First retry delay (ms); doubles per retry. */
   retryDelay: number;
+}
+
+/** `sync.<name>`: one sync job (docs/sync.md). */
+export interface SyncJobConfig extends JobSchedule {
+  name: string;
+  /** As written: `host/repo` or `host/namespace/*`. */
+  source: string;
+  /** Comma list of Quay tag patterns. */
+  tags: string;
+  excludeTags?: string;
+  semver?: string;
+  /** `os/arch[/variant]`; empty: every platform. */
+  platforms: string[];
   /** `cache`, or `hosted:<repository>`: a mirror in that hosted repository (jobs/hosted-target.ts). */
   target: 'cache' | `hosted:${string}`;
   rollback: boolean;
+}
+
+/** `copy.<name>`: one scheduled copy (docs/copy.md). */
+export interface CopyJobConfig extends JobSchedule {
+  name: string;
+  /** Inline mapping lines (`SRC DST [DST...]` or `SRC=DST`). */
+  mappings: string[];
+  /** Mapping files, read at each run. */
+  files: string[];
+  dryRun: boolean;
+  /** `os/arch[/variant]`; empty: every platform. */
+  platforms: string[];
+  keepManifestList: boolean;
+  continueOnError: boolean;
+  skipMissing: boolean;
+  force: boolean;
+  /** Credentials file for the registries (docker config.json format). */
+  registryConfig?: string;
+  /** Hosts spoken to over plain HTTP. */
+  insecure: string[];
 }
 
 /** `syncLimits.<host>`: what sync jobs may ask of one upstream. */
@@ -160,6 +184,7 @@ export interface Config {
   /** After this many consecutive failures an upstream is marked down ... */
   upstreamHealth: { maxFails: number; failTimeout: number };
   sync: SyncJobConfig[];
+  copy: CopyJobConfig[];
   syncLimits: SyncLimitsConfig[];
   webhooks: WebhookConfig[];
   server: {

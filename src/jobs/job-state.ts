@@ -1,6 +1,6 @@
 /**
  * What the jobs service keeps of each job in the metadata store (state namespace `jobs`, key
- * `sync/<name>`),
+ * `sync/<name>` for sync jobs, `copy/<name>` for scheduled copies),
  * so status, history and what a job holds survive restarts. A run in progress is written
  * as `running` before it starts: a process killed mid-run leaves that mark, and the next
  * start records the run as INTERRUPTED and runs the job again (no job stays SYNCING).
@@ -9,8 +9,6 @@ import type { JobRun, JobState, JobSummary } from './job-control.js';
 import type { MetadataStore } from '../store/metadata-store.js';
 
 export const STATE_NS = 'jobs';
-/** Keys are `sync/<name>`: copy jobs keep theirs in the same namespace under their own prefix. */
-const PREFIX = 'sync/';
 /** Runs kept per job in the history. */
 export const HISTORY = 20;
 
@@ -36,19 +34,20 @@ export function emptyJob(): StoredJob {
 }
 
 export class JobStateStore {
-  constructor(private readonly meta: MetadataStore) {}
+  /** `prefix`: `sync/` or `copy/`, so each kind keeps its keys in the one namespace. */
+  constructor(private readonly meta: MetadataStore, private readonly prefix: string = 'sync/') {}
 
   async all(): Promise<Map<string, StoredJob>> {
     const rows = await this.meta.listState<StoredJob>(STATE_NS);
-    return new Map(rows.filter((r) => r.key.startsWith(PREFIX)).map((r) => [r.key.slice(PREFIX.length), { ...emptyJob(), ...r.value }]));
+    return new Map(rows.filter((r) => r.key.startsWith(this.prefix)).map((r) => [r.key.slice(this.prefix.length), { ...emptyJob(), ...r.value }]));
   }
 
   save(name: string, job: StoredJob): Promise<void> {
-    return this.meta.putState(STATE_NS, PREFIX + name, job);
+    return this.meta.putState(STATE_NS, this.prefix + name, job);
   }
 
   delete(name: string): Promise<void> {
-    return this.meta.deleteState(STATE_NS, PREFIX + name);
+    return this.meta.deleteState(STATE_NS, this.prefix + name);
   }
 }
 

@@ -1,15 +1,18 @@
 /**
- * The jobs service: runs the sync jobs of the config (`sync.<name>`) on their schedule
+ * The jobs service: runs the sync jobs (`sync.<name>`) and scheduled copies (`copy.<name>`,
+ * copy-run.ts) of the config on their schedule
  * (startAt, then every interval), on demand (runNow), with a timeout per run, retries with
  * doubling delays after a failed run, and cancel. It is the JobControl the admin API, the
  * page and `regcache sync ...` use. State lives in the metadata store (job-state.ts); what
  * each job holds is pinned against retention (`holds`). One event per run goes to the event
- * bus (sync.started, then sync.succeeded | failed | cancelled), which feeds the log,
- * metrics and webhooks. A config reload adds, removes and reschedules jobs live.
+ * bus (<kind>.started, then <kind>.succeeded | failed | cancelled, kind `sync` or `copy`),
+ * which feeds the log, metrics and webhooks. Both kinds share the scheduler, state, history,
+ * retries, timeout and cancel; only what a run does differs (runSync or runCopyJob). A
+ * config reload adds, removes and reschedules jobs live.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config, SyncJobConfig } from '../config/types.js';
+import type { Config, CopyJobConfig, SyncJobConfig } from '../config/types.js';
 import type { EventBus, RegcacheEvent } from '../events/event-bus.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { parseSyncSource } from '../protocol/sync-source.js';
@@ -17,7 +20,8 @@ import { compileTagFilter } from '../protocol/tag-pattern.js';
 import type { Proxy } from '../registry/proxy/proxy.js';
 import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
 import type { MetadataStore } from '../store/metadata-store.js';
-import type { JobControl, JobDetail, JobRun, JobState, JobSummary } from './job-control.js';
+import { runCopyJob } from './copy-run.js';
+import type { JobControl, JobDetail, JobKind, JobRun, JobState, JobSummary } from './job-control.js';
 import { emptyJob, JobStateStore, pushHistory, type StoredJob } from './job-state.js';
 import { dueAt, retryAt } from './schedule.js';
 import { runSync, StopRun } from './sync-run.js';
@@ -49,8 +53,16 @@ interface Running {
   state: 'SYNC_NOW' | 'SYNCING';
 }
 
+/** A job of either kind; `kind` tells which config it has. */
+type JobConfig = ({ kind: 'sync' } & SyncJobConfig) | ({ kind: 'copy' } & CopyJobConfig);
+
+/** The jobs of a config, sync jobs first, each tagged with its kind. */
+function jobsOf(c: Config): JobConfig[] {
+  return [...c.sync.map((j) => ({ kind: 'sync' as const, ...j })), ...c.copy.map((j) => ({ kind: 'copy' as const, ...j }))];
+}
+
 interface Job {
-  cfg: SyncJobConfig;
+  cfg: JobConfig;
   stored: StoredJob;
   running?: Running;
   timer?: NodeJS.Timeout;
@@ -62,7 +74,7 @@ export class SyncService implements Service, JobControl {
   readonly name = 'sync';
   private readonly jobs = new Map<string, Job>();
   private readonly budgets = new Map<string, UpstreamBudget>();
-  private readonly store: JobStateStore;
+  private readonly stores: Record<JobKind, JobStateStore>;
   private readonly webhooks: Webhooks;
   private readonly syncMetrics: SyncMetrics;
   private heldDigests = new Set<string>();
@@ -70,7 +82,7 @@ export class SyncService implements Service, JobControl {
   private started = false;
 
   constructor(private config: Config, private readonly d: SyncServiceDeps) {
-    this.store = new JobStateStore(d.meta);
+    this.stores = { sync: new JobStateStore(d.meta, 'sync/'), copy: new JobStateStore(d.meta, 'copy/') };
     this.syncMetrics = new SyncMetrics(d.metrics.registry, {
       gauges: () => [...this.jobs.values()].map((j) => ({
         job: j.cfg.name, state: this.stateOf(j), pending: j.running?.run.counts.pending ?? 0,
@@ -91,19 +103,21 @@ export class SyncService implements Service, JobControl {
   // --- Service ---
 
   async start(): Promise<void> {
-    const saved = await this.store.all();
+    const saved = { sync: await this.stores.sync.all(), copy: await this.stores.copy.all() };
     this.unsubscribe = this.d.events.subscribe((e) => {
-      if (e.type.startsWith('sync.')) this.webhooks.publish(e);
+      if (e.type.startsWith('sync.') || e.type.startsWith('copy.')) this.webhooks.publish(e);
     });
     this.started = true;
-    for (const cfg of this.config.sync) {
-      const job: Job = { cfg, stored: saved.get(cfg.name) ?? emptyJob() };
+    for (const cfg of jobsOf(this.config)) {
+      const job: Job = { cfg, stored: saved[cfg.kind].get(cfg.name) ?? emptyJob() };
       this.jobs.set(cfg.name, job);
       if (job.stored.running) await this.interrupted(job);
       this.schedule(job);
     }
     // State of jobs no longer in the config: they hold nothing any more.
-    for (const name of saved.keys()) if (!this.jobs.has(name)) await this.store.delete(name);
+    for (const kind of ['sync', 'copy'] as const) {
+      for (const name of saved[kind].keys()) if (this.jobs.get(name)?.cfg.kind !== kind) await this.stores[kind].delete(name);
+    }
     this.recomputeHeld();
     this.updateBudgets();
   }
@@ -130,16 +144,18 @@ export class SyncService implements Service, JobControl {
   async reload(next: Config): Promise<ReloadResult> {
     this.config = next;
     this.updateBudgets();
-    const names = new Set(next.sync.map((j) => j.name));
+    const nextJobs = jobsOf(next);
+    const kinds = new Map(nextJobs.map((j) => [j.name, j.kind]));
     for (const [name, j] of this.jobs) {
-      if (names.has(name)) continue;
+      // A name that changed kind is a removed job and a new one.
+      if (kinds.get(name) === j.cfg.kind) continue;
       clearTimeout(j.timer);
       j.running?.controller.abort(new Cancelled('the job was removed from the config'));
       this.jobs.delete(name);
       this.syncMetrics.forget(name);
-      await this.store.delete(name);
+      await this.stores[j.cfg.kind].delete(name);
     }
-    for (const cfg of next.sync) {
+    for (const cfg of nextJobs) {
       const j = this.jobs.get(cfg.name);
       if (!j) {
         const job: Job = { cfg, stored: emptyJob() };
@@ -152,7 +168,7 @@ export class SyncService implements Service, JobControl {
       // Tags that no longer match (or a new source) are held no more.
       const keep = this.stillMatches(cfg);
       for (const ref of Object.keys(j.stored.held)) if (!keep(ref)) delete j.stored.held[ref];
-      await this.store.save(cfg.name, j.stored);
+      await this.stores[cfg.kind].save(cfg.name, j.stored);
       this.schedule(j);
     }
     this.recomputeHeld();
@@ -174,7 +190,8 @@ export class SyncService implements Service, JobControl {
     if (!j) return undefined;
     const history = [...j.stored.history];
     if (j.running) history.push(j.running.run);
-    return { ...this.summary(j), config: { ...j.cfg }, history };
+    const { kind: _kind, ...config } = j.cfg;
+    return { ...this.summary(j), config, history };
   }
 
   async runNow(name: string, opts: { wait?: boolean } = {}): Promise<JobRun | undefined> {
@@ -200,7 +217,7 @@ export class SyncService implements Service, JobControl {
   }
 
   private summary(j: Job): JobSummary {
-    const s: JobSummary = { name: j.cfg.name, kind: 'sync', state: this.stateOf(j), enabled: j.cfg.enabled };
+    const s: JobSummary = { name: j.cfg.name, kind: j.cfg.kind, state: this.stateOf(j), enabled: j.cfg.enabled };
     const st = j.stored;
     if (st.lastStart) s.lastStart = st.lastStart;
     if (st.lastEnd) s.lastEnd = st.lastEnd;
@@ -249,9 +266,9 @@ export class SyncService implements Service, JobControl {
     j.stored.lastEnd = run.endedAt!;
     // Runs again now rather than at its next slot (schedule()).
     j.nextTrigger = 'start';
-    await this.store.save(j.cfg.name, j.stored);
+    await this.stores[j.cfg.kind].save(j.cfg.name, j.stored);
     this.syncMetrics.runs.inc({ job: j.cfg.name, result: 'INTERRUPTED' });
-    this.d.events.emit('sync.failed', { job: j.cfg.name, run: run.id, result: 'INTERRUPTED', error: run.error }, j.cfg.name);
+    this.d.events.emit(`${j.cfg.kind}.failed`, { job: j.cfg.name, run: run.id, result: 'INTERRUPTED', error: run.error }, j.cfg.name);
   }
 
   // --- a run ---
@@ -307,29 +324,40 @@ export class SyncService implements Service, JobControl {
     const heldOut: Record<string, string> = {};
     let error: unknown;
     try {
-      await this.store.save(cfg.name, j.stored);
-      this.d.events.emit('sync.started', { job: cfg.name, run: run.id, trigger: run.trigger, source: cfg.source }, cfg.name);
-      this.d.log.info({ job: cfg.name, run: run.id, trigger: run.trigger }, 'sync run started');
+      await this.stores[cfg.kind].save(cfg.name, j.stored);
+      const what = cfg.kind === 'sync' ? { source: cfg.source } : { dryRun: cfg.dryRun };
+      this.d.events.emit(`${cfg.kind}.started`, { job: cfg.name, run: run.id, trigger: run.trigger, ...what }, cfg.name);
+      this.d.log.info({ job: cfg.name, run: run.id, trigger: run.trigger }, `${cfg.kind} run started`);
       r.state = 'SYNCING';
-      const src = parseSyncSource(cfg.source);
-      if ('problem' in src) throw new StopRun(src.problem);
-      const floor = this.config.syncLimits.find((x) => x.host === src.host)?.rateLimitFloor;
-      await runSync({
-        client: this.d.proxy.client(src.host),
-        repository: (repo) => this.d.proxy.repository({ upstream: src.host, repo }),
-        meta: this.d.meta,
-        forgetTag: (scope, tag) => this.d.proxy.manifests.forgetTag(scope, tag),
-        settled: (digest) => this.d.proxy.blobs.settled(digest),
-        budget: this.budget(src.host),
-        rateLimitFloor: floor,
-        workers: this.limitsOf(src.host).concurrency,
-        now: this.d.now,
-      }, { job: cfg, held: j.stored.held, signal: controller.signal, run, heldOut });
+      if (cfg.kind === 'copy') await runCopyJob({ job: cfg, config: this.config, run, signal: controller.signal });
+      else await this.runSyncJob(j, cfg, run, controller.signal, heldOut);
     } catch (err) {
       error = controller.signal.aborted ? controller.signal.reason : err;
     } finally {
       clearTimeout(timeout);
     }
+    return this.record(j, cfg, run, error, heldOut);
+  }
+
+  private async runSyncJob(j: Job, cfg: SyncJobConfig, run: JobRun, signal: AbortSignal, heldOut: Record<string, string>): Promise<void> {
+    const src = parseSyncSource(cfg.source);
+    if ('problem' in src) throw new StopRun(src.problem);
+    const floor = this.config.syncLimits.find((x) => x.host === src.host)?.rateLimitFloor;
+    await runSync({
+      client: this.d.proxy.client(src.host),
+      repository: (repo) => this.d.proxy.repository({ upstream: src.host, repo }),
+      meta: this.d.meta,
+      forgetTag: (scope, tag) => this.d.proxy.manifests.forgetTag(scope, tag),
+      settled: (digest) => this.d.proxy.blobs.settled(digest),
+      budget: this.budget(src.host),
+      rateLimitFloor: floor,
+      workers: this.limitsOf(src.host).concurrency,
+      now: this.d.now,
+    }, { job: cfg, held: j.stored.held, signal, run, heldOut });
+  }
+
+  /** Records a finished run: state, history, retries, events; schedules the next. */
+  private async record(j: Job, cfg: JobConfig, run: JobRun, error: unknown, heldOut: Record<string, string>): Promise<JobRun> {
     if (error instanceof ShuttingDown) {
       run.result = 'INTERRUPTED';
       run.error = error.message;
@@ -343,7 +371,8 @@ export class SyncService implements Service, JobControl {
     if (error !== undefined) run.error = ((error as Error).message ?? String(error)).slice(0, 500);
     else if (run.counts.failed > 0) {
       const first = run.tags?.find((t) => t.outcome === 'failed');
-      run.error = `${run.counts.failed} of ${run.counts.synced + run.counts.unchanged + run.counts.failed} tags failed; first: ${first?.ref}: ${first?.reason}`;
+      const what = cfg.kind === 'copy' ? 'images' : 'tags';
+      run.error = `${run.counts.failed} of ${run.counts.synced + run.counts.unchanged + run.counts.failed} ${what} failed; first: ${first?.ref}: ${first?.reason}`;
     }
     if (this.jobs.get(cfg.name) !== j) {
       // Removed from the config meanwhile: its state is gone; the run still gets its end event.
@@ -367,9 +396,9 @@ export class SyncService implements Service, JobControl {
     const retry = run.result === 'FAIL' ? retryAt(cfg, st.retriesLeft ?? 0, this.d.now()) : undefined;
     if (retry !== undefined) st.retriesLeft = (st.retriesLeft ?? 0) - 1;
     try {
-      await this.store.save(cfg.name, st);
+      await this.stores[cfg.kind].save(cfg.name, st);
     } catch (err) {
-      this.d.log.error({ job: cfg.name, err: (err as Error).message }, 'cannot record the sync run');
+      this.d.log.error({ job: cfg.name, err: (err as Error).message }, `cannot record the ${cfg.kind} run`);
     }
     this.recomputeHeld();
     this.finished(cfg, run);
@@ -380,12 +409,12 @@ export class SyncService implements Service, JobControl {
     return run;
   }
 
-  private finished(cfg: SyncJobConfig, run: JobRun): void {
-    const type = run.result === 'SUCCESS' ? 'sync.succeeded' : run.result === 'CANCEL' ? 'sync.cancelled' : 'sync.failed';
+  private finished(cfg: JobConfig, run: JobRun): void {
+    const type = `${cfg.kind}.${run.result === 'SUCCESS' ? 'succeeded' : run.result === 'CANCEL' ? 'cancelled' : 'failed'}` as const;
     this.syncMetrics.runs.inc({ job: cfg.name, result: run.result! });
     if (run.bytes > 0) this.syncMetrics.bytes.inc({ job: cfg.name }, run.bytes);
     const data = { job: cfg.name, run: run.id, result: run.result, counts: run.counts, bytes: run.bytes, ...(run.error ? { error: run.error } : {}) };
-    this.d.log[run.result === 'SUCCESS' ? 'info' : 'warn']({ ...data, trigger: run.trigger }, 'sync run finished');
+    this.d.log[run.result === 'SUCCESS' ? 'info' : 'warn']({ ...data, trigger: run.trigger }, `${cfg.kind} run finished`);
     this.d.events.emit(type, data, cfg.name);
   }
 
@@ -395,10 +424,12 @@ export class SyncService implements Service, JobControl {
     if (!j) return;
     j.stored.lastWebhook = { url: o.url, ok: o.ok, at: o.at, ...(o.status !== undefined ? { status: o.status } : {}), ...(o.error !== undefined ? { error: o.error } : {}) };
     // Saved with the job's next write if this one fails: status is best effort.
-    if (!j.running) this.store.save(j.cfg.name, j.stored).catch(() => undefined);
+    if (!j.running) this.stores[j.cfg.kind].save(j.cfg.name, j.stored).catch(() => undefined);
   }
 
-  private stillMatches(cfg: SyncJobConfig): (ref: string) => boolean {
+  private stillMatches(cfg: JobConfig): (ref: string) => boolean {
+    // Scheduled copies write to other registries: they hold nothing in the cache.
+    if (cfg.kind === 'copy') return () => false;
     const src = parseSyncSource(cfg.source);
     const filter = compileTagFilter({ include: cfg.tags, exclude: cfg.excludeTags, semver: cfg.semver });
     return (ref) => {

@@ -60,7 +60,7 @@ describe('sync API without auth', () => {
   });
 
   it('answers OCI errors for unknown jobs, wrong methods and paths', async () => {
-    expect(await api(h, 'GET', '/api/v1/sync/nope')).toMatchObject({ status: 404, body: { errors: [{ code: 'NOT_FOUND', message: 'no sync job "nope" in the config' }] } });
+    expect(await api(h, 'GET', '/api/v1/sync/nope')).toMatchObject({ status: 404, body: { errors: [{ code: 'NOT_FOUND', message: 'no sync or copy job "nope" in the config' }] } });
     expect(await api(h, 'POST', '/api/v1/sync/nope/now')).toMatchObject({ status: 404 });
     expect((await api(h, 'GET', '/api/v1/sync/app/now')).status).toBe(405);
     expect((await api(h, 'POST', '/api/v1/sync')).status).toBe(405);
@@ -81,7 +81,7 @@ describe('sync API without auth', () => {
     expect(status.out).toMatch(/^app: SUCCESS \(disabled\)\n {2}source +fake\.test\/lib\/app/);
     expect(status.out).toMatch(/history:\n {4}\S+ SUCCESS +now/);
     expect(await cli(['cancel', 'app'], port)).toEqual({ code: 1, out: 'app: not running, nothing to cancel\n' });
-    await expect(cli(['status', 'nope'], port)).rejects.toThrow('status nope: 404: no sync job "nope" in the config');
+    await expect(cli(['status', 'nope'], port)).rejects.toThrow('status nope: 404: no sync or copy job "nope" in the config');
     await expect(cli(['now'], port)).rejects.toThrow('sync now needs a job name');
   });
 

@@ -43,6 +43,7 @@ describe('schema: every key', () => {
       cache: { tagTTL: 300_000, maxManifestSize: 4 * 1024 * 1024, maxManifestReferences: 1000, maxTagListSize: 4 * 1024 * 1024 },
       upstreams: [],
       sync: [],
+      copy: [],
       syncLimits: [],
       webhooks: [],
       retention: { interval: 600_000 },

@@ -68,7 +68,7 @@ describe('sync config', () => {
     expect(error({ syncLimits: { 'ghcr.io': { concurrency: 2 } } })).toBe('syncLimits.ghcr.io: ghcr.io is not a configured upstream');
     expect(validateConfig({ upstreams: UPSTREAMS, syncLimits: { 'quay.io': { perMinute: 60, rateLimitFloor: 10 } } }).syncLimits)
       .toEqual([{ host: 'quay.io', concurrency: 4, perMinute: 60, rateLimitFloor: 10 }]);
-    expect(error({ webhooks: { w: { url: 'http://127.0.0.1:9/', jobs: ['nope'] } } })).toBe('webhooks.w.jobs: nope is not a sync job');
+    expect(error({ webhooks: { w: { url: 'http://127.0.0.1:9/', jobs: ['nope'] } } })).toBe('webhooks.w.jobs: nope is not a sync or copy job');
     expect(error({ webhooks: { w: { url: 'http://u:p@127.0.0.1:9/' } } })).toMatch(/^webhooks\.w\.url: must not carry credentials/);
     expect(error({ webhooks: { w: { url: 'http://127.0.0.1:9/', events: ['sync.exploded'] } } })).toMatch(/^webhooks\.w\.events: unknown event/);
   });

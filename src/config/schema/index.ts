@@ -3,6 +3,7 @@ import type { Section } from './define.js';
 import { auth, catalog } from './auth.js';
 import { hosted, hostedRepositories } from './hosted.js';
 import { cache } from './cache.js';
+import { copy } from './copy.js';
 import { metrics } from './metrics.js';
 import { replicas } from './replicas.js';
 import { retention } from './retention.js';
@@ -14,12 +15,12 @@ import { tls } from './tls.js';
 import { upstream } from './upstream.js';
 import { upstreamHealth, upstreamTimeouts } from './upstream-client.js';
 
-export { auth, cache, catalog, hosted, hostedRepositories, metrics, replicas, retention, root, server, storage, sync, syncLimits, tls, upstream, upstreamHealth, upstreamTimeouts, webhooks };
+export { auth, cache, catalog, copy, hosted, hostedRepositories, metrics, replicas, retention, root, server, storage, sync, syncLimits, tls, upstream, upstreamHealth, upstreamTimeouts, webhooks };
 
 // `any`: each section is typed against its own part of Config; here they are only walked.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnySection = Section<any>;
 
 export const SECTIONS: readonly AnySection[] = [
-  root, tls, cache, upstream, retention, metrics, hosted, hostedRepositories, auth, catalog, upstreamTimeouts, upstreamHealth, server, storage, replicas, sync, syncLimits, webhooks,
+  root, tls, cache, upstream, retention, metrics, hosted, hostedRepositories, auth, catalog, upstreamTimeouts, upstreamHealth, server, storage, replicas, sync, copy, syncLimits, webhooks,
 ];

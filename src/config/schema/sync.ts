@@ -3,19 +3,19 @@
  * `webhooks.<name>` (where job events go). Every key applies live: the jobs service
  * (src/jobs/) reschedules on reload. docs/sync.md is the reference.
  */
-import type { Config, SyncJobConfig, SyncLimitsConfig, WebhookConfig } from '../types.js';
+import type { Config, JobSchedule, SyncJobConfig, SyncLimitsConfig, WebhookConfig } from '../types.js';
 import { fail } from '../errors.js';
 import { registryHostProblem } from '../endpoint-rules.js';
 import { GlobSet } from '../../protocol/glob.js';
 import { isValidName } from '../../protocol/grammar.js';
 import { hostedTargetOf, parseSyncSource } from '../../protocol/sync-source.js';
 import { tagFilterProblem } from '../../protocol/tag-pattern.js';
-import { key, section } from './define.js';
+import { key, section, type Keys } from './define.js';
 import { bool, duration, int, orOff, str, stringList } from './values.js';
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 
-function nameProblem(name: string): string | undefined {
+export function nameProblem(name: string): string | undefined {
   return NAME_RE.test(name) ? undefined : `invalid name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-' (at most 63)`;
 }
 
@@ -27,7 +27,7 @@ function commaList(v: unknown, k: string): string {
 
 const PLATFORM_RE = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 
-function platforms(v: unknown, k: string): string[] {
+export function platforms(v: unknown, k: string): string[] {
   if (Array.isArray(v) && v.length === 0) return [];
   const list = commaList(v, k).split(',').map((p) => p.trim()).filter(Boolean);
   for (const p of list) if (!PLATFORM_RE.test(p)) fail(k, `invalid platform ${JSON.stringify(p)} (use os/arch or os/arch/variant: linux/amd64, linux/arm64/v8)`);
@@ -56,18 +56,23 @@ function positiveDuration(v: unknown, k: string): number {
   return d;
 }
 
-export const sync = section<Omit<SyncJobConfig, 'name'>>('sync', 'map', {
-  source: key(str, { required: true, apply: 'live', doc: 'what to sync: an upstream repository (`quay.io/prometheus/node-exporter`) or every repository under a namespace (`quay.io/myorg/*`, from the upstream\'s catalog; not Docker Hub, which has none). The host must be a configured upstream' }),
-  tags: key(commaList, { default: '*', apply: 'live', doc: 'comma list of Quay tag patterns: `*`, `?`, `[seq]`, `[!seq]` (`v3.[12]*, latest`)' }),
-  excludeTags: key(commaList, { apply: 'live', doc: 'comma list of patterns of tags to leave out' }),
-  semver: key(str, { apply: 'live', doc: 'only tags that are versions in this semver range (`>=1.2 <2`)' }),
-  platforms: key(platforms, { default: [], defaultDoc: 'all', apply: 'live', doc: 'for multi-platform images only these platforms\' manifests and blobs are fetched (`linux/amd64, linux/arm64`); the index is kept unchanged' }),
+/** The schedule keys of sync jobs and scheduled copies (`copy.<name>`, copy.ts). */
+export const scheduleKeys: Keys<JobSchedule> = {
   interval: key(positiveDuration, { default: '24h', apply: 'live', doc: 'time between the starts of two scheduled runs' }),
   startAt: key(startAt, { apply: 'live', doc: 'first scheduled run not before this time (ISO 8601); later runs every `interval` from it' }),
   timeout: key(positiveDuration, { default: '1h', apply: 'live', doc: 'a run still going after this long is stopped as FAIL' }),
   enabled: key(bool, { default: true, apply: 'live', doc: 'scheduled runs happen; a disabled job still runs on `sync now`' }),
   retries: key(int(0), { default: 3, apply: 'live', doc: 'failed runs retried this many times before waiting for the next interval' }),
   retryDelay: key(positiveDuration, { default: '1m', apply: 'live', doc: 'delay before the first retry; doubles for each further one' }),
+};
+
+export const sync = section<Omit<SyncJobConfig, 'name'>>('sync', 'map', {
+  source: key(str, { required: true, apply: 'live', doc: 'what to sync: an upstream repository (`quay.io/prometheus/node-exporter`) or every repository under a namespace (`quay.io/myorg/*`, from the upstream\'s catalog; not Docker Hub, which has none). The host must be a configured upstream' }),
+  tags: key(commaList, { default: '*', apply: 'live', doc: 'comma list of Quay tag patterns: `*`, `?`, `[seq]`, `[!seq]` (`v3.[12]*, latest`)' }),
+  excludeTags: key(commaList, { apply: 'live', doc: 'comma list of patterns of tags to leave out' }),
+  semver: key(str, { apply: 'live', doc: 'only tags that are versions in this semver range (`>=1.2 <2`)' }),
+  platforms: key(platforms, { default: [], defaultDoc: 'all', apply: 'live', doc: 'for multi-platform images only these platforms\' manifests and blobs are fetched (`linux/amd64, linux/arm64`); the index is kept unchanged' }),
+  ...scheduleKeys,
   target: key(target, { default: 'cache', apply: 'live', doc: '`cache`: pre-warm the cache, and keep what the job holds from retention; `hosted:<repository>`: mirror into that hosted repository (exactly the matching tags; pushes to it refused)' }),
   rollback: key(bool, { default: false, apply: 'live', doc: 'tags switch to their new digests (and, with a hosted target, tags that stopped matching are removed) only when the whole run succeeds; else each tag as it syncs' }),
 }, {
@@ -88,7 +93,7 @@ export const syncLimits = section<Omit<SyncLimitsConfig, 'host'>>('syncLimits', 
   rateLimitFloor: key(orOff(int(0)), { apply: 'live', doc: 'a run stops as FAIL when the upstream\'s `ratelimit-remaining` falls below this; `0`: off' }),
 }, { entry: { field: 'host', doc: '<host>', nameProblem: registryHostProblem } });
 
-const EVENT_TYPES = ['sync.started', 'sync.succeeded', 'sync.failed', 'sync.cancelled'];
+const EVENT_TYPES = ['sync.started', 'sync.succeeded', 'sync.failed', 'sync.cancelled', 'copy.started', 'copy.succeeded', 'copy.failed', 'copy.cancelled'];
 
 function events(v: unknown, k: string): string[] {
   const list = stringList('event types')(v, k);
@@ -150,8 +155,11 @@ export function checkSync(cfg: Config): void {
     owners.set(repo, j.name);
   }
   for (const l of cfg.syncLimits) if (!hosts.has(l.host)) fail(`syncLimits.${l.host}`, `${l.host} is not a configured upstream`);
+  // Sync jobs and scheduled copies share one list of jobs (JobControl): one name each.
   const names = new Set(cfg.sync.map((j) => j.name));
+  for (const c of cfg.copy) if (names.has(c.name)) fail(`copy.${c.name}`, `${c.name} is also a sync job; jobs need distinct names`);
+  for (const c of cfg.copy) names.add(c.name);
   for (const w of cfg.webhooks) {
-    for (const n of w.jobs ?? []) if (!names.has(n)) fail(`webhooks.${w.name}.jobs`, `${n} is not a sync job`);
+    for (const n of w.jobs ?? []) if (!names.has(n)) fail(`webhooks.${w.name}.jobs`, `${n} is not a sync or copy job`);
   }
 }

@@ -19,7 +19,7 @@ function jobsOf(ctx: RouteContext): { ep: SyncEndpoint; jobs: NonNullable<RouteC
 }
 
 function unknownJob(name: string): OciError {
-  return new OciError('NOT_FOUND', `no sync job ${JSON.stringify(name)} in the config`, { job: name });
+  return new OciError('NOT_FOUND', `no sync or copy job ${JSON.stringify(name)} in the config`, { job: name });
 }
 
 export const apiSync: Route = {
