@@ -101,7 +101,7 @@ function dropBody(a: BlobAnswer): void {
   const b = a.body;
   if (!b) return;
   if ('destroy' in b && typeof b.destroy === 'function') b.destroy();
-  else (b as BlobBody).stream().destroy();
+  else (b as BlobBody).discard();
 }
 
 /**

@@ -35,6 +35,8 @@ export interface BlobBody {
   stream(): Readable;
   /** Runs `fn` once the body is released (sent, discarded or failed). */
   onClose(fn: () => void): void;
+  /** Releases a body that will not be read (safe to call at any time, and more than once). */
+  discard(): void;
 }
 
 export interface BlobInfo {

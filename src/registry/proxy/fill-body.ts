@@ -57,6 +57,12 @@ export class FillBody implements BlobBody {
     for (const fn of this.closeHooks.splice(0)) fn();
   }
 
+  discard(): void {
+    if (this.used) return;
+    this.used = true;
+    this.close();
+  }
+
   stream(): Readable {
     if (this.used) throw new Error('FillBody used twice');
     this.used = true;

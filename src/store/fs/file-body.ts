@@ -67,6 +67,12 @@ export class FileBody {
     return this.end - this.start + 1;
   }
 
+  discard(): void {
+    if (this.used) return;
+    this.used = true;
+    void this.close();
+  }
+
   /** Runs `fn` once the file is closed (sent, discarded or failed). */
   onClose(fn: () => void): void {
     if (this.closed) fn();

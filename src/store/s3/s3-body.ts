@@ -19,6 +19,11 @@ export class S3Body implements BlobBody {
     return false;
   }
 
+  discard(): void {
+    this.source.destroy();
+    this.close();
+  }
+
   async writeTo(dest: Writable): Promise<number> {
     let n = 0;
     this.source.on('data', (c: Buffer) => { n += c.length; });
