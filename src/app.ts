@@ -138,7 +138,7 @@ export class App {
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, admission, now, events: this.events, cluster: replicas?.fills,
     });
-    this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now });
+    this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now, ...(replicas ? { leader: replicas } : {}) });
     this.hosted = new Hosted(config, {
       blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now,
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),

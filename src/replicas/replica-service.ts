@@ -1,7 +1,8 @@
 /**
  * This process as one replica of a cluster on shared storage: serves its live fills to
  * peers on the internal listener (`GET /fills/<digest>`, fill-token.ts), renews its fill
- * leases, and competes for the leader lease (periodic retention runs on the leader only).
+ * leases, and competes for the leader lease (periodic retention, sync and copy jobs run on the
+ * leader only; onLeaderChange tells the jobs service when this replica gains or loses it).
  * On stop it releases every lease it holds, so peers need not wait for them to expire.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -44,6 +45,7 @@ export class ReplicaService implements Service {
   private timer: NodeJS.Timeout | undefined;
   private leader = false;
   private ticking: Promise<void> = Promise.resolve();
+  private readonly leaderListeners = new Set<(leader: boolean) => void>();
 
   constructor(private readonly cfg: ReplicasConfig, private readonly d: ReplicaDeps) {
     this.now = d.now ?? Date.now;
@@ -66,6 +68,19 @@ export class ReplicaService implements Service {
     return this.leader;
   }
 
+  /** Calls `cb` each time this replica becomes or stops being the leader; returns an unsubscribe. */
+  onLeaderChange(cb: (leader: boolean) => void): () => void {
+    this.leaderListeners.add(cb);
+    return () => void this.leaderListeners.delete(cb);
+  }
+
+  private setLeader(leader: boolean): void {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    this.d.log.info({ replica: this.id, leader }, leader ? 'this replica is the leader' : 'this replica is no longer the leader');
+    for (const cb of this.leaderListeners) cb(leader);
+  }
+
   async start(): Promise<void> {
     const server = createServer((req, res) => void this.handle(req, res));
     await new Promise<void>((resolve, reject) => {
@@ -85,12 +100,10 @@ export class ReplicaService implements Service {
     try {
       await this.fills.renew();
       const holder = await this.leases.acquire(LEADER);
-      const was = this.leader;
-      this.leader = holder === undefined;
-      if (this.leader !== was) this.d.log.info({ replica: this.id, leader: this.leader }, this.leader ? 'this replica is the leader' : 'this replica is no longer the leader');
+      this.setLeader(holder === undefined);
     } catch (err) {
       // Without the database we cannot know: stop acting as the leader.
-      this.leader = false;
+      this.setLeader(false);
       this.d.log.warn({ err: (err as Error).message }, 'cannot renew replica leases');
     }
   }
