@@ -17,6 +17,7 @@ import { LeasedFills } from './fill-cluster.js';
 import { checkFillToken } from './fill-token.js';
 import { GraceDeletes } from './grace-deletes.js';
 import { Leases } from './leases.js';
+import { fetchPeerUpload, uploadSubject } from './peer-upload.js';
 
 export type ReplicasConfig = NonNullable<Config['replicas']>;
 
@@ -29,6 +30,8 @@ export interface ReplicaDeps {
   blobs: Pick<BlobStore, 'delete'>;
   /** Whether a blob is back (a row names it) or in use here (pinned, filling): retention keeps it. */
   inUse(digest: string): Promise<boolean>;
+  /** The bytes of an upload session whose spool is here (UploadSessions.bytesOf), for the replica it moves to. */
+  uploadBytes?(id: string): Promise<{ size: number; body: Readable } | undefined>;
 }
 
 const LEADER = 'leader';
@@ -60,6 +63,7 @@ export class ReplicaService implements Service {
       deleteNow: (digest) => d.blobs.delete(digest),
       onError: (err, digest) => d.log.warn({ digest, err: err.message }, 'cannot delete an evicted blob; it stays in the store'),
     });
+    this.uploads = { address: cfg.advertise, fetch: (owner, id, size) => fetchPeerUpload(owner, id, size, cfg.secret, this.now()) };
     this.fills = new LeasedFills(this.leases, cfg.secret, (err) => d.log.warn({ err: err.message }, 'cannot release a fill lease; it will expire'), this.now);
   }
 
@@ -108,7 +112,12 @@ export class ReplicaService implements Service {
     }
   }
 
+  /** Upload sessions move between replicas through the internal listener (peer-upload.ts). */
+  readonly uploads: { address: string; fetch(owner: string, id: string, size: number): Promise<Readable> };
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const u = /^\/uploads\/([0-9a-f]{1,64})$/.exec(req.url ?? '');
+    if (u && req.method === 'GET') return this.handleUpload(req, res, u[1]!);
     const m = /^\/fills\/([^/?]+)$/.exec(req.url ?? '');
     const digest = m ? decodeURIComponent(m[1]!) : '';
     if (req.method !== 'GET' || !m || !isValidDigest(digest)) {
@@ -135,6 +144,23 @@ export class ReplicaService implements Service {
     live.body.once('error', () => res.destroy());
     res.once('close', () => live.body.destroy());
     live.body.pipe(res);
+  }
+
+  private async handleUpload(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const auth = /^RegcacheFill (\S+)$/.exec(req.headers.authorization ?? '');
+    if (!checkFillToken(this.cfg.secret, uploadSubject(id), auth?.[1], this.now())) {
+      res.writeHead(401).end();
+      return;
+    }
+    const held = await this.d.uploadBytes?.(id).catch(() => undefined);
+    if (!held) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': held.size });
+    held.body.once('error', () => res.destroy());
+    res.once('close', () => held.body.destroy());
+    held.body.pipe(res);
   }
 
   async stop(): Promise<void> {
