@@ -110,6 +110,7 @@ export class App {
       this.replicas = new ReplicaService(config.replicas, {
         pool: meta.pool, liveFill: (d) => this.proxy.blobs.liveFill(d), log: this.log, blobs: this.blobs,
         inUse: async (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d) || (await meta.blobSize(d)) !== undefined,
+        uploadBytes: (id) => this.hosted.sessions.bytesOf(id),
       });
     }
     const replicas = this.replicas;
@@ -138,10 +139,10 @@ export class App {
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,
       upstreams: this.upstreams, admission, now, events: this.events, cluster: replicas?.fills,
     });
-    this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now });
+    this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now, ...(replicas ? { leader: replicas } : {}) });
     this.hosted = new Hosted(config, {
       blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now,
-      onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
+      onRemoved: (manifests) => this.proxy.manifests.forget(manifests), ...(replicas ? { cluster: replicas.uploads } : {}),
     });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream, this.hosted);
     this.admin = new AdminService({

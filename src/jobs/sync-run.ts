@@ -91,7 +91,8 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal, drop: (v: T) => void):
     };
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); if (signal.aborted) drop(v); else resolve(v); },
+      // Aborted meanwhile: onAbort already arranged the drop (dropping twice throws).
+      (v) => { signal.removeEventListener('abort', onAbort); if (!signal.aborted) resolve(v); },
       (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err); },
     );
   });

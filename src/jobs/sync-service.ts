@@ -9,6 +9,12 @@
  * which feeds the log, metrics and webhooks. Both kinds share the scheduler, state, history,
  * retries, timeout and cancel; only what a run does differs (runSync or runCopyJob). A
  * config reload adds, removes and reschedules jobs live.
+ *
+ * With replicas (deps.leader), jobs run once in the cluster: only on the replica holding the
+ * leader lease. A replica that becomes the leader reads the jobs' state afresh from the shared
+ * store, records a run the previous leader left in progress as INTERRUPTED and runs it again;
+ * a replica that loses the lease aborts its runs and leaves their `running` mark for the next
+ * leader to find.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -17,6 +23,7 @@ import type { EventBus, RegcacheEvent } from '../events/event-bus.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { parseSyncSource } from '../protocol/sync-source.js';
 import { compileTagFilter } from '../protocol/tag-pattern.js';
+import { OciError } from '../protocol/errors.js';
 import type { Proxy } from '../registry/proxy/proxy.js';
 import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
 import type { MetadataStore } from '../store/metadata-store.js';
@@ -36,6 +43,14 @@ export interface SyncServiceDeps {
   metrics: Metrics;
   log: Logger;
   now: () => number;
+  /** Present when this process is one replica of a cluster: jobs run only while it leads. */
+  leader?: LeaderLease;
+}
+
+/** The cluster's leader lease as the jobs service sees it (ReplicaService). */
+export interface LeaderLease {
+  isLeader(): boolean;
+  onLeaderChange(cb: (leader: boolean) => void): () => void;
 }
 
 /** Why a run was aborted. */
@@ -79,6 +94,9 @@ export class SyncService implements Service, JobControl {
   private readonly syncMetrics: SyncMetrics;
   private heldDigests = new Set<string>();
   private unsubscribe: (() => void) | undefined;
+  private unsubscribeLeader: (() => void) | undefined;
+  /** Leadership changes are handled one after the other. */
+  private transition: Promise<void> = Promise.resolve();
   private started = false;
 
   constructor(private config: Config, private readonly d: SyncServiceDeps) {
@@ -108,23 +126,62 @@ export class SyncService implements Service, JobControl {
       if (e.type.startsWith('sync.') || e.type.startsWith('copy.')) this.webhooks.publish(e);
     });
     this.started = true;
-    for (const cfg of jobsOf(this.config)) {
-      const job: Job = { cfg, stored: saved[cfg.kind].get(cfg.name) ?? emptyJob() };
-      this.jobs.set(cfg.name, job);
-      if (job.stored.running) await this.interrupted(job);
+    for (const cfg of jobsOf(this.config)) this.jobs.set(cfg.name, { cfg, stored: saved[cfg.kind].get(cfg.name) ?? emptyJob() });
+    if (this.leads()) await this.takeCharge(saved);
+    this.unsubscribeLeader = this.d.leader?.onLeaderChange((leader) => {
+      this.transition = this.transition.then(() => (leader ? this.becomeLeader() : this.stepDown())).catch((err: Error) => {
+        this.d.log.error({ err: err.message }, 'cannot take charge of the jobs as the new leader');
+      });
+    });
+    this.recomputeHeld();
+    this.updateBudgets();
+  }
+
+  /** Whether this process runs the jobs: always alone, only as the leader in a cluster. */
+  private leads(): boolean {
+    return this.d.leader?.isLeader() ?? true;
+  }
+
+  /** As the (new) leader: runs left in progress were interrupted and run again; the rest is scheduled. */
+  private async takeCharge(saved: Record<JobKind, Map<string, StoredJob>>): Promise<void> {
+    for (const job of this.jobs.values()) {
+      if (job.stored.running && !job.running) await this.interrupted(job);
       this.schedule(job);
     }
     // State of jobs no longer in the config: they hold nothing any more.
     for (const kind of ['sync', 'copy'] as const) {
       for (const name of saved[kind].keys()) if (this.jobs.get(name)?.cfg.kind !== kind) await this.stores[kind].delete(name);
     }
+  }
+
+  /** This replica took the leader lease: the state the previous leader wrote is the truth. */
+  private async becomeLeader(): Promise<void> {
+    if (!this.started || !this.leads()) return;
+    const saved = { sync: await this.stores.sync.all(), copy: await this.stores.copy.all() };
+    for (const job of this.jobs.values()) {
+      if (!job.running) job.stored = saved[job.cfg.kind].get(job.cfg.name) ?? emptyJob();
+    }
+    this.d.log.info({ jobs: this.jobs.size }, 'leader: taking charge of sync and copy jobs');
+    await this.takeCharge(saved);
     this.recomputeHeld();
-    this.updateBudgets();
+  }
+
+  /** This replica lost the leader lease: nothing more runs here; the next leader re-runs what was cut. */
+  private async stepDown(): Promise<void> {
+    if (this.leads()) return;
+    for (const j of this.jobs.values()) {
+      clearTimeout(j.timer);
+      j.timer = undefined;
+      j.nextRun = undefined;
+      j.running?.controller.abort(new ShuttingDown('this replica is no longer the leader'));
+    }
   }
 
   async stop(graceMs: number): Promise<void> {
     this.started = false;
     this.unsubscribe?.();
+    this.unsubscribeLeader?.();
+    await this.transition;
     const runs: Promise<unknown>[] = [];
     for (const j of this.jobs.values()) {
       clearTimeout(j.timer);
@@ -153,7 +210,8 @@ export class SyncService implements Service, JobControl {
       j.running?.controller.abort(new Cancelled('the job was removed from the config'));
       this.jobs.delete(name);
       this.syncMetrics.forget(name);
-      await this.stores[j.cfg.kind].delete(name);
+      // Only the leader writes job state: a follower's copy may be stale.
+      if (this.leads()) await this.stores[j.cfg.kind].delete(name);
     }
     for (const cfg of nextJobs) {
       const j = this.jobs.get(cfg.name);
@@ -168,7 +226,7 @@ export class SyncService implements Service, JobControl {
       // Tags that no longer match (or a new source) are held no more.
       const keep = this.stillMatches(cfg);
       for (const ref of Object.keys(j.stored.held)) if (!keep(ref)) delete j.stored.held[ref];
-      await this.stores[cfg.kind].save(cfg.name, j.stored);
+      if (this.leads()) await this.stores[cfg.kind].save(cfg.name, j.stored);
       this.schedule(j);
     }
     this.recomputeHeld();
@@ -197,6 +255,7 @@ export class SyncService implements Service, JobControl {
   async runNow(name: string, opts: { wait?: boolean } = {}): Promise<JobRun | undefined> {
     const j = this.jobs.get(name);
     if (!j || !this.started) return undefined;
+    if (!this.leads()) throw new OciError('UNAVAILABLE', 'this replica is not the leader: sync and copy jobs run on the leader replica; retry (another replica may answer)', { job: name });
     const r = j.running ?? this.begin(j, 'now');
     return opts.wait ? r.done : r.run;
   }
@@ -234,6 +293,11 @@ export class SyncService implements Service, JobControl {
     clearTimeout(j.timer);
     j.timer = undefined;
     if (!this.started) return;
+    // A follower keeps no timers: the leader runs the jobs, and a new leader schedules afresh.
+    if (!this.leads()) {
+      j.nextRun = undefined;
+      return;
+    }
     // A run interrupted by a stop or crash runs again at once, also for a disabled job.
     const rerun = j.nextTrigger === 'start';
     const lastStart = j.stored.lastStart ? Date.parse(j.stored.lastStart) : undefined;
@@ -246,7 +310,7 @@ export class SyncService implements Service, JobControl {
       j.timer = setTimeout(() => {
         if (at - this.d.now() > 0 && wait >= MAX_TIMER) return arm();
         j.timer = undefined;
-        if (!j.running && this.jobs.get(j.cfg.name) === j) this.begin(j, j.nextTrigger ?? 'schedule');
+        if (!j.running && this.jobs.get(j.cfg.name) === j && this.leads()) this.begin(j, j.nextTrigger ?? 'schedule');
       }, Math.min(Math.max(wait, 0), MAX_TIMER));
       j.timer.unref();
     };

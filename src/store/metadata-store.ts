@@ -31,6 +31,8 @@ export interface UploadSessionState {
   startedAt: number;
   /** Last request on the session (expiry counts from here). */
   activeAt: number;
+  /** With replicas: the internal address of the replica whose local spool holds the bytes. */
+  owner?: string;
 }
 
 /** A repository as the store keys it: `<upstream or "hosted">` and the repository name there. */

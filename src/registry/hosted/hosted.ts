@@ -13,7 +13,7 @@ import type { MetadataStore } from '../../store/metadata-store.js';
 import type { Pins } from '../proxy/pins.js';
 import { collectHosted, type HostedGcReport } from './hosted-gc.js';
 import { HostedRepository } from './hosted-repository.js';
-import { UploadSessions } from './upload-sessions.js';
+import { UploadSessions, type UploadCluster } from './upload-sessions.js';
 
 export interface HostedServiceDeps {
   blobs: BlobStore;
@@ -23,6 +23,8 @@ export interface HostedServiceDeps {
   now: () => number;
   /** Called with the manifests GC removed (memory caches drop them). */
   onRemoved?(manifests: string[]): void;
+  /** With replicas: upload sessions move to the replica that gets their next chunk. */
+  cluster?: UploadCluster;
 }
 
 export class Hosted implements Service {
@@ -35,7 +37,7 @@ export class Hosted implements Service {
   private collecting: Promise<unknown> = Promise.resolve();
 
   constructor(private config: Config, private readonly d: HostedServiceDeps) {
-    this.sessions = new UploadSessions({ blobs: d.blobs, meta: d.meta, now: d.now });
+    this.sessions = new UploadSessions({ blobs: d.blobs, meta: d.meta, now: d.now, ...(d.cluster ? { cluster: d.cluster } : {}) });
     this.patterns = compile(config);
     this.ownNames = new Set(config.hosted.names);
   }

@@ -6,10 +6,17 @@
  * running hash was lost (restart, failed chunk), is hashed again from the spool. A session's
  * requests run one at a time. Nothing becomes a blob before its digest is verified; a failed
  * chunk is cut off the spool, so the session stays at its last good size.
+ *
+ * With replicas (deps.cluster) a session's record names the replica whose local spool holds
+ * its bytes (`owner`). A chunk (or the final PUT) that reaches another replica first moves
+ * the session there: that replica copies the bytes received so far from the owner's internal
+ * listener into a spool of its own, hashing them as they arrive, and records itself as the
+ * owner; the old owner drops its spool when it next sees the record (a request or the
+ * expiry sweep). Clients may so spread the chunks of one push over any replicas.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { basename } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { OciError } from '../../protocol/errors.js';
 import { digestAlgorithm, isValidDigest } from '../../protocol/grammar.js';
 import type { BlobStore, Spool } from '../../store/blob-store.js';
@@ -29,6 +36,15 @@ export interface UploadSessionDeps {
   blobs: BlobStore;
   meta: MetadataStore;
   now: () => number;
+  cluster?: UploadCluster;
+}
+
+/** How sessions move between replicas (ReplicaService). */
+export interface UploadCluster {
+  /** This replica's internal address, recorded as a session's owner. */
+  address: string;
+  /** Bytes [0, size) of session `id` from the replica at `owner`. */
+  fetch(owner: string, id: string, size: number): Promise<Readable>;
 }
 
 const CHUNK = 1024 * 1024;
@@ -55,7 +71,7 @@ export class UploadSessions {
     const id = randomBytes(16).toString('hex');
     const spool = await this.d.blobs.createSpool();
     const now = this.d.now();
-    const state: UploadSessionState = { repo, spool: basename(spool.path), size: 0, startedAt: now, activeAt: now };
+    const state: UploadSessionState = { repo, spool: basename(spool.path), size: 0, startedAt: now, activeAt: now, ...(this.d.cluster ? { owner: this.d.cluster.address } : {}) };
     await this.d.meta.putState(UPLOAD_STATE, id, state);
     this.live.set(id, { id, state, spool, hash: createHash('sha256'), queue: Promise.resolve() });
     return id;
@@ -73,6 +89,7 @@ export class UploadSessions {
   }
 
   private async load(id: string, repo: string): Promise<Live> {
+    if (this.d.cluster) return this.loadShared(id, repo);
     let s = this.live.get(id);
     if (!s) {
       const state = await this.d.meta.getState<UploadSessionState>(UPLOAD_STATE, id);
@@ -94,8 +111,96 @@ export class UploadSessions {
     return s;
   }
 
+  /** With replicas: the record is the truth; a session held elsewhere moves here. */
+  private async loadShared(id: string, repo: string): Promise<Live> {
+    const cluster = this.d.cluster!;
+    const state = await this.d.meta.getState<UploadSessionState>(UPLOAD_STATE, id);
+    const held = this.live.get(id);
+    if (held && state?.spool === held.state.spool && state.owner === cluster.address) {
+      if (held.state.repo !== repo) throw unknown(id);
+      return held;
+    }
+    // Moved to another replica (or finished there) since: this spool is no longer the session.
+    if (held) await this.drop(id, held);
+    if (!state || state.repo !== repo) throw unknown(id);
+    if (state.owner === undefined || state.owner === cluster.address) {
+      // Ours but not open (restart): as a single process does.
+      const spool = await this.d.blobs.openSpool(state.spool);
+      if (!spool) {
+        await this.d.meta.deleteState(UPLOAD_STATE, id);
+        throw unknown(id);
+      }
+      await spool.truncate(state.size);
+      const s: Live = { id, state, spool, hash: undefined, queue: Promise.resolve() };
+      this.live.set(id, s);
+      return s;
+    }
+    return this.moveHere(id, state, state.owner);
+  }
+
+  /** Copies a session's bytes from `owner` into a spool here and records this replica as its owner. */
+  private async moveHere(id: string, state: UploadSessionState, owner: string): Promise<Live> {
+    const cluster = this.d.cluster!;
+    const spool = await this.d.blobs.createSpool();
+    const hash = createHash('sha256');
+    let pos = 0;
+    try {
+      const body = await cluster.fetch(owner, id, state.size);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (pos + chunk.length > state.size) throw new Error('the owner sent more bytes than the session has');
+        hash.update(chunk);
+        await spool.write(chunk, pos);
+        pos += chunk.length;
+      }
+      if (pos !== state.size) throw new Error(`the owner sent ${pos} of ${state.size} bytes`);
+    } catch (err) {
+      await spool.close().catch(() => undefined);
+      await this.d.blobs.discard(spool).catch(() => undefined);
+      throw new OciError('UNAVAILABLE', `the upload session is held by another replica that cannot hand it over: ${(err as Error).message}; retry the chunk`);
+    }
+    const moved: UploadSessionState = { ...state, spool: basename(spool.path), owner: cluster.address, activeAt: this.d.now() };
+    await this.d.meta.putState(UPLOAD_STATE, id, moved);
+    const s: Live = { id, state: moved, spool, hash, queue: Promise.resolve() };
+    this.live.set(id, s);
+    return s;
+  }
+
+  /** Forgets a session held here without touching its record (another replica has it now). */
+  private async drop(id: string, s: Live): Promise<void> {
+    if (this.live.get(id) === s) this.live.delete(id);
+    await s.spool.close().catch(() => undefined);
+    await this.d.blobs.discard(s.spool).catch(() => undefined);
+  }
+
+  /** Bytes [0, size) of a session whose spool is here, for the replica it moves to; undefined when not held here. */
+  async bytesOf(id: string): Promise<{ size: number; body: Readable } | undefined> {
+    const state = await this.d.meta.getState<UploadSessionState>(UPLOAD_STATE, id);
+    if (!state || (state.owner !== undefined && state.owner !== this.d.cluster?.address)) return undefined;
+    const s = await this.load(id, state.repo).catch(() => undefined);
+    if (!s) return undefined;
+    const size = s.state.size;
+    const spool = s.spool;
+    async function* read(): AsyncGenerator<Buffer> {
+      const buf = Buffer.allocUnsafe(CHUNK);
+      for (let pos = 0; pos < size;) {
+        const n = await spool.read(buf, 0, Math.min(CHUNK, size - pos), pos);
+        if (n <= 0) throw new Error('upload spool is shorter than its recorded size');
+        yield Buffer.from(buf.subarray(0, n));
+        pos += n;
+      }
+    }
+    return { size, body: Readable.from(read()) };
+  }
+
   /** Bytes received so far. */
   size(id: string, repo: string): Promise<number> {
+    if (this.d.cluster) {
+      // Asking where an upload stands does not move it.
+      return this.d.meta.getState<UploadSessionState>(UPLOAD_STATE, id).then((st) => {
+        if (!st || st.repo !== repo) throw unknown(id);
+        return st.size;
+      });
+    }
     return this.with(id, repo, async (s) => s.state.size);
   }
 
@@ -202,7 +307,13 @@ export class UploadSessions {
   /** Removes sessions idle since before `before` (ms), with their bytes; returns how many. */
   async expire(before: number): Promise<number> {
     let n = 0;
-    for (const { key, value } of await this.d.meta.listState<UploadSessionState>(UPLOAD_STATE)) {
+    const records = await this.d.meta.listState<UploadSessionState>(UPLOAD_STATE);
+    if (this.d.cluster) {
+      // Spools of sessions that moved to another replica, or ended there.
+      const named = new Map(records.map((r) => [r.key, r.value.spool]));
+      for (const [id, s] of [...this.live]) if (named.get(id) !== s.state.spool) await this.drop(id, s);
+    }
+    for (const { key, value } of records) {
       const s = this.live.get(key);
       const activeAt = s ? s.state.activeAt : value.activeAt;
       if (activeAt >= before) continue;
@@ -210,7 +321,8 @@ export class UploadSessions {
       if (s) {
         await this.with(key, s.state.repo, (x) => this.remove(key, x)).catch(() => undefined);
       } else {
-        await this.d.blobs.removeSpool(value.spool).catch(() => undefined);
+        // With replicas the spool may be another's: it goes with that replica's own sweep or restart.
+        if (value.owner === undefined || value.owner === this.d.cluster?.address) await this.d.blobs.removeSpool(value.spool).catch(() => undefined);
         await this.d.meta.deleteState(UPLOAD_STATE, key);
       }
     }
