@@ -142,7 +142,8 @@ export class App {
     this.sync = new SyncService(config, { meta: this.meta, proxy: this.proxy, events: this.events, metrics: this.metrics, log: this.log, now, ...(replicas ? { leader: replicas } : {}) });
     this.hosted = new Hosted(config, {
       blobs: this.blobs, meta: this.meta, pins: this.pins, log: this.log, now,
-      onRemoved: (manifests) => this.proxy.manifests.forget(manifests), ...(replicas ? { cluster: replicas.uploads } : {}),
+      onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
+      ...(replicas ? { cluster: replicas.uploads, isLeader: () => replicas.isLeader() } : {}),
     });
     this.namespace = new Namespace(this.proxy, () => this.config.defaultUpstream, this.hosted);
     this.admin = new AdminService({

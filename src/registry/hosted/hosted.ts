@@ -25,6 +25,8 @@ export interface HostedServiceDeps {
   onRemoved?(manifests: string[]): void;
   /** With replicas: upload sessions move to the replica that gets their next chunk. */
   cluster?: UploadCluster;
+  /** With replicas: periodic hosted retention and GC run only on the leader (once in the cluster). */
+  isLeader?: () => boolean;
 }
 
 export class Hosted implements Service {
@@ -88,6 +90,7 @@ export class Hosted implements Service {
     const every = this.config.hosted.gcInterval;
     if (every <= 0) return;
     this.gcTimer = setInterval(() => {
+      if (this.d.isLeader && !this.d.isLeader()) return;
       this.collect().then((r) => {
         if (r.tags.length + r.unlinked.length + r.blobs.length + r.manifests.length > 0) {
           this.d.log.info({ tags: r.tags.length, unlinked: r.unlinked.length, manifests: r.manifests.length, blobs: r.blobs.length, bytesFreed: r.bytesFreed }, 'hosted retention and gc');
