@@ -89,6 +89,8 @@ describe('regcache copy into regcache hosted repositories', () => {
       `${source.host}/org/app:v1=${fwd.host}/mirror/anon:v1`], { cwd: work, timeoutMs: 120_000, env: { ...process.env, REGISTRY_AUTH_FILE: none } });
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toMatch(/^failed +.*mirror\/anon:v1/m);
+    expect((await fetch(`${rc.url}/v2/mirror/anon/manifests/v1`, { method: 'HEAD', headers: { accept: v1.mediaType } })).status).toBe(404);
+    for (const l of v1.layers) expect((await fetch(`${rc.url}/v2/mirror/anon/blobs/${l.digest}`, { method: 'HEAD' })).status).toBe(404);
   });
 
   it('wildcard copy and a multi-platform index with all children, digests preserved', async () => {
