@@ -1,5 +1,5 @@
 /** Failures to get an HTTP answer from an upstream (or its token realm). Messages never hold credentials. */
-import { errors as undiciErrors } from './undici-lean.js';
+import { errors as undiciErrors } from 'undici';
 
 export type UpstreamFailure = 'down' | 'unreachable' | 'timeout' | 'redirect' | 'auth' | 'protocol';
 
