@@ -159,13 +159,17 @@ export class App {
       jobs: this.sync,
       authorize: (req, r) => {
         const name = 'name' in r.endpoint ? r.endpoint.name : undefined;
-        let placed: ReturnType<Namespace['place']> | undefined;
-        try {
-          if (name !== undefined) placed = namespace.place(r.listener, r.ns, name);
-        } catch {
-          placed = undefined; // the route answers the naming error
-        }
-        return this.access!.authorize(req, r.endpoint, r.method, placed?.full, placed !== undefined && placed.kind !== 'proxy');
+        // Placed only when a rule needs the repository: an open pull (the hot path) never is.
+        const place = (): { name: string; hosted: boolean } | undefined => {
+          if (name === undefined) return undefined;
+          try {
+            const p = namespace.place(r.listener, r.ns, name);
+            return { name: p.full, hosted: p.kind !== 'proxy' };
+          } catch {
+            return undefined; // the route answers the naming error
+          }
+        };
+        return this.access!.authorize(req, r.endpoint, r.method, place);
       },
       canPull: async (req, listener, ns, name) => {
         const id = await this.access!.identify(req);

@@ -165,11 +165,12 @@ export class Access {
   }
 
   /**
-   * Resolves to an error to send, or undefined to let the request through. `name` is the full
-   * repository name (undefined when the endpoint has none or it does not resolve), `hosted`
-   * whether writes to it are possible at all (else the route answers 405).
+   * Resolves to an error to send, or undefined to let the request through. `place` gives the
+   * full repository name (undefined when the endpoint has none or it does not resolve) and
+   * whether writes to it are possible at all (else the route answers 405); it is asked only
+   * when a rule needs the name.
    */
-  async authorize(req: Req, ep: Endpoint, method: Method, name: string | undefined, hosted: boolean): Promise<OciError | undefined> {
+  async authorize(req: Req, ep: Endpoint, method: Method, place: () => { name: string; hosted: boolean } | undefined): Promise<OciError | undefined> {
     if (ep.kind === 'healthz' || ep.kind === 'readyz') return undefined;
     const id = await this.identify(req);
     if ('refused' in id) return id.refused;
@@ -189,12 +190,15 @@ export class Access {
     }
     const action = actionOf(ep, method);
     if (action === 'pull') {
-      if (name === undefined ? user !== undefined || this.opts.anonymousPull || !this.hasUsers : this.mayPull(user, name)) return undefined;
-      return this.refuse(user, `pull ${name ?? 'this repository'}`);
+      if (user !== undefined || this.opts.anonymousPull || !this.hasUsers) return undefined;
+      const p = place();
+      if (p && this.mayPull(user, p.name)) return undefined;
+      return this.refuse(user, `pull ${p?.name ?? 'this repository'}`);
     }
     // Writes to a repository that cannot take them: the route answers 405 naming the config key.
-    if (!hosted || name === undefined) return undefined;
-    if (this.granted(user, action, name)) return undefined;
-    return this.refuse(user, `${action} ${name}`);
+    const p = place();
+    if (!p || !p.hosted) return undefined;
+    if (this.granted(user, action, p.name)) return undefined;
+    return this.refuse(user, `${action} ${p.name}`);
   }
 }

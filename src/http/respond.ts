@@ -6,6 +6,12 @@ import { OciError } from '../protocol/errors.js';
 export type Req = IncomingMessage | Http2ServerRequest;
 export type Res = ServerResponse | Http2ServerResponse;
 
+/** One request header as a string (absent, or repeated: undefined). */
+export function requestHeader(req: Req, name: string): string | undefined {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
 export function toOciError(err: unknown): OciError {
   if (err instanceof OciError) return err;
   return new OciError('INTERNAL', 'internal error');

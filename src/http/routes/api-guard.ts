@@ -11,6 +11,7 @@
 import { OciError } from '../../protocol/errors.js';
 import type { Admin } from '../../status/admin.js';
 import type { RouteContext } from '../route.js';
+import { requestHeader } from '../respond.js';
 
 /** The parsed endpoint of one admin kind. */
 export type Ep<K extends string> = Extract<RouteContext['target']['endpoint'], { kind: K }>;
@@ -24,20 +25,15 @@ export function adminOf(ctx: RouteContext): Admin {
   return a;
 }
 
-function header(ctx: RouteContext, name: string): string | undefined {
-  const v = ctx.req.headers[name];
-  return typeof v === 'string' ? v : undefined;
-}
-
 /** Throws DENIED unless a state-changing request is provably not cross-site. */
 export function assertSameOrigin(ctx: RouteContext): void {
-  if (header(ctx, CSRF_HEADER) === undefined) {
+  if (requestHeader(ctx.req, CSRF_HEADER) === undefined) {
     throw new OciError('DENIED', `state-changing admin requests need the ${CSRF_HEADER} header (cross-site request protection)`);
   }
-  const site = header(ctx, 'sec-fetch-site');
+  const site = requestHeader(ctx.req, 'sec-fetch-site');
   if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new OciError('DENIED', 'cross-site admin request refused');
-  const origin = header(ctx, 'origin');
-  const host = header(ctx, 'host') ?? header(ctx, ':authority');
+  const origin = requestHeader(ctx.req, 'origin');
+  const host = requestHeader(ctx.req, 'host') ?? requestHeader(ctx.req, ':authority');
   if (origin !== undefined && origin !== 'null') {
     let originHost: string;
     try {

@@ -7,13 +7,9 @@ import type { Readable } from 'node:stream';
 import type { MountSource, UploadOp } from '../../registry/repository.js';
 import type { Route, RouteContext } from '../route.js';
 import { repositoryOf } from './repository.js';
+import { requestHeader } from '../respond.js';
 
 type UploadEndpoint = { kind: 'upload'; name: string; session?: string };
-
-function header(ctx: RouteContext, name: string): string | undefined {
-  const v = ctx.req.headers[name];
-  return typeof v === 'string' ? v : undefined;
-}
 
 /** The request body (an empty one reads as no bytes). */
 function bodyOf(ctx: RouteContext): Readable {
@@ -43,7 +39,7 @@ async function opOf(ctx: RouteContext, op: UploadOp['op'], ep: UploadEndpoint): 
       };
     }
     case 'append':
-      return { op, session, body: ctx.req as unknown as Readable, contentRange: header(ctx, 'content-range') };
+      return { op, session, body: ctx.req as unknown as Readable, contentRange: requestHeader(ctx.req, 'content-range') };
     case 'finish':
       return { op, session, digest: q.get('digest') ?? undefined, body: bodyOf(ctx) };
     default:

@@ -1,15 +1,13 @@
-/** Per-upstream tag freshness: tagTTL (override or global) and immutable tag globs. */
+/**
+ * Per-upstream tag freshness: tagTTL (override or global) and immutable tags, written in the
+ * same tag-pattern syntax as sync jobs (`*`, `?`, `[seq]`; protocol/tag-pattern.ts).
+ */
 import type { UpstreamConfig } from '../../config/types.js';
+import { patternSource } from '../../protocol/tag-pattern.js';
 import type { TagPolicy } from './manifest-cache.js';
 
-/** `*` matches any run of characters, `?` one character; everything else is literal. */
-export function globToRegExp(glob: string): RegExp {
-  const re = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${re}$`);
-}
-
 export function tagPolicy(upstream: UpstreamConfig, defaultTTL: number): TagPolicy {
-  const patterns = upstream.immutableTags.map(globToRegExp);
+  const patterns = upstream.immutableTags.map((p) => new RegExp(`^${patternSource(p)}$`));
   return {
     tagTTL: upstream.tagTTL ?? defaultTTL,
     isImmutable: (tag) => patterns.some((p) => p.test(tag)),
