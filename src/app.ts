@@ -133,7 +133,9 @@ export class App {
       used: () => { const t = this.meta.totals(); return t.blobBytes + t.manifestBytes; },
       maxSize: () => this.config.retention.maxSize,
       disk: () => this.blobs.space(),
-      evict: (targetSize) => this.retention.sweep({ targetSize }),
+      evict: (targetSize, progress) => this.retention.sweep({ targetSize, onUnits: progress }).catch((err: unknown) => {
+        this.log.error({ err: (err as Error).message }, 'retention sweep before a commit failed');
+      }),
     });
     this.proxy = new Proxy({
       config, blobs: this.blobs, meta: this.meta, pins: this.pins, metrics: this.metrics, log: this.log,

@@ -7,7 +7,6 @@
  *
  * Prints a markdown table and writes bench-results/bench-<time>.json (+ latest.json, latest.md).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +28,7 @@ import {
   type SystemName,
 } from './lib/systems.js';
 import { runWrk, type WrkResult } from './lib/wrk.js';
+import { startLatencyProbe } from './lib/latency.js';
 import { summarizeProfile, formatProfileSummary } from './cpuprofile-top.js';
 import { scenarioCopy } from './copy.js';
 import { syncScenario } from './sync-scenario.js';
@@ -651,11 +651,7 @@ async function scenario8(ctx: Ctx): Promise<void> {
   const startS = (performance.now() - started) / 1000;
   const runs: Record<string, unknown> = { seedS, startS, blobs: o.scaleBlobs, manifests: o.scaleManifests, storeBytes: total };
   try {
-    const probe = spawn(process.execPath, ['--import', './scripts/register-ts.mjs', 'scripts/bench/latency-probe.ts', sys.url, store.repo, store.hot.join(',')], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    probe.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-    const done = new Promise<void>((resolve) => probe.once('close', () => resolve()));
-    await new Promise((r) => setTimeout(r, 1000));
+    const probe = await startLatencyProbe(sys.url, store.repo, store.hot);
     const agent = newAgent();
     const fillT0 = performance.now();
     let failed = 0;
@@ -667,10 +663,8 @@ async function scenario8(ctx: Ctx): Promise<void> {
     });
     const fillS = (performance.now() - fillT0) / 1000;
     await new Promise((r) => setTimeout(r, 500));
-    probe.stdin.end();
-    await done;
+    const r = await probe.stop();
     await agent.close();
-    const r = JSON.parse(out.trim().split('\n').pop() || '{}') as { healthzMaxMs: number; warmP99Ms: number; warmP50Ms: number; warmCount: number; healthzCount: number; errors: number };
     const metrics = await (await fetch(`${sys.url}/metrics`)).text();
     const evictions = metrics.split('\n').filter((l) => l.startsWith('regcache_evictions_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
     Object.assign(runs, { fillS, failed, evictions, ...r });
@@ -771,6 +765,9 @@ async function main(): Promise<number> {
     mkdirSync(profDir, { recursive: true });
     regcacheNodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
   }
+  // Extra node flags for regcache under test (e.g. BENCH_NODE_ARGS=--trace-gc); its output goes to the run's regcache.log.
+  const extraNodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  if (extraNodeArgs.length) regcacheNodeArgs = [...(regcacheNodeArgs ?? []), ...extraNodeArgs];
 
   const t0 = Date.now();
   const loadBefore = loadavg()[0]!;

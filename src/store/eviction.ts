@@ -59,11 +59,23 @@ export interface EvictionDeps {
 }
 
 /**
- * Units per batch. Each unit's removal is ~100 statements (rows, references, the triggers
- * that keep totals): 32 units keep one transaction to a few milliseconds, so a sweep over a
- * store of 300k blobs never stalls requests (bench scenario 8).
+ * Units per batch at most. Each unit's removal is ~100 statements (rows, references, the
+ * triggers that keep totals), more for images with many layers; planning and removing a
+ * batch run on the event loop. The batch adapts to what a batch costs here: halved when
+ * planning or removing one took more than BATCH_BUDGET_MS, grown back when it took less than
+ * a quarter of it, so a sweep over a store of 300k blobs never stalls requests for long
+ * (bench scenario 8), whatever the images look like and however busy the machine is.
  */
 const BATCH = 32;
+const MIN_BATCH = 2;
+const BATCH_BUDGET_MS = 8;
+
+/** The next batch size after one that cost `ms` of event loop. */
+export function nextBatch(current: number, ms: number, max: number): number {
+  if (ms > BATCH_BUDGET_MS) return Math.max(MIN_BATCH, Math.floor(current / 2));
+  if (ms < BATCH_BUDGET_MS / 4) return Math.min(max, current * 2);
+  return current;
+}
 /** Blob files deleted at once. */
 const DELETE_CONCURRENCY = 16;
 
@@ -76,14 +88,17 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
   const bytesBefore = used(d.meta);
   const units: EvictedUnit[] = [];
   let planned = bytesBefore;
-  const batch = opts.batch ?? BATCH;
+  const maxBatch = opts.batch ?? BATCH;
+  let batch = maxBatch;
   // A dry run removes nothing, so the size phase sees again what the age phase planned.
   const plannedDigests = new Set<string>();
 
   const run = async (reason: 'age' | 'size', before: number, enough: () => boolean): Promise<void> => {
     let after: { recency: number; digest: string } | undefined;
     while (!enough()) {
+      let t0 = performance.now();
       const found = await d.meta.evictionCandidates(after ? { before, limit: batch, after } : { before, limit: batch });
+      let cost = performance.now() - t0;
       if (found.length === 0) return;
       const last = found[found.length - 1]!;
       after = { recency: last.recency, digest: last.digest };
@@ -107,7 +122,9 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
       }
       units.push(...evicted);
       if (!opts.dryRun) {
+        t0 = performance.now();
         const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b));
+        cost = Math.max(cost, performance.now() - t0);
         d.onRemoved?.(take.flatMap((u) => u.manifests));
         let next = 0;
         const worker = async (): Promise<void> => {
@@ -122,6 +139,7 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         planned = used(d.meta);
       }
       opts.onUnits?.(evicted);
+      batch = nextBatch(batch, cost, maxBatch);
       await turn();
     }
   };

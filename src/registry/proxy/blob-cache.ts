@@ -341,6 +341,8 @@ export class BlobCache {
       commit: async (t, n) => {
         try {
           if (tooLarge) throw new Error(`chunked blob of ${n} bytes is larger than retention.maxSize`);
+          // Readers have their bytes already: waiting here for evictions delays no client.
+          if (!(await reservation.room(n))) throw new NoRoom(`no room under retention.maxSize for ${n} bytes after evicting`);
           await blobs.commit(t, digest);
           try {
             await meta.putBlob(digest, n, scope, this.d.now());
@@ -374,7 +376,8 @@ export class BlobCache {
       if (fill.state === 'done') {
         if (fill.committed) log.debug({ ...where, ms: Date.now() - started }, 'blob cached');
         else {
-          this.noCache.set(digest, true);
+          // Not kept for lack of room: the next pull tries again (a sweep may have made room).
+          if (!(fill.commitError instanceof NoRoom)) this.noCache.set(digest, true);
           log.warn({ ...where, err: fill.commitError?.message }, 'blob verified and served but not stored');
         }
         return;
@@ -413,6 +416,11 @@ export class BlobCache {
     if (!range) return { digest, size, body: verified, source: 'passthrough' };
     return { digest, size, range, body: sliceStream(verified, range.start, range.end), source: 'passthrough' };
   }
+}
+
+/** A verified fill not kept because evictions could not make room under retention.maxSize. */
+class NoRoom extends Error {
+  override name = 'NoRoom';
 }
 
 /** Bytes [start, end] of a stream (used only for passthrough ranges, rare). */

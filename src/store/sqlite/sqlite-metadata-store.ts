@@ -16,6 +16,7 @@ import type {
   DigestNames, EvictionUnit, HostedManifest, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
+import { Checkpointer } from './checkpointer.js';
 import { MIGRATIONS } from './schema.js';
 import { WriteQueue, isLocked, type QueuedWrite } from './write-queue.js';
 
@@ -29,6 +30,8 @@ export interface SqliteOptions {
   closeDrainMs?: number;
   /** Busy timeout while opening and migrating (default 5 s); 0 afterwards. */
   openBusyTimeoutMs?: number;
+  /** WAL checkpoint interval of the worker thread (default 1 s); 0: SQLite's automatic checkpoints in commits. */
+  checkpointMs?: number;
 }
 
 /** Writes accepted but not yet in the database (the database is locked elsewhere). */
@@ -40,6 +43,9 @@ interface Overlay {
   /** undefined: deleted. */
   state: Map<string, string | undefined>;
 }
+
+/** Pull times written per transaction by flush(). */
+const TOUCH_BATCH = 1000;
 
 const repoKey = (r: RepoRef, x: string): string => `${r.upstream}\0${r.repo}\0${x}`;
 
@@ -136,6 +142,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private s!: Record<keyof typeof STATEMENTS, Stmt>;
   private readonly pendingTouches = new Map<string, number>();
   private flushTimer: NodeJS.Timeout | undefined;
+  private checkpointer: Checkpointer | undefined;
   private current: StoreTotals = { blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 };
   private readonly overlay: Overlay = { manifests: new Map(), blobs: new Map(), tags: new Map(), links: new Set(), state: new Map() };
   private readonly writes: WriteQueue;
@@ -186,6 +193,15 @@ export class SqliteMetadataStore implements MetadataStore {
     // From now on a lock held elsewhere is answered at once (SQLITE_BUSY), never waited for
     // on the event loop: writes queue (write-queue.ts), reads in WAL mode are not blocked.
     db.pragma('busy_timeout = 0');
+    if (this.file !== ':memory:' && this.opts.checkpointMs !== 0) {
+      // Checkpoints on a worker thread, not inside a commit on the event loop (checkpointer.ts).
+      db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = new Checkpointer(this.file, this.opts.checkpointMs ?? 1000, (err) => {
+        this.opts.onError?.(err);
+        if (this.db?.open) this.db.pragma('wal_autocheckpoint = 1000');
+      });
+      this.checkpointer.start();
+    }
     this.flushTimer = setInterval(() => void this.flush(), this.opts.touchFlushMs ?? 1000);
     this.flushTimer.unref();
   }
@@ -317,18 +333,25 @@ export class SqliteMetadataStore implements MetadataStore {
   async flush(): Promise<void> {
     // While writes queue for a lock, the times wait too (they are in memory, nothing is lost).
     if (this.pendingTouches.size === 0 || !this.db?.open || this.writes.blocked) return;
-    const batch = [...this.pendingTouches];
+    const all = [...this.pendingTouches];
     this.pendingTouches.clear();
-    try {
-      this.conn.transaction(() => {
-        for (const [digest, at] of batch) {
-          this.s.touchBlob.run(at, digest);
-          if (this.s.touchManifest.run(at, digest).changes > 0) this.s.touchParents.run(at, digest);
-        }
-      })();
-    } catch (err) {
-      for (const [digest, at] of batch) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
-      if (!isLocked(err)) this.opts.onError?.(err as Error);
+    // In transactions of TOUCH_BATCH, with a turn of the event loop between them: a busy
+    // mirror's second of pulls never becomes one long write on the event loop.
+    for (let i = 0; i < all.length; i += TOUCH_BATCH) {
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      const batch = all.slice(i, i + TOUCH_BATCH);
+      try {
+        this.conn.transaction(() => {
+          for (const [digest, at] of batch) {
+            this.s.touchBlob.run(at, digest);
+            if (this.s.touchManifest.run(at, digest).changes > 0) this.s.touchParents.run(at, digest);
+          }
+        })();
+      } catch (err) {
+        for (const [digest, at] of all.slice(i)) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
+        if (!isLocked(err)) this.opts.onError?.(err as Error);
+        return;
+      }
     }
   }
 
@@ -517,6 +540,8 @@ export class SqliteMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = undefined;
+    await this.checkpointer?.stop();
+    this.checkpointer = undefined;
     if (!this.db?.open) return;
     const lost = await this.writes.close(this.opts.closeDrainMs ?? 10_000);
     if (lost.length) this.opts.onError?.(new Error(`index locked at shutdown: ${lost.length} writes not recorded (${lost.slice(0, 3).map((w) => w.what).join(', ')})`));
