@@ -224,6 +224,29 @@ describe('concurrent uploads of the same content', () => {
     expect(tmp()).toEqual([]);
   });
 
+  it('the commit of the shared file fails after the file was renamed: the first gets the error, the others commit copies, newcomers do not join', async () => {
+    await start();
+    const bytes = randomBytes(3 * MiB);
+    const rs = ['team/a', 'team/b', 'team/c'].map(repo);
+    const ids = await Promise.all(rs.map(session));
+    for (const [i, r] of rs.entries()) await r.upload({ op: 'append', session: ids[i]!, body: streamOf(bytes) });
+    const blobs = h!.app.blobs;
+    const commit = blobs.commit.bind(blobs);
+    vi.spyOn(blobs, 'commit').mockImplementationOnce(async (spool, digest) => {
+      await commit(spool, digest);
+      throw new Error('the disk went away after the rename');
+    });
+    await expect(rs[0]!.upload({ op: 'finish', session: ids[0]!, digest: sha(bytes) })).rejects.toThrow('the disk went away');
+    const late = repo('team/late');
+    const il = await session(late);
+    await late.upload({ op: 'append', session: il, body: streamOf(bytes) });
+    for (const [r, id] of [[rs[1]!, ids[1]!], [rs[2]!, ids[2]!], [late, il]] as const) {
+      expect((await r.upload({ op: 'finish', session: id, digest: sha(bytes) })).status).toBe(201);
+      expect((await stored(r, sha(bytes))).equals(bytes)).toBe(true);
+    }
+    expect(tmp()).toEqual([]);
+  });
+
   it('over HTTP: a client that drops its connection mid-body does not stop the others', async () => {
     // Anonymous pushes: an empty htpasswd and one rule.
     const htpasswd = join(tmpdir(), `regcache-shared-uploads-${process.pid}.htpasswd`);

@@ -17,7 +17,8 @@
  * its own and goes on there, never writing into the shared file again.
  *
  * A verified member commits the file when the file is exactly its size: sealed first (nobody
- * writes into it again; the file is cut to that size), then BlobStore.commit. Members still
+ * writes into it again; the file is cut to that size), then BlobStore.commit, tried once (after
+ * a failure nobody joins the file, and verified members commit copies). Members still
  * streaming compare through the open handle, which outlives the rename (FsBlobStore) or the
  * upload and unlink (S3BlobStore); one that needs to write past a sealed file detaches. A later
  * member of the committed digest only links the blob; a member whose content is shorter than
@@ -51,7 +52,7 @@ export interface BlobCommit {
 export class SharedSpool {
   /** Bytes in the file; they never change. */
   written = 0;
-  /** A commit was tried: nobody writes into the file again. */
+  /** Its one commit was tried: nobody writes into the file again. */
   sealed = false;
   /** The digest the file was committed as. */
   committed: string | undefined;
@@ -75,7 +76,10 @@ export class SharedSpool {
 }
 
 export class SharedSpools {
-  private readonly open = new Map<string, SharedSpool>();
+  /** The shared spools new sessions may join, by key. */
+  private readonly byKey = new Map<string, SharedSpool>();
+  /** Every shared spool open here (one whose commit failed is no longer joinable, but still open). */
+  private readonly files = new Set<SharedSpool>();
 
   /** `onCommitted`: told which sessions' bytes are now a prefix of the committed blob `digest`. */
   constructor(readonly blobs: BlobStore, readonly onCommitted: (sessions: string[], digest: string) => void) {}
@@ -85,10 +89,11 @@ export class SharedSpools {
    * spool) the shared spool of `key`. `member.spool === own` tells which.
    */
   join(key: string, own: Spool, session: string): Member {
-    let sh = this.open.get(key);
+    let sh = this.byKey.get(key);
     if (!sh) {
       sh = new SharedSpool(key, own);
-      this.open.set(key, sh);
+      this.byKey.set(key, sh);
+      this.files.add(sh);
     }
     const m = new Member(sh, session, this);
     sh.members.add(m);
@@ -97,13 +102,19 @@ export class SharedSpools {
 
   /** Whether a shared spool of this file name is open here (nobody may cut it or write into it). */
   isOpen(name: string): boolean {
-    for (const sh of this.open.values()) if (sh.name === name) return true;
+    for (const sh of this.files) if (sh.name === name) return true;
     return false;
   }
 
+  /** No session joins `sh` any more (its commit failed: the file may be gone or half-renamed). */
+  unjoinable(sh: SharedSpool): void {
+    if (this.byKey.get(sh.key) === sh) this.byKey.delete(sh.key);
+  }
+
   /** Called by the last member out. */
-  forget(sh: SharedSpool): void {
-    if (this.open.get(sh.key) === sh) this.open.delete(sh.key);
+  closed(sh: SharedSpool): void {
+    this.unjoinable(sh);
+    this.files.delete(sh);
   }
 }
 
@@ -173,8 +184,8 @@ export class Member {
 
   /**
    * Makes this verified member's bytes [0, size) the blob `digest`: commits the shared file
-   * when it is exactly that (once), links the blob when the file was committed as `digest`,
-   * else commits a copy of the prefix.
+   * when it is exactly that (one try, ever), links the blob when the file was committed as
+   * `digest`, else commits a copy of the prefix (also after that one try failed).
    */
   async commit(digest: string, size: number, to: BlobCommit): Promise<void> {
     const sh = this.shared;
@@ -187,15 +198,18 @@ export class Member {
         if (await to.link(size)) return;
         break;
       }
-      if (sh.committed !== undefined || size !== sh.written) break;
+      if (sh.sealed || size !== sh.written) break;
       const mine = await sh.exclusive(async () => {
-        if (sh.committing || sh.committed !== undefined || size !== sh.written) return undefined;
+        if (sh.sealed || size !== sh.written) return undefined;
         sh.sealed = true;
         // A write that failed half-way may have left bytes past `written`.
         await sh.spool.truncate(size);
         const run = to.commit(sh.spool, size).then(() => {
           sh.committed = digest;
           this.registry.onCommitted([...sh.members].map((m) => m.session), digest);
+        }, (err: unknown) => {
+          this.registry.unjoinable(sh);
+          throw err;
         });
         sh.committing = run.then(() => undefined, () => undefined).then(() => {
           sh.committing = undefined;
@@ -217,7 +231,7 @@ export class Member {
   async leave(keepFile = false): Promise<void> {
     const sh = this.shared;
     if (!sh.members.delete(this) || sh.members.size > 0) return;
-    this.registry.forget(sh);
+    this.registry.closed(sh);
     await sh.spool.close();
     if (!keepFile && sh.committed === undefined) await this.registry.blobs.discard(sh.spool).catch(() => undefined);
   }
