@@ -310,6 +310,24 @@ describe('concurrent uploads of the same content', () => {
     expect(tmp()).toEqual([]);
   });
 
+  it('after a restart, the expiry of one session on a shared file keeps the file for the other', async () => {
+    h = await startProxy({ ...HOSTED_CONFIG, hosted: { uploadExpiry: '1h' } });
+    const bytes = randomBytes(2 * MiB);
+    const ia = await session(repo('team/a'));
+    const ib = await session(repo('team/b'));
+    await repo('team/a').upload({ op: 'append', session: ia, body: streamOf(bytes.subarray(0, MiB)), contentRange: `0-${MiB - 1}` });
+    h.clock.now += 50 * 60_000;
+    await repo('team/b').upload({ op: 'append', session: ib, body: streamOf(bytes.subarray(0, MiB)), contentRange: `0-${MiB - 1}` });
+    h = await h.restart();
+    h.clock.now += 20 * 60_000;
+    expect(await h.app.hosted.expireUploads()).toBe(1);
+    await expect(repo('team/a').upload({ op: 'status', session: ia })).rejects.toMatchObject({ code: 'BLOB_UPLOAD_UNKNOWN' });
+    await repo('team/b').upload({ op: 'append', session: ib, body: streamOf(bytes.subarray(MiB)), contentRange: `${MiB}-${2 * MiB - 1}` });
+    expect((await repo('team/b').upload({ op: 'finish', session: ib, digest: sha(bytes) })).status).toBe(201);
+    expect((await stored(repo('team/b'), sha(bytes))).equals(bytes)).toBe(true);
+    expect(tmp()).toEqual([]);
+  });
+
   it('a restart after the shared file was committed: the other session resumes from the blob\'s first bytes', async () => {
     await start();
     const bytes = randomBytes(3 * MiB);
