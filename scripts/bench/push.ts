@@ -124,7 +124,7 @@ export async function pushScenarios(upstream: Registry, seed: Seed, opts: { reps
     rows.push({
       scenario: '13. 20 concurrent pushes sharing a 100 MiB layer', metric: 'bytes written to disk / layer size', better: 'lower',
       cells: w ? { regcache: w } : {}, target: '~1 (the layer written once)', ...(w ? { verdict: w.max < 2 ? 'PASS' : 'MISS' } : {}),
-      note: 'each concurrent upload spools its own copy before the verified rename; the store keeps one file',
+      note: 'concurrent uploads of the same content share one spool (the first 64 KiB pick it; later sessions compare instead of writing): the layer is written once',
     });
   }
   return rows;

@@ -24,7 +24,10 @@ export const UPLOAD_STATE = 'uploads';
 export interface UploadSessionState {
   /** Hosted repository name. */
   repo: string;
-  /** The spool's file name (BlobStore.openSpool). */
+  /**
+   * The spool's file name (BlobStore.openSpool). Sessions of the same content share one
+   * spool (registry/hosted/shared-spools.ts): several records may name one file.
+   */
   spool: string;
   /** Bytes received so far. */
   size: number;
@@ -33,6 +36,8 @@ export interface UploadSessionState {
   activeAt: number;
   /** With replicas: the internal address of the replica whose local spool holds the bytes. */
   owner?: string;
+  /** The shared spool was committed as this blob (and may be gone): the session's bytes are its first `size`. */
+  committedAs?: string;
 }
 
 /** A repository as the store keys it: `<upstream or "hosted">` and the repository name there. */

@@ -18,6 +18,7 @@ import type {
   BlobAnswer, BlobGet, ListingAnswer, ManifestAnswer, ManifestGet, Repository, TagsAnswer, UploadAnswer, UploadOp,
 } from '../repository.js';
 import { checkPushedManifest, isNonDistributable } from './manifest-rules.js';
+import type { BlobCommit } from './shared-spools.js';
 import { assertDigestParam, rangeHeader, type UploadSessions } from './upload-sessions.js';
 
 export interface HostedDeps {
@@ -176,6 +177,14 @@ export class HostedRepository implements Repository {
 
   // ---- uploads ----
 
+  /** How a verified upload of `digest` becomes a blob linked here (upload-sessions.ts, shared-spools.ts). */
+  private blobCommit(digest: string): BlobCommit {
+    return {
+      commit: (spool, size) => this.commit(spool, digest, size),
+      link: (size) => this.link(digest, size),
+    };
+  }
+
   /** Commits a verified spool as `digest` (once, however many uploads of it finish) and links it here. */
   private async commit(spool: Spool, digest: string, size: number): Promise<void> {
     const release = this.d.pins.pin(digest);
@@ -184,6 +193,19 @@ export class HostedRepository implements Repository {
       await this.d.pins.settled(digest);
       await this.d.blobs.commit(spool, digest);
       await this.d.meta.putBlob(digest, size, this.name, this.d.now());
+    } finally {
+      release();
+    }
+  }
+
+  /** Links `digest` here when it is stored with `size` bytes (another upload of the same bytes committed it). */
+  private async link(digest: string, size: number): Promise<boolean> {
+    const release = this.d.pins.pin(digest);
+    try {
+      await this.d.pins.settled(digest);
+      if ((await this.d.blobs.stat(digest)) !== size) return false;
+      await this.d.meta.putBlob(digest, size, this.name, this.d.now());
+      return true;
     } finally {
       release();
     }
@@ -207,7 +229,7 @@ export class HostedRepository implements Repository {
             await s.cancel(id, repo).catch(() => undefined);
             throw err;
           });
-          await s.finish(id, repo, digest, undefined, (spool, size) => this.commit(spool, digest, size));
+          await s.finish(id, repo, digest, undefined, this.blobCommit(digest));
           return created(digest);
         }
         const id = await s.start(repo);
@@ -219,7 +241,7 @@ export class HostedRepository implements Repository {
       }
       case 'finish': {
         const digest = assertDigestParam(op.digest);
-        await s.finish(op.session, repo, digest, op.body, (spool, size) => this.commit(spool, digest, size));
+        await s.finish(op.session, repo, digest, op.body, this.blobCommit(digest));
         return created(digest);
       }
       case 'status': {
