@@ -27,7 +27,9 @@ RUN cd node_modules/better-sqlite3 \
  && node -e "new (require('better-sqlite3'))(':memory:').prepare('select 1').get()"
 
 FROM node:22-bookworm-slim
+# --max-semi-space-size=2: see docs/limits.md, "Memory" (~30 MB less peak RSS, no CPU cost measured).
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=2 \
     REGCACHE_CONFIG=/etc/regcache/regcache.yaml \
     REGCACHE_DATA_DIR=/data
 WORKDIR /app

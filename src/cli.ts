@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /** Process entry: the only module that touches process.*. Dispatches to the command modules. */
 import { UsageError, type CliIo, type Command } from './cli/args.js';
 import { VERSION } from './version.js';
