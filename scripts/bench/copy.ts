@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { CLI_PATH, spawnManaged, startRegistry, tmpDir, type Registry } from '../../test/helpers/index.js';
+import { SERVE_NODE_FLAGS } from './lib/systems.js';
 import { onCleanup } from './lib/cleanup.js';
 import { log } from './lib/env.js';
 import { RssSampler } from './lib/proc.js';
@@ -68,7 +69,7 @@ export async function scenarioCopy(upstream: Registry, seed: Seed, reps: number)
     await attempt('big regcache', async () => {
       const dst = await freshDestination();
       try {
-        const t = await timed(process.execPath, [CLI_PATH, 'copy', '--registry-config', auth, '--insecure', `${upstream.host},${dst.host}`,
+        const t = await timed(process.execPath, [...SERVE_NODE_FLAGS, CLI_PATH, 'copy', '--registry-config', auth, '--insecure', `${upstream.host},${dst.host}`,
           `${upstream.host}/${seed.big.repo}:${seed.big.tag}`, `${dst.host}/${seed.big.repo}:${seed.big.tag}`], true);
         big.regcache.push(t.s);
         rss.push(t.peakRss! / 1e6);
@@ -93,7 +94,7 @@ export async function scenarioCopy(upstream: Registry, seed: Seed, reps: number)
       try {
         const mapping = join(dir, 'small.mapping');
         writeFileSync(mapping, seed.small.map((i) => `${upstream.host}/${i.repo}:${i.tag} ${dst.host}/${i.repo}:${i.tag}`).join('\n') + '\n');
-        const t = await timed(process.execPath, [CLI_PATH, 'copy', '--registry-config', auth, '--insecure', `${upstream.host},${dst.host}`, '-f', mapping], true);
+        const t = await timed(process.execPath, [...SERVE_NODE_FLAGS, CLI_PATH, 'copy', '--registry-config', auth, '--insecure', `${upstream.host},${dst.host}`, '-f', mapping], true);
         small.regcache.push(t.s);
         rss.push(t.peakRss! / 1e6);
         log(`9. copy ${seed.small.length} small images: regcache rep ${rep + 1}: ${t.s.toFixed(2)} s, peak RSS ${(t.peakRss! / 1e6).toFixed(0)} MB`);

@@ -27,7 +27,7 @@ import { childPids } from './proc.js';
 
 /**
  * The node flags regcache is deployed with (package.json `start`, the bin's shebang, the Dockerfile's
- * NODE_OPTIONS): the bench measures what runs. A small young generation frees socket read buffers sooner.
+ * NODE_OPTIONS), for serve and copy alike: the bench measures what runs. A small young generation frees socket read buffers sooner.
  */
 export const SERVE_NODE_FLAGS = ['--max-semi-space-size=2'];
 
