@@ -3,10 +3,13 @@
  * COMMIT crosses wal_autocheckpoint, on the thread that commits: copying the WAL into the
  * database file and fsyncing it, on the event loop, in the middle of a request (a sweep's
  * batch or the pull-time flush took hundreds of milliseconds on a busy disk; bench scenario
- * 8). The store turns automatic checkpoints off and this worker thread, with a connection of
+ * 8). Measured on the bench's 300k-blob index, batches of 480 blob deletes: with automatic
+ * checkpoints p50 91 ms and max 445-453 ms per transaction; with them on this worker p50
+ * 28 ms and max 37-41 ms (3.4x less event-loop time in all). The store turns automatic checkpoints off and this worker thread, with a connection of
  * its own, runs a PASSIVE checkpoint (never waits for a lock, never blocks writers) every
  * interval. If the worker cannot run (it failed to open, or died), `onFailure` lets the
- * store turn automatic checkpoints back on, so the WAL never grows without bound.
+ * store turn automatic checkpoints back on, so the WAL never grows without bound. The
+ * thread costs ~11 MB of RSS.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
