@@ -1,24 +1,29 @@
 /**
- * Issue 10 item 14, measured: what manifest references cost in the SQLite index. Puts N
- * manifests of K references each (config + layers) into a fresh SqliteMetadataStore, with
- * layer digests distinct per manifest (the attack: made-up layers never pulled) or shared by
- * all of them, and prints one JSON line per scenario:
+ * Issue 10 item 14, measured: what manifest references cost in the metadata store. Puts N
+ * manifests of K references each (config + layers) into a fresh store, with layer digests
+ * distinct per manifest (the attack: made-up layers never pulled) or shared by all of them,
+ * and prints one JSON line per scenario:
  *
- * - `bytes`: index.db after `wal_checkpoint(TRUNCATE)` (the store's close);
- * - `bytesPerRef`: (bytes - an empty index - the manifest bodies) / (N x K);
- * - `putMs`: time of one putManifest (median and max over the N; synchronous: it is event-loop time);
+ * - SQLite (default): `bytes` is index.db after `wal_checkpoint(TRUNCATE)` (the store's close);
+ *   `bytesPerRef` = (bytes - an empty index - the manifest bodies) / (N x K);
+ * - `--postgres` (a throwaway server, test/helpers/postgres.ts): `bytes` is the database size;
+ *   `bytesPerRef` = the reference tables with their indexes (manifest_refs, digest_ids) / (N x K);
+ * - `putMs`: time of one putManifest (median and max over the N; for SQLite it is event-loop time);
  * - `evictMs`: planning and removing the oldest manifest (evictionCandidates + removeUnits).
  *
  * No blob rows are written unless the scenario says `cached` (then every layer has one).
  *
- *   node --import ./scripts/register-ts.mjs scripts/measure-index-size.ts [scenario-name ...]
+ *   node --import ./scripts/register-ts.mjs scripts/measure-index-size.ts [--postgres] [scenario-name ...]
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { MetadataStore } from '../src/store/metadata-store.js';
+import { PostgresMetadataStore } from '../src/store/postgres/postgres-metadata-store.js';
 import { SqliteMetadataStore } from '../src/store/sqlite/sqlite-metadata-store.js';
+import { startPostgres } from '../test/helpers/postgres.js';
 
 interface Scenario { name: string; n: number; k: number; shared: boolean; cached?: boolean }
 
@@ -50,19 +55,71 @@ function body(refs: string[], i: number): Buffer {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number): number => Math.round(x * 10) / 10;
 
-async function emptySize(dir: string): Promise<number> {
-  const file = join(dir, 'empty.db');
-  const s = new SqliteMetadataStore(file);
-  await s.init();
-  await s.close();
-  return statSync(file).size;
+/** One store of a scenario, and what its references cost on disk. */
+interface Opened {
+  store: MetadataStore;
+  /** Closes what the puts left (SQLite: checkpointed) and reports sizes; the store is usable again after. */
+  measure(bodies: number, refs: number): Promise<{ bytes: number; bytesPerRef: number }>;
+  close(): Promise<void>;
 }
 
-async function run(sc: Scenario, dir: string, empty: number): Promise<Record<string, unknown>> {
-  const file = join(dir, `${sc.name}.db`);
-  const s = new SqliteMetadataStore(file, { touchFlushMs: 3_600_000 });
-  await s.init();
-  if (sc.cached) for (let j = 0; j < sc.k; j++) await s.putBlob(digest(`layer ${j}`), 1, undefined, 1);
+function sqliteBackend(dir: string): { open(name: string): Promise<Opened>; close(): Promise<void> } {
+  let empty: number | undefined;
+  const open = async (name: string): Promise<Opened> => {
+    const file = join(dir, `${name}.db`);
+    let store = new SqliteMetadataStore(file, { touchFlushMs: 3_600_000 });
+    await store.init();
+    const opened: Opened = {
+      get store() { return store; },
+      async measure(bodies, refs) {
+        await store.close();
+        const bytes = statSync(file).size;
+        store = new SqliteMetadataStore(file, { touchFlushMs: 3_600_000 });
+        await store.init();
+        return { bytes, bytesPerRef: round((bytes - empty! - bodies) / refs) };
+      },
+      async close() {
+        await store.close();
+        rmSync(file, { force: true });
+      },
+    };
+    return opened;
+  };
+  return {
+    async open(name) {
+      if (empty === undefined) {
+        const e = await open('empty');
+        await e.store.close();
+        empty = statSync(join(dir, 'empty.db')).size;
+      }
+      return open(name);
+    },
+    async close() {},
+  };
+}
+
+async function postgresBackend(): Promise<{ open(name: string): Promise<Opened>; close(): Promise<void> }> {
+  const pg = await startPostgres();
+  return {
+    async open(name) {
+      const store = new PostgresMetadataStore({ url: await pg.createDatabase(`m_${name.replace(/\W/g, '_')}`), touchFlushMs: 3_600_000 });
+      await store.init();
+      return {
+        store,
+        async measure(_bodies, refs) {
+          const { rows } = await store.pool.query<{ bytes: number; refs: number }>(`SELECT pg_database_size(current_database()) AS bytes,
+            pg_total_relation_size('manifest_refs') + coalesce(pg_total_relation_size(to_regclass('digest_ids')), 0) AS refs`);
+          return { bytes: rows[0]!.bytes, bytesPerRef: round(rows[0]!.refs / refs) };
+        },
+        close: () => store.close(),
+      };
+    },
+    close: () => pg.stop(),
+  };
+}
+
+async function run(sc: Scenario, opened: Opened): Promise<Record<string, unknown>> {
+  if (sc.cached) for (let j = 0; j < sc.k; j++) await opened.store.putBlob(digest(`layer ${j}`), 1, undefined, 1);
   const put: number[] = [];
   let bodies = 0;
   for (let i = 0; i < sc.n; i++) {
@@ -71,39 +128,39 @@ async function run(sc: Scenario, dir: string, empty: number): Promise<Record<str
     bodies += b.length;
     const rec = { digest: digest(b.toString('latin1')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: b.length, body: b };
     const t0 = performance.now();
-    await s.putManifest(rec, { blobs: refs, manifests: [] }, repo, 10 + i);
+    await opened.store.putManifest(rec, { blobs: refs, manifests: [] }, repo, 10 + i);
     put.push(performance.now() - t0);
   }
-  await s.close();
-  const bytes = statSync(file).size;
+  const size = await opened.measure(bodies, sc.n * sc.k);
   // Evicting the oldest manifest: its references and the counts and digests they kept.
-  const again = new SqliteMetadataStore(file, { touchFlushMs: 3_600_000 });
-  await again.init();
   const t0 = performance.now();
-  const units = await again.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 1 });
-  await again.removeUnits(units, () => false);
+  const units = await opened.store.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 1 });
+  await opened.store.removeUnits(units, () => false);
   const evictMs = performance.now() - t0;
-  await again.close();
-  const refs = sc.n * sc.k;
   return {
-    scenario: sc.name, manifests: sc.n, refsPerManifest: sc.k, bytes, bodyBytes: bodies,
-    bytesPerRef: round((bytes - empty - bodies) / refs),
+    scenario: sc.name, manifests: sc.n, refsPerManifest: sc.k, ...size, bodyBytes: bodies,
     putMs: { median: round(median(put)), max: round(Math.max(...put)) },
     evictMs: round(evictMs),
   };
 }
 
 async function main(): Promise<void> {
-  const only = process.argv.slice(2);
+  const postgres = process.argv.includes('--postgres');
+  const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
   const dir = mkdtempSync(join(tmpdir(), 'regcache-index-size-'));
+  const backend = postgres ? await postgresBackend() : sqliteBackend(dir);
   try {
-    const empty = await emptySize(dir);
     for (const sc of SCENARIOS) {
       if (only.length && !only.includes(sc.name)) continue;
-      console.log(JSON.stringify(await run(sc, dir, empty)));
-      rmSync(join(dir, `${sc.name}.db`), { force: true });
+      const opened = await backend.open(sc.name);
+      try {
+        console.log(JSON.stringify({ backend: postgres ? 'postgres' : 'sqlite', ...(await run(sc, opened)) }));
+      } finally {
+        await opened.close();
+      }
     }
   } finally {
+    await backend.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
