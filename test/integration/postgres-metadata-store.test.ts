@@ -7,6 +7,7 @@
  */
 import type pgTypes from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { digestKey } from '../../src/store/postgres/digest-key.js';
 import { createPool } from '../../src/store/postgres/pool.js';
 import { PostgresMetadataStore } from '../../src/store/postgres/postgres-metadata-store.js';
 import { MIGRATIONS } from '../../src/store/postgres/schema.js';
@@ -129,6 +130,25 @@ it('postgres: a digest another replica\'s uncommitted manifest names is not forg
     await blocker.end();
     await a.close();
     await b.close();
+  }
+});
+
+it('postgres: a manifest\'s references are keyed in the store as regcache_digest_key keys them, and keys read back as the digest', async () => {
+  const url = await pg.createDatabase('keys');
+  const s = new PostgresMetadataStore({ url });
+  try {
+    await s.init();
+    const digests = [fakeDigest('a'), `sha512:${'cd'.repeat(64)}`, `sha256:${'AB'.repeat(32)}`, `sha384:${'ab'.repeat(48)}`, 'sha256:short',
+      `sha256:${'ab'.repeat(31)}zz`, 'not a digest', 'ünïcödé', '\\x00', ''];
+    const { rows } = await s.pool.query<{ d: string; key: Buffer; back: string }>(
+      'SELECT d, regcache_digest_key(d) AS key, regcache_digest_text(regcache_digest_key(d)) AS back FROM unnest($1::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n', [digests],
+    );
+    expect(rows.map((r) => r.back)).toEqual(digests);
+    expect(rows.map((r) => r.key.toString('hex'))).toEqual(digests.map((d) => digestKey(d).toString('hex')));
+    expect(new Set(rows.map((r) => r.key.toString('hex'))).size).toBe(digests.length);
+    expect(digestKey(fakeDigest('a'))).toHaveLength(33);
+  } finally {
+    await s.close();
   }
 });
 

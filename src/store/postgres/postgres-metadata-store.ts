@@ -16,6 +16,7 @@ import type {
   DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, HostedManifest, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
+import { digestKey } from './digest-key.js';
 import { migrate } from './migrate.js';
 import { createPool } from './pool.js';
 import { DIGEST_IDS_LOCK } from './schema.js';
@@ -125,17 +126,16 @@ export class PostgresMetadataStore implements MetadataStore {
         [rec.digest, rec.mediaType, rec.size, rec.body, now, links.subject ?? null, links.artifactType ?? null],
       );
       if (children.length) {
-        await c.query(
-          'INSERT INTO digest_ids (digest) SELECT DISTINCT regcache_digest_key(d) FROM unnest($1::text[]) AS t(d) ORDER BY 1 ON CONFLICT DO NOTHING',
-          [[rec.digest, ...children]],
-        );
+        const own = digestKey(rec.digest);
+        const keys = children.map(digestKey);
+        await c.query('INSERT INTO digest_ids (digest) SELECT DISTINCT k FROM unnest($1::bytea[]) AS t(k) ORDER BY 1 ON CONFLICT DO NOTHING', [[own, ...keys]]);
         // A digest named twice keeps its first kind (blobs come first), as in the SQLite store.
         await c.query(
           `INSERT INTO manifest_refs (manifest_id, child_id, kind)
-           SELECT DISTINCT ON (c.id) m.id, c.id, t.k FROM unnest($2::text[], $3::smallint[]) WITH ORDINALITY AS t(d, k, n)
-           JOIN digest_ids c ON c.digest = regcache_digest_key(t.d) JOIN digest_ids m ON m.digest = regcache_digest_key($1)
+           SELECT DISTINCT ON (c.id) m.id, c.id, t.kind FROM unnest($2::bytea[], $3::smallint[]) WITH ORDINALITY AS t(k, kind, n)
+           JOIN digest_ids c ON c.digest = t.k JOIN digest_ids m ON m.digest = $1
            ORDER BY c.id, t.n ON CONFLICT DO NOTHING`,
-          [rec.digest, children, [...links.blobs.map(() => 0), ...links.manifests.map(() => 1)]],
+          [own, keys, [...links.blobs.map(() => 0), ...links.manifests.map(() => 1)]],
         );
       }
       // Only the manifest itself is linked (scope): its blobs are linked when served.
