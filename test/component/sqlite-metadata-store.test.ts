@@ -8,9 +8,25 @@ import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
 import { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
 import { fakeDigest, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 
+/** Interned digests in an index file, and those no reference names (read on a second connection). */
+function internedDigests(file: string): { total: number; unreferenced: number } {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare(`SELECT count(*) AS total, coalesce(sum(id NOT IN (SELECT manifest_id FROM manifest_refs UNION SELECT child_id FROM manifest_refs)), 0) AS unreferenced
+                       FROM digest_ids`).get() as { total: number; unreferenced: number };
+  } finally {
+    db.close();
+  }
+}
+
 runMetadataStoreContract('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'regcache-meta-'));
-  return { store: new SqliteMetadataStore(join(dir, 'index.db'), { touchFlushMs: 60_000 }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+  const file = join(dir, 'index.db');
+  return {
+    store: new SqliteMetadataStore(file, { touchFlushMs: 60_000 }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+    internedDigests: async () => internedDigests(file),
+  };
 });
 
 it('sqlite: an index written by the first release migrates with its totals and reference counts', async () => {

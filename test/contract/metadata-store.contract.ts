@@ -7,11 +7,16 @@ import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../src/store/blob-store.js';
 import { sweep } from '../../src/store/eviction.js';
-import { HOSTED, type ManifestRecord, type MetadataStore, type RepoRef } from '../../src/store/metadata-store.js';
+import { HOSTED, type EvictionUnit, type ManifestRecord, type MetadataStore, type RepoRef } from '../../src/store/metadata-store.js';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
   cleanup(): Promise<void>;
+  /**
+   * Implementations that intern the digests references name (digest_ids): how many they
+   * hold, and how many of those no reference names any more (must stay 0: none accumulate).
+   */
+  internedDigests?(): Promise<{ total: number; unreferenced: number }>;
 }
 
 export const fakeDigest = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
@@ -31,6 +36,11 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       await f.store.init();
       return f.store;
     };
+    /** Interned digests of the store's fixture; { total: 0, unreferenced: 0 } where nothing is interned. */
+    const interned = async (s: MetadataStore): Promise<{ total: number; unreferenced: number }> =>
+      (await fixtures.find((f) => f.store === s)?.internedDigests?.()) ?? { total: 0, unreferenced: 0 };
+    const everything = { before: Number.MAX_SAFE_INTEGER, limit: 100 };
+    const sorted = (u: EvictionUnit): EvictionUnit => ({ ...u, manifests: [...u.manifests].sort(), blobs: [...u.blobs].sort() });
     afterEach(async () => {
       for (const f of fixtures.splice(0)) {
         await f.store.close();
@@ -287,6 +297,115 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect(await s.blobSize(layer)).toBe(100);
       expect(await s.blobSize(pinned)).toBe(100);
       expect(s.totals()).toEqual({ blobs: 2, blobBytes: 200, manifests: 1, manifestBytes: 10 });
+    });
+
+    it('a digest two manifests reference stays while one of them goes; a blob that arrives after the manifests naming it is not loose', async () => {
+      const s = await fresh();
+      const shared = fakeDigest('two-users');
+      const a = manifest('user-a', 10);
+      const b = manifest('user-b', 10);
+      await s.putManifest(a, { blobs: [shared], manifests: [] }, repo, 1);
+      await s.putManifest(b, { blobs: [shared], manifests: [] }, repo, 2);
+      await s.putBlob(shared, 100, repo, 3);
+      const units = await s.evictionCandidates(everything);
+      expect(units).toEqual([
+        { kind: 'image', digest: a.digest, recency: 1, manifests: [a.digest], blobs: [], bytes: 10 },
+        // Planned as if a went first: then b takes the layer with it.
+        { kind: 'image', digest: b.digest, recency: 2, manifests: [b.digest], blobs: [shared], bytes: 110 },
+      ]);
+      expect(await s.removeUnits([units[0]!], () => false)).toEqual([]);
+      expect(await s.blobSize(shared)).toBe(100);
+      expect(await interned(s)).toMatchObject({ unreferenced: 0 });
+      // b still names the layer: it is no loose unit of its own.
+      expect(await s.evictionCandidates(everything)).toEqual([
+        { kind: 'image', digest: b.digest, recency: 2, manifests: [b.digest], blobs: [shared], bytes: 110 },
+      ]);
+      expect(await s.removeUnits(await s.evictionCandidates(everything), () => false)).toEqual([shared]);
+      expect(s.totals()).toEqual({ blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 });
+      expect(await interned(s)).toEqual({ total: 0, unreferenced: 0 });
+      // The same digests again, from scratch: counted anew.
+      await s.putBlob(shared, 100, repo, 5);
+      expect((await s.evictionCandidates(everything)).map((u) => u.kind)).toEqual(['blob']);
+      await s.putManifest(a, { blobs: [shared], manifests: [] }, repo, 6);
+      expect(await s.evictionCandidates(everything)).toEqual([
+        { kind: 'image', digest: a.digest, recency: 6, manifests: [a.digest], blobs: [shared], bytes: 110 },
+      ]);
+    });
+
+    it('a sparse index: a child not cached is no part of its unit until it arrives, then it is a child, not top-level', async () => {
+      const s = await fresh();
+      const present = manifest('present', 10);
+      const absent = manifest('absent', 20);
+      const index = { ...manifest('sparse', 30), mediaType: 'application/vnd.oci.image.index.v1+json' };
+      const layer = fakeDigest('absent-layer');
+      await s.putManifest(present, { blobs: [], manifests: [] }, repo, 1);
+      await s.putManifest(index, { blobs: [], manifests: [present.digest, absent.digest] }, repo, 2);
+      await s.putTag(repo, 'multi', index.digest, 2);
+      expect((await s.evictionCandidates(everything)).map(sorted)).toEqual([
+        sorted({ kind: 'image', digest: index.digest, recency: 2, manifests: [index.digest, present.digest], blobs: [], bytes: 40 }),
+      ]);
+      expect((await s.repositoryTags(repo, '', 10))[0]).toMatchObject({ tag: 'multi', bytes: 40 });
+      await s.putBlob(layer, 500, repo, 3);
+      await s.putManifest(absent, { blobs: [layer], manifests: [] }, repo, 3);
+      expect((await s.evictionCandidates(everything)).map(sorted)).toEqual([
+        sorted({ kind: 'image', digest: index.digest, recency: 2, manifests: [index.digest, present.digest, absent.digest], blobs: [layer], bytes: 560 }),
+      ]);
+      expect((await s.repositoryTags(repo, '', 10))[0]).toMatchObject({ tag: 'multi', bytes: 560 });
+      expect(await s.removeUnits(await s.evictionCandidates(everything), () => false)).toEqual([layer]);
+      expect(s.totals()).toEqual({ blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 });
+      expect(await interned(s)).toEqual({ total: 0, unreferenced: 0 });
+    });
+
+    it('references name digests exactly as written: sha512, another algorithm, upper-case hex and non-digests are distinct and counted', async () => {
+      const s = await fresh();
+      const lower = `sha256:${'ab'.repeat(32)}`;
+      const named = [`sha256:${'AB'.repeat(32)}`, `sha384:${'ab'.repeat(48)}`, `sha512:${'cd'.repeat(64)}`, 'not a digest', `sha256:${'ab'.repeat(31)}`];
+      for (const d of [...named, lower]) await s.putBlob(d, 7, repo, 1);
+      const m = manifest('odd-references', 10);
+      await s.putManifest(m, { blobs: named, manifests: [] }, repo, 2);
+      // Only the lower-case digest, which no reference names, is loose.
+      expect((await s.evictionCandidates(everything)).map(sorted)).toEqual([
+        { kind: 'blob', digest: lower, recency: 1, manifests: [], blobs: [lower], bytes: 7 },
+        sorted({ kind: 'image', digest: m.digest, recency: 2, manifests: [m.digest], blobs: named, bytes: 10 + 7 * named.length }),
+      ]);
+      await s.putTag(repo, 'odd', m.digest, 2);
+      expect((await s.repositoryTags(repo, '', 10))[0]).toMatchObject({ tag: 'odd', bytes: 10 + 7 * named.length });
+      expect((await s.removeUnits(await s.evictionCandidates(everything), () => false)).sort()).toEqual([...named, lower].sort());
+      expect(await interned(s)).toEqual({ total: 0, unreferenced: 0 });
+    });
+
+    it('hosted manifests with their tags and in-repository parents; garbage, re-checked and removed with its references', async () => {
+      const s = await fresh();
+      const hosted: RepoRef = { upstream: HOSTED, repo: 'team/app' };
+      const layer = fakeDigest('hosted-layer');
+      const stale = fakeDigest('hosted-unreferenced');
+      await s.putBlob(layer, 100, hosted, 1);
+      await s.putBlob(stale, 50, hosted, 1);
+      const img = manifest('hosted-image', 10);
+      const index = manifest('hosted-index', 20);
+      await s.putManifest(img, { blobs: [layer], manifests: [] }, hosted, 5);
+      await s.putManifest(index, { blobs: [], manifests: [img.digest] }, hosted, 6);
+      await s.putTag(hosted, 'v1', index.digest, 6);
+      const byDigest = (xs: Array<{ digest: string }>): unknown[] => [...xs].sort((x, y) => (x.digest < y.digest ? -1 : 1));
+      expect(byDigest(await s.hostedManifests('team/app'))).toEqual(byDigest([
+        { digest: img.digest, size: 10, pushedAt: 5, pulledAt: 5, tags: [], parents: [index.digest] },
+        { digest: index.digest, size: 20, pushedAt: 6, pulledAt: 6, tags: [{ tag: 'v1', at: 6 }], parents: [] },
+      ]));
+      expect(await s.garbage(10, 10)).toEqual({ blobs: [{ digest: stale, size: 50, repos: ['team/app'] }], manifests: [] });
+      // Unlinked, the index is garbage; removing it drops its references: the image is top-level again.
+      expect(await s.unlink(hosted, index.digest)).toBe(true);
+      expect(await s.garbage(10, 10)).toEqual({ blobs: [{ digest: stale, size: 50, repos: ['team/app'] }], manifests: [{ digest: index.digest, size: 20 }] });
+      // The image is still listed by the index: not garbage yet, and not removed when asked.
+      expect(await s.removeGarbage([stale, layer], [index.digest, img.digest], 10, () => false)).toEqual({ blobs: [stale], manifests: [index.digest] });
+      expect(await s.hostedManifests('team/app')).toEqual([{ digest: img.digest, size: 10, pushedAt: 5, pulledAt: 5, tags: [], parents: [] }]);
+      expect(await interned(s)).toMatchObject({ unreferenced: 0 });
+      expect(await s.unlink(hosted, img.digest)).toBe(true);
+      expect(await s.garbage(10, 10)).toEqual({ blobs: [], manifests: [{ digest: img.digest, size: 10 }] });
+      expect(await s.removeGarbage([], [img.digest], 10, () => false)).toEqual({ blobs: [], manifests: [img.digest] });
+      expect(await s.garbage(10, 10)).toEqual({ blobs: [{ digest: layer, size: 100, repos: ['team/app'] }], manifests: [] });
+      expect(await s.removeGarbage([layer], [], 10, () => false)).toEqual({ blobs: [layer], manifests: [] });
+      expect(s.totals()).toEqual({ blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 });
+      expect(await interned(s)).toEqual({ total: 0, unreferenced: 0 });
     });
 
     it('names of digests: tags first, else repositories', async () => {

@@ -16,8 +16,10 @@ import type {
   DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, HostedManifest, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
+import { digestKey } from './digest-key.js';
 import { migrate } from './migrate.js';
 import { createPool } from './pool.js';
+import { DIGEST_IDS_LOCK } from './schema.js';
 
 export interface PostgresOptions {
   url?: string | undefined;
@@ -29,6 +31,12 @@ export interface PostgresOptions {
 }
 
 type Q = Pick<pg.PoolClient, 'query'>;
+
+/** SQL: the interned id of the digest text `p` (schema v3), NULL when no reference names it. */
+const idOf = (p: string): string => `(SELECT id FROM digest_ids WHERE digest = regcache_digest_key(${p}))`;
+/** SQL: no reference names the digest text `p`, whatever the counts say (another replica's rows). */
+const unreferenced = (p: string): string =>
+  `NOT EXISTS (SELECT 1 FROM manifest_refs r JOIN digest_ids d ON d.id = r.child_id WHERE d.digest = regcache_digest_key(${p}))`;
 
 /** Serialization failures and deadlocks: the transaction is safe to run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -106,18 +114,28 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async putManifest(rec: ManifestRecord, links: ManifestLinks, repo: RepoRef, now: number): Promise<void> {
+    const children = [...links.blobs, ...links.manifests];
     await this.write(async (c) => {
+      // First, before any row lock (so it cannot close a cycle with a removal, which takes it
+      // exclusively first too), held until commit: no digest these references name is forgotten
+      // meanwhile (schema.ts).
+      if (children.length) await c.query('SELECT pg_advisory_xact_lock_shared($1)', [DIGEST_IDS_LOCK]);
       await c.query(
         `INSERT INTO manifests (digest, media_type, size, body, created_at, last_pulled_at, subject, artifact_type) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
          ON CONFLICT (digest) DO UPDATE SET last_pulled_at = GREATEST(manifests.last_pulled_at, excluded.last_pulled_at)`,
         [rec.digest, rec.mediaType, rec.size, rec.body, now, links.subject ?? null, links.artifactType ?? null],
       );
-      const children = [...links.blobs.map((d) => [d, 'blob']), ...links.manifests.map((d) => [d, 'manifest'])];
       if (children.length) {
+        const own = digestKey(rec.digest);
+        const keys = children.map(digestKey);
+        await c.query('INSERT INTO digest_ids (digest) SELECT DISTINCT k FROM unnest($1::bytea[]) AS t(k) ORDER BY 1 ON CONFLICT DO NOTHING', [[own, ...keys]]);
+        // A digest named twice keeps its first kind (blobs come first), as in the SQLite store.
         await c.query(
-          `INSERT INTO manifest_refs (manifest, child, kind) SELECT $1, d, k FROM unnest($2::text[], $3::text[]) AS t(d, k)
-           ORDER BY d ON CONFLICT DO NOTHING`,
-          [rec.digest, children.map((x) => x[0]), children.map((x) => x[1])],
+          `INSERT INTO manifest_refs (manifest_id, child_id, kind)
+           SELECT DISTINCT ON (c.id) m.id, c.id, t.kind FROM unnest($2::bytea[], $3::smallint[]) WITH ORDINALITY AS t(k, kind, n)
+           JOIN digest_ids c ON c.digest = t.k JOIN digest_ids m ON m.digest = $1
+           ORDER BY c.id, t.n ON CONFLICT DO NOTHING`,
+          [own, keys, [...links.blobs.map(() => 0), ...links.manifests.map(() => 1)]],
         );
       }
       // Only the manifest itself is linked (scope): its blobs are linked when served.
@@ -206,11 +224,11 @@ export class PostgresMetadataStore implements MetadataStore {
   async repositoryTags(repo: RepoRef, last: string, n: number): Promise<RepositoryTag[]> {
     const { rows } = await this.q.query<{ tag: string; digest: string; validatedAt: string; mediaType: string | null; lastPull: string | null; bytes: string }>(
       `SELECT t.tag, t.digest, t.validated_at AS "validatedAt", m.media_type AS "mediaType", m.last_pulled_at AS "lastPull",
-         coalesce(m.size, 0) + (SELECT coalesce(sum(coalesce(b.size, c.size, 0)), 0) FROM manifest_refs r
-           LEFT JOIN blobs b ON b.digest = r.child LEFT JOIN manifests c ON c.digest = r.child
-           WHERE r.manifest = t.digest
-              OR r.manifest IN (SELECT child FROM manifest_refs WHERE manifest = t.digest AND kind = 'manifest')) AS bytes
-       FROM tags t LEFT JOIN manifests m ON m.digest = t.digest
+         coalesce(m.size, 0) + (SELECT coalesce(sum(coalesce(b.size, c.size, 0)), 0) FROM manifest_refs r JOIN digest_ids rd ON rd.id = r.child_id
+           LEFT JOIN blobs b ON b.digest = regcache_digest_text(rd.digest) LEFT JOIN manifests c ON c.digest = regcache_digest_text(rd.digest)
+           WHERE r.manifest_id = td.id
+              OR r.manifest_id IN (SELECT child_id FROM manifest_refs WHERE manifest_id = td.id AND kind = 1)) AS bytes
+       FROM tags t LEFT JOIN manifests m ON m.digest = t.digest LEFT JOIN digest_ids td ON td.digest = regcache_digest_key(t.digest)
        WHERE t.upstream = $1 AND t.repo = $2 AND t.tag > $3 ORDER BY t.tag LIMIT $4`,
       [repo.upstream, repo.repo, last, n],
     );
@@ -249,8 +267,9 @@ export class PostgresMetadataStore implements MetadataStore {
     }
     const parents = new Map<string, string[]>();
     for (const r of (await this.q.query<{ manifest: string; child: string }>(
-      `SELECT r.manifest, r.child FROM manifest_refs r JOIN repo_links l ON l.digest = r.manifest
-       WHERE l.upstream = 'hosted' AND l.repo = $1 AND r.kind = 'manifest'`, [repo],
+      `SELECT l.digest AS manifest, regcache_digest_text(c.digest) AS child FROM repo_links l
+       JOIN digest_ids p ON p.digest = regcache_digest_key(l.digest) JOIN manifest_refs r ON r.manifest_id = p.id AND r.kind = 1
+       JOIN digest_ids c ON c.id = r.child_id WHERE l.upstream = 'hosted' AND l.repo = $1`, [repo],
     )).rows) {
       const list = parents.get(r.child) ?? [];
       list.push(r.manifest);
@@ -285,20 +304,20 @@ export class PostgresMetadataStore implements MetadataStore {
   async removeGarbage(blobs: string[], manifests: string[], before: number, keep: (digest: string) => boolean): Promise<{ blobs: string[]; manifests: string[] }> {
     const out = { blobs: [] as string[], manifests: [] as string[] };
     await this.write(async (c) => {
+      await lockDigestIds(c);
       for (const m of manifests) {
         const r = await c.query(
           `DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND NOT EXISTS (SELECT 1 FROM repo_links l WHERE l.digest = manifests.digest)`, [m],
         );
         if ((r.rowCount ?? 0) === 0) continue;
-        await c.query('DELETE FROM manifest_refs WHERE manifest = $1', [m]);
+        await c.query(`DELETE FROM manifest_refs WHERE manifest_id = ${idOf('$1')}`, [m]);
         await c.query('DELETE FROM tags WHERE digest = $1', [m]);
         out.manifests.push(m);
       }
       for (const b of blobs) {
         if (keep(b)) continue;
         const r = await c.query(
-          `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at < $2
-             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = blobs.digest)`, [b, before],
+          `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at < $2 AND ${unreferenced('$1')}`, [b, before],
         );
         if ((r.rowCount ?? 0) === 0) continue;
         await c.query('DELETE FROM repo_links WHERE digest = $1', [b]);
@@ -351,8 +370,9 @@ export class PostgresMetadataStore implements MetadataStore {
         // Parents of a pulled index child (their recency is the unit's).
         await c.query(
           `UPDATE manifests m SET last_pulled_at = GREATEST(m.last_pulled_at, p.at) FROM (
-             SELECT r.manifest, max(v.at) AS at FROM ${v} JOIN manifest_refs r ON r.child = v.digest AND r.kind = 'manifest'
-             JOIN manifests c ON c.digest = v.digest GROUP BY r.manifest
+             SELECT regcache_digest_text(pd.digest) AS manifest, max(v.at) AS at FROM ${v}
+             JOIN manifests c ON c.digest = v.digest JOIN digest_ids cd ON cd.digest = regcache_digest_key(v.digest)
+             JOIN manifest_refs r ON r.child_id = cd.id AND r.kind = 1 JOIN digest_ids pd ON pd.id = r.manifest_id GROUP BY pd.digest
            ) p WHERE m.digest = p.manifest`,
           args,
         );
@@ -403,7 +423,10 @@ export class PostgresMetadataStore implements MetadataStore {
     const isHosted = async (d: string): Promise<boolean> =>
       (await q.query("SELECT 1 FROM repo_links WHERE upstream = 'hosted' AND digest = $1", [d])).rowCount! > 0;
     const usersOf = async (d: string, kind?: 'manifest'): Promise<string[]> =>
-      (await q.query<{ manifest: string }>(`SELECT manifest FROM manifest_refs WHERE child = $1${kind ? " AND kind = 'manifest'" : ''}`, [d])).rows.map((r) => r.manifest);
+      (await q.query<{ manifest: string }>(
+        `SELECT regcache_digest_text(p.digest) AS manifest FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
+         WHERE r.child_id = ${idOf('$1')}${kind ? ' AND r.kind = 1' : ''}`, [d],
+      )).rows.map((r) => r.manifest);
     const stack = [digest];
     const seen = new Set<string>();
     while (stack.length) {
@@ -418,13 +441,15 @@ export class PostgresMetadataStore implements MetadataStore {
       unit.manifests.push(m);
       unit.bytes += row.size;
       const kids = await q.query<{ digest: string }>(
-        `SELECT r.child AS digest FROM manifest_refs r JOIN manifests c ON c.digest = r.child WHERE r.manifest = $1 AND r.kind = 'manifest'`, [m],
+        `SELECT m.digest FROM manifest_refs r JOIN digest_ids c ON c.id = r.child_id JOIN manifests m ON m.digest = regcache_digest_text(c.digest)
+         WHERE r.manifest_id = ${idOf('$1')} AND r.kind = 1`, [m],
       );
       for (const k of kids.rows) stack.push(k.digest);
     }
     for (const m of unit.manifests) {
       const refs = await q.query<{ digest: string; size: number | null }>(
-        `SELECT r.child AS digest, b.size FROM manifest_refs r LEFT JOIN blobs b ON b.digest = r.child WHERE r.manifest = $1 AND r.kind = 'blob'`, [m],
+        `SELECT regcache_digest_text(c.digest) AS digest, b.size FROM manifest_refs r JOIN digest_ids c ON c.id = r.child_id
+         LEFT JOIN blobs b ON b.digest = regcache_digest_text(c.digest) WHERE r.manifest_id = ${idOf('$1')} AND r.kind = 0`, [m],
       );
       for (const b of refs.rows) {
         if (b.size === null || gone.has(b.digest) || await isHosted(b.digest)) continue;
@@ -439,12 +464,13 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]> {
     return this.write(async (c) => {
+      await lockDigestIds(c);
       const removed: string[] = [];
       for (const u of units) {
         // Parents first: deleting a manifest's refs is what makes its children top-level.
         for (const m of u.manifests) {
           if (((await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0', [m])).rowCount ?? 0) === 0) continue;
-          await c.query('DELETE FROM manifest_refs WHERE manifest = $1', [m]);
+          await c.query(`DELETE FROM manifest_refs WHERE manifest_id = ${idOf('$1')}`, [m]);
           await c.query('DELETE FROM tags WHERE digest = $1', [m]);
           await c.query('DELETE FROM repo_links WHERE digest = $1', [m]);
         }
@@ -454,7 +480,7 @@ export class PostgresMetadataStore implements MetadataStore {
           if (keep(b)) continue;
           // A manifest committed meanwhile (here or on another replica) may reference it again.
           const del = await c.query(
-            'DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE child = $1)', [b],
+            `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND ${unreferenced('$1')}`, [b],
           );
           if ((del.rowCount ?? 0) === 0) continue;
           await c.query('DELETE FROM repo_links WHERE digest = $1', [b]);
@@ -514,6 +540,15 @@ export class PostgresMetadataStore implements MetadataStore {
     this.open = false;
     await this.pool.end().catch(() => undefined);
   }
+}
+
+/**
+ * A removal deletes references, and with the last one a digest (trigger refs_del, which takes
+ * this lock anyway): taken first, before any row lock, it waits for transactions adding
+ * references instead of deadlocking with them.
+ */
+function lockDigestIds(q: Q): Promise<unknown> {
+  return q.query('SELECT pg_advisory_xact_lock($1)', [DIGEST_IDS_LOCK]);
 }
 
 function linkWith(q: Q, repo: RepoRef, digest: string): Promise<unknown> {

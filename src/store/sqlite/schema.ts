@@ -2,6 +2,11 @@
  * The SQLite schema of the metadata store (documented in docs/storage.md). Versioned
  * through PRAGMA user_version; each migration runs once, in a transaction.
  */
+import { digestKey, digestText } from './digest-sql.js';
+
+/** The digest text of an interned id, for triggers. */
+const textOf = (id: string): string => `(SELECT ${digestText('digest')} FROM digest_ids WHERE id = ${id})`;
+
 export const MIGRATIONS: string[] = [
   `
   CREATE TABLE blobs (
@@ -109,5 +114,61 @@ export const MIGRATIONS: string[] = [
     value  TEXT NOT NULL,
     PRIMARY KEY (ns, key)
   ) WITHOUT ROWID;
+  `,
+  // v3: references by interned digest (issue 10 item 14). A v2 reference row held both
+  // digests as text and was indexed again by child: ~350 bytes each. Now each digest a
+  // reference names is stored once in digest_ids (raw hash bytes, digest-sql.ts), and a
+  // reference is (manifest_id, child_id, kind) integers; kind 0 = blob, 1 = manifest.
+  `
+  DROP TRIGGER refs_ins;
+  DROP TRIGGER refs_del;
+  DROP TRIGGER blobs_refs;
+  DROP TRIGGER manifests_parents;
+
+  -- Exactly the digests manifest_refs names (as manifest or child): a digest is added with
+  -- its first reference and removed with its last (trigger refs_del).
+  CREATE TABLE digest_ids (
+    id      INTEGER PRIMARY KEY,
+    digest  BLOB NOT NULL UNIQUE
+  );
+  INSERT INTO digest_ids (digest)
+    SELECT ${digestKey('d')} FROM (SELECT manifest AS d FROM manifest_refs UNION SELECT child FROM manifest_refs) ORDER BY 1;
+
+  ALTER TABLE manifest_refs RENAME TO manifest_refs_v2;
+  CREATE TABLE manifest_refs (
+    manifest_id  INTEGER NOT NULL,
+    child_id     INTEGER NOT NULL,
+    kind         INTEGER NOT NULL CHECK (kind IN (0, 1)),
+    PRIMARY KEY (manifest_id, child_id)
+  ) WITHOUT ROWID;
+  INSERT INTO manifest_refs (manifest_id, child_id, kind)
+    SELECT m.id, c.id, r.kind = 'manifest' FROM manifest_refs_v2 r
+    JOIN digest_ids m ON m.digest = ${digestKey('r.manifest')} JOIN digest_ids c ON c.digest = ${digestKey('r.child')}
+    ORDER BY 1, 2;
+  DROP TABLE manifest_refs_v2;
+  CREATE INDEX manifest_refs_child ON manifest_refs (child_id, kind);
+
+  CREATE TRIGGER refs_ins AFTER INSERT ON manifest_refs BEGIN
+    UPDATE blobs SET refs = refs + 1 WHERE digest = ${textOf('NEW.child_id')};
+    UPDATE manifests SET parents = parents + 1 WHERE NEW.kind = 1 AND digest = ${textOf('NEW.child_id')};
+  END;
+  CREATE TRIGGER refs_del AFTER DELETE ON manifest_refs BEGIN
+    UPDATE blobs SET refs = refs - 1 WHERE digest = ${textOf('OLD.child_id')};
+    UPDATE manifests SET parents = parents - 1 WHERE OLD.kind = 1 AND digest = ${textOf('OLD.child_id')};
+    DELETE FROM digest_ids WHERE id IN (OLD.child_id, OLD.manifest_id)
+      AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.manifest_id = digest_ids.id)
+      AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child_id = digest_ids.id);
+  END;
+  -- A digest is interned only while a reference names it: nothing to count otherwise.
+  CREATE TRIGGER blobs_refs AFTER INSERT ON blobs
+  WHEN EXISTS (SELECT 1 FROM digest_ids WHERE digest = ${digestKey('NEW.digest')}) BEGIN
+    UPDATE blobs SET refs = (SELECT count(*) FROM manifest_refs r JOIN digest_ids d ON d.id = r.child_id
+      WHERE d.digest = ${digestKey('NEW.digest')}) WHERE digest = NEW.digest;
+  END;
+  CREATE TRIGGER manifests_parents AFTER INSERT ON manifests
+  WHEN EXISTS (SELECT 1 FROM digest_ids WHERE digest = ${digestKey('NEW.digest')}) BEGIN
+    UPDATE manifests SET parents = (SELECT count(*) FROM manifest_refs r JOIN digest_ids d ON d.id = r.child_id
+      WHERE d.digest = ${digestKey('NEW.digest')} AND r.kind = 1) WHERE digest = NEW.digest;
+  END;
   `,
 ];

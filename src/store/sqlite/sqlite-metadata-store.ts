@@ -17,6 +17,7 @@ import type {
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
 import { Checkpointer } from './checkpointer.js';
+import { digestId, digestKey, digestText } from './digest-sql.js';
 import { MIGRATIONS } from './schema.js';
 import { WriteQueue, isLocked, type QueuedWrite } from './write-queue.js';
 
@@ -49,11 +50,20 @@ const TOUCH_BATCH = 1000;
 
 const repoKey = (r: RepoRef, x: string): string => `${r.upstream}\0${r.repo}\0${x}`;
 
+/** manifest_refs.kind */
+const BLOB = 0;
+const MANIFEST = 1;
+
 const STATEMENTS = {
   getManifest: 'SELECT digest, media_type AS mediaType, size, body FROM manifests WHERE digest = ?',
   putManifest: `INSERT INTO manifests (digest, media_type, size, body, created_at, last_pulled_at, subject, artifact_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(digest) DO UPDATE SET last_pulled_at = excluded.last_pulled_at`,
-  putRef: 'INSERT OR IGNORE INTO manifest_refs (manifest, child, kind) VALUES (?, ?, ?)',
+  // A manifest's references in two statements, whatever their number: the digests (a JSON
+  // array) are interned, then the references inserted in id order (appended, not scattered).
+  internDigests: `INSERT INTO digest_ids (digest) SELECT ${digestKey('value')} FROM json_each(?) WHERE true ORDER BY 1
+                  ON CONFLICT (digest) DO NOTHING`,
+  putRefs: `INSERT OR IGNORE INTO manifest_refs (manifest_id, child_id, kind)
+            SELECT ${digestId('?')}, d.id, ? FROM json_each(?) j JOIN digest_ids d ON d.digest = ${digestKey('j.value')} ORDER BY d.id`,
   referrers: 'SELECT digest, media_type AS mediaType, size, artifact_type AS artifactType FROM manifests WHERE subject = ? ORDER BY digest',
   getBlob: 'SELECT size FROM blobs WHERE digest = ?',
   putBlob: `INSERT INTO blobs (digest, size, created_at, last_pulled_at) VALUES (?, ?, ?, ?)
@@ -83,16 +93,18 @@ const STATEMENTS = {
               ORDER BY r.upstream || '/' || r.repo LIMIT ?`,
   repositoryTags: `SELECT t.tag, t.digest, t.validated_at AS validatedAt, m.media_type AS mediaType, m.last_pulled_at AS lastPull,
                      coalesce(m.size, 0) + (SELECT coalesce(sum(coalesce(b.size, c.size, 0)), 0) FROM manifest_refs r
-                       LEFT JOIN blobs b ON b.digest = r.child LEFT JOIN manifests c ON c.digest = r.child
-                       WHERE r.manifest = t.digest
-                          OR r.manifest IN (SELECT child FROM manifest_refs WHERE manifest = t.digest AND kind = 'manifest')) AS bytes
-                   FROM tags t LEFT JOIN manifests m ON m.digest = t.digest
+                       JOIN digest_ids rd ON rd.id = r.child_id
+                       LEFT JOIN blobs b ON b.digest = ${digestText('rd.digest')} LEFT JOIN manifests c ON c.digest = ${digestText('rd.digest')}
+                       WHERE r.manifest_id = td.id
+                          OR r.manifest_id IN (SELECT child_id FROM manifest_refs WHERE manifest_id = td.id AND kind = ${MANIFEST})) AS bytes
+                   FROM tags t LEFT JOIN manifests m ON m.digest = t.digest LEFT JOIN digest_ids td ON td.digest = ${digestKey('t.digest')}
                    WHERE t.upstream = ? AND t.repo = ? AND t.tag > ? ORDER BY t.tag LIMIT ?`,
   delTag: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
   touchBlob: 'UPDATE blobs SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
   touchManifest: 'UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
   touchParents: `UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?)
-                 WHERE digest IN (SELECT manifest FROM manifest_refs WHERE child = ? AND kind = 'manifest')`,
+                 WHERE digest IN (SELECT ${digestText('p.digest')} FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
+                                  WHERE r.child_id = ${digestId('?')} AND r.kind = ${MANIFEST})`,
   totals: 'SELECT blobs, blob_bytes AS blobBytes, manifests, manifest_bytes AS manifestBytes FROM totals WHERE id = 1',
   topManifests: `SELECT digest, last_pulled_at AS recency FROM manifests INDEXED BY manifests_top
                  WHERE parents = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
@@ -102,15 +114,17 @@ const STATEMENTS = {
                WHERE refs = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
                  AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = blobs.digest)
                ORDER BY last_pulled_at, digest LIMIT ?`,
-  children: `SELECT r.child AS digest, m.size AS size, m.last_pulled_at AS recency FROM manifest_refs r
-             JOIN manifests m ON m.digest = r.child WHERE r.manifest = ? AND r.kind = 'manifest'`,
-  parentsOf: `SELECT manifest FROM manifest_refs WHERE child = ? AND kind = 'manifest'`,
-  blobRefs: `SELECT r.child AS digest, b.size AS size FROM manifest_refs r
-             LEFT JOIN blobs b ON b.digest = r.child WHERE r.manifest = ? AND r.kind = 'blob'`,
-  referencedBy: 'SELECT manifest FROM manifest_refs WHERE child = ?',
+  children: `SELECT m.digest, m.size AS size, m.last_pulled_at AS recency FROM manifest_refs r JOIN digest_ids c ON c.id = r.child_id
+             JOIN manifests m ON m.digest = ${digestText('c.digest')} WHERE r.manifest_id = ${digestId('?')} AND r.kind = ${MANIFEST}`,
+  parentsOf: `SELECT ${digestText('p.digest')} AS manifest FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
+              WHERE r.child_id = ${digestId('?')} AND r.kind = ${MANIFEST}`,
+  blobRefs: `SELECT ${digestText('c.digest')} AS digest, b.size AS size FROM manifest_refs r JOIN digest_ids c ON c.id = r.child_id
+             LEFT JOIN blobs b ON b.digest = ${digestText('c.digest')} WHERE r.manifest_id = ${digestId('?')} AND r.kind = ${BLOB}`,
+  referencedBy: `SELECT ${digestText('p.digest')} AS manifest FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
+                 WHERE r.child_id = ${digestId('?')}`,
   manifestSize: 'SELECT size, parents FROM manifests WHERE digest = ?',
   delManifestIfTop: 'DELETE FROM manifests WHERE digest = ? AND parents = 0',
-  delRefs: 'DELETE FROM manifest_refs WHERE manifest = ?',
+  delRefs: `DELETE FROM manifest_refs WHERE manifest_id = ${digestId('?')}`,
   delTags: 'DELETE FROM tags WHERE digest = ?',
   delLinks: 'DELETE FROM repo_links WHERE digest = ?',
   tagsOf: `SELECT upstream || '/' || repo || ':' || tag AS name FROM tags WHERE digest = ? ORDER BY name`,
@@ -121,8 +135,9 @@ const STATEMENTS = {
   hostedManifests: `SELECT m.digest, m.size, m.created_at AS pushedAt, m.last_pulled_at AS pulledAt, m.subject FROM repo_links l
                     JOIN manifests m ON m.digest = l.digest WHERE l.upstream = 'hosted' AND l.repo = ? ORDER BY m.digest`,
   hostedTags: "SELECT tag, digest, validated_at AS at FROM tags WHERE upstream = 'hosted' AND repo = ?",
-  hostedParents: `SELECT r.manifest, r.child FROM manifest_refs r JOIN repo_links l ON l.digest = r.manifest
-                  WHERE l.upstream = 'hosted' AND l.repo = ? AND r.kind = 'manifest'`,
+  hostedParents: `SELECT l.digest AS manifest, ${digestText('c.digest')} AS child FROM repo_links l
+                  JOIN digest_ids p ON p.digest = ${digestKey('l.digest')} JOIN manifest_refs r ON r.manifest_id = p.id AND r.kind = ${MANIFEST}
+                  JOIN digest_ids c ON c.id = r.child_id WHERE l.upstream = 'hosted' AND l.repo = ?`,
   garbageBlobs: `SELECT b.digest, b.size FROM blobs b WHERE b.refs = 0 AND b.last_pulled_at < ?
                    AND EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = b.digest) LIMIT ?`,
   garbageManifests: `SELECT m.digest, m.size FROM manifests m WHERE m.parents = 0
@@ -186,6 +201,7 @@ export class SqliteMetadataStore implements MetadataStore {
         db.pragma(`user_version = ${v + 1}`);
       })();
     }
+    if (version > 0 && version < MIGRATIONS.length) this.compactAfterMigration(db);
     const s = {} as Record<keyof typeof STATEMENTS, Stmt>;
     for (const [k, sql] of Object.entries(STATEMENTS)) s[k as keyof typeof STATEMENTS] = db.prepare(sql);
     this.s = s;
@@ -204,6 +220,24 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     this.flushTimer = setInterval(() => void this.flush(), this.opts.touchFlushMs ?? 1000);
     this.flushTimer.unref();
+  }
+
+  /**
+   * A migration that rewrote a table (v3: references) leaves its old pages free inside the
+   * file: when they are more than a quarter of it, the file is rewritten once (VACUUM, about
+   * 3 s for 400 MB), so an index of 405 MB with 300 MB free becomes 97 MB. A failure (no room
+   * for the copy) is reported and start-up goes on: the free pages are reused by new rows.
+   */
+  private compactAfterMigration(db: Database.Database): void {
+    const free = db.pragma('freelist_count', { simple: true }) as number;
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    if (free * 4 <= pages) return;
+    try {
+      db.exec('VACUUM');
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      this.opts.onError?.(new Error(`index not compacted after its migration: ${(err as Error).message}`));
+    }
   }
 
   private get conn(): Database.Database {
@@ -229,8 +263,12 @@ export class SqliteMetadataStore implements MetadataStore {
   async putManifest(rec: ManifestRecord, links: ManifestLinks, repo: RepoRef, now: number): Promise<void> {
     this.submit(`manifest ${rec.digest}`, () => this.write(() => {
       this.s.putManifest.run(rec.digest, rec.mediaType, rec.size, rec.body, now, now, links.subject ?? null, links.artifactType ?? null);
-      for (const b of links.blobs) this.s.putRef.run(rec.digest, b, 'blob');
-      for (const m of links.manifests) this.s.putRef.run(rec.digest, m, 'manifest');
+      if (links.blobs.length + links.manifests.length > 0) {
+        this.s.internDigests.run(JSON.stringify([rec.digest, ...links.blobs, ...links.manifests]));
+        // Blobs first: a digest named both ways is a blob reference, as the first one wins.
+        if (links.blobs.length) this.s.putRefs.run(rec.digest, BLOB, JSON.stringify(links.blobs));
+        if (links.manifests.length) this.s.putRefs.run(rec.digest, MANIFEST, JSON.stringify(links.manifests));
+      }
       // Only the manifest itself is linked: its blobs and children are linked to the
       // repository when its upstream serves them (never because a manifest names them).
       this.s.link.run(repo.upstream, repo.repo, rec.digest);
@@ -382,14 +420,18 @@ export class SqliteMetadataStore implements MetadataStore {
   /** The manifests and blobs that go with a top-level manifest, given what already goes. */
   private planImage(digest: string, recency: number, gone: Set<string>): EvictionUnit {
     const unit: EvictionUnit = { kind: 'image', digest, recency, manifests: [], blobs: [], bytes: 0 };
-    const goesWith = (d: string): boolean => (this.s.parentsOf.all(d) as Array<{ manifest: string }>).every((p) => gone.has(p.manifest));
+    // Read until the first manifest that stays: a layer shared by many images costs one row.
+    const allGone = (users: Stmt, d: string): boolean => {
+      for (const u of users.iterate(d) as IterableIterator<{ manifest: string }>) if (!gone.has(u.manifest)) return false;
+      return true;
+    };
     const stack = [digest];
     const seen = new Set<string>();
     while (stack.length) {
       const m = stack.pop()!;
       if (seen.has(m)) continue;
       seen.add(m);
-      if (m !== digest && !goesWith(m)) continue;
+      if (m !== digest && !allGone(this.s.parentsOf, m)) continue;
       // Hosted content is never a cache retention unit, nor part of one.
       if (m !== digest && this.s.isHosted.get(m) !== undefined) continue;
       const row = this.s.manifestSize.get(m) as { size: number } | undefined;
@@ -402,8 +444,7 @@ export class SqliteMetadataStore implements MetadataStore {
     for (const m of unit.manifests) {
       for (const b of this.s.blobRefs.all(m) as Array<{ digest: string; size: number | null }>) {
         if (b.size === null || gone.has(b.digest) || this.s.isHosted.get(b.digest) !== undefined) continue;
-        const users = this.s.referencedBy.all(b.digest) as Array<{ manifest: string }>;
-        if (!users.every((u) => gone.has(u.manifest))) continue;
+        if (!allGone(this.s.referencedBy, b.digest)) continue;
         gone.add(b.digest);
         unit.blobs.push(b.digest);
         unit.bytes += b.size;
