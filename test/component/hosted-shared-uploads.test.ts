@@ -21,15 +21,27 @@ const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).dige
 const HOSTED_CONFIG = { hostedRepositories: { 'team/**': {} } };
 
 /** A request body arriving in 64 KiB pieces, yielding to the event loop between them; `failAt`: the client goes away there. */
-function streamOf(bytes: Buffer, opts: { piece?: number; failAt?: number } = {}): Readable {
+function streamOf(bytes: Buffer, opts: { piece?: number; failAt?: number; holdAt?: number; hold?: () => Promise<void> } = {}): Readable {
   const piece = opts.piece ?? 64 * 1024;
   return Readable.from((async function* () {
     for (let off = 0; off < bytes.length; off += piece) {
       if (opts.failAt !== undefined && off >= opts.failAt) throw new Error('the client went away');
+      if (off === opts.holdAt) await opts.hold?.();
       yield bytes.subarray(off, off + piece);
       await new Promise((r) => setImmediate(r));
     }
   })());
+}
+
+/** Resolves for every caller once `n` have arrived: uploads that are really under way at once. */
+function barrier(n: number): () => Promise<void> {
+  let arrived = 0;
+  let open!: () => void;
+  const opened = new Promise<void>((r) => { open = r; });
+  return () => {
+    if (++arrived === n) open();
+    return opened;
+  };
 }
 
 /** Two buffers of `size` bytes whose first `same` bytes are equal. */
@@ -97,11 +109,14 @@ describe('concurrent uploads of the same content', () => {
     await start();
     const bytes = randomBytes(6 * MiB);
     const c = count();
+    // All ten get 1 MiB in before any goes on: they are under way at once, however the event loop orders them.
+    const all = barrier(10);
+    const held = (): Readable => streamOf(bytes, { holdAt: MiB, hold: all });
     const pushes = Array.from({ length: 10 }, async (_, i) => {
       const r = repo(`team/mono${i}`);
-      if (i % 2 === 0) return (await r.upload({ op: 'start', digest: sha(bytes), body: streamOf(bytes) })).status;
+      if (i % 2 === 0) return (await r.upload({ op: 'start', digest: sha(bytes), body: held() })).status;
       const id = await session(r);
-      return (await r.upload({ op: 'finish', session: id, digest: sha(bytes), body: streamOf(bytes) })).status;
+      return (await r.upload({ op: 'finish', session: id, digest: sha(bytes), body: held() })).status;
     });
     expect(await Promise.all(pushes)).toEqual(Array(10).fill(201));
     expect(c.commits()).toBe(1);
@@ -209,7 +224,10 @@ describe('concurrent uploads of the same content', () => {
       await rc.upload({ op: 'append', session: ic, body: streamOf(bytes.subarray(0, 2 * MiB)), contentRange: `0-${2 * MiB - 1}` });
       expect((await rc.upload({ op: 'cancel', session: ic })).status).toBe(204);
     })();
-    expect(await Promise.all([patchThenPut(rb, bytes), patchThenPut(rd, bytes), cancelled.then(() => 201)])).toEqual([201, 201, 201]);
+    // b and d both get 1 MiB in before either goes on, so neither can finish (and close the shared file) before the other joins.
+    const both = barrier(2);
+    const held = (): Readable => streamOf(bytes, { holdAt: MiB, hold: both });
+    expect(await Promise.all([patchThenPut(rb, bytes, sha(bytes), held()), patchThenPut(rd, bytes, sha(bytes), held()), cancelled.then(() => 201)])).toEqual([201, 201, 201]);
     expect((await stored(rb, sha(bytes))).equals(bytes)).toBe(true);
     expect(c.commits()).toBe(1);
     expect(c.written).toBeLessThan(1.05 * bytes.length);

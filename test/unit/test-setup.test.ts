@@ -17,7 +17,14 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
 
 describe('package.json scripts', () => {
   it('npm start leaves the config file to --config/REGCACHE_CONFIG/default (no hard-coded --config)', () => {
-    expect(pkg.scripts.start).toBe('node dist/cli.js serve');
+    expect(pkg.scripts.start).toBe('node --max-semi-space-size=2 dist/cli.js serve');
+  });
+
+  it('npm start, the bin\'s shebang and the Dockerfile run node with the same flags (docs/limits.md, "Memory")', () => {
+    const flags = '--max-semi-space-size=2';
+    expect(pkg.scripts.start).toContain(`node ${flags} `);
+    expect(readFileSync(join(ROOT, 'src/cli.ts'), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toContain(`NODE_OPTIONS=${flags}`);
   });
 
   it('npm test installs missing system tools first (the script CI uses), then builds, then runs every layer', () => {
