@@ -120,9 +120,13 @@ export class App {
       isHeld: (d) => this.sync.holds(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
     }, this.log, {
+      removed: (units) => {
+        for (const u of units) {
+          this.metrics.evictions.inc({ reason: u.reason });
+          this.metrics.evictedBytes.inc(u.bytes);
+        }
+      },
       evicted: (plan: SweepPlan) => {
-        for (const u of plan.units) this.metrics.evictions.inc({ reason: u.reason });
-        this.metrics.evictedBytes.inc(plan.bytesFreed);
         if (plan.units.length > 0) {
           const reasons = { age: plan.units.filter((u) => u.reason === 'age').length, size: plan.units.filter((u) => u.reason === 'size').length };
           this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons });

@@ -6,9 +6,12 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { NOTHING_TO_RELOAD, type ReloadResult, type Service } from '../service.js';
-import { sweep, type EvictionDeps, type SweepOptions, type SweepPlan } from './eviction.js';
+import { sweep, type EvictedUnit, type EvictionDeps, type SweepOptions, type SweepPlan } from './eviction.js';
 
 export interface RetentionObserver {
+  /** Each batch a sweep removed, as it goes (metrics: a long background sweep is seen while it runs). */
+  removed(units: EvictedUnit[]): void;
+  /** A sweep that removed something, when it ends (log, event). */
   evicted(plan: SweepPlan): void;
 }
 
@@ -31,7 +34,13 @@ export class RetentionService implements Service {
   sweep(opts: SweepOptions = {}): Promise<SweepPlan> {
     const run = async (): Promise<SweepPlan> => {
       const { maxAge, maxSize } = this.config.retention;
-      const plan = await sweep(this.deps, { maxAge, maxSize }, this.now(), opts);
+      const plan = await sweep(this.deps, { maxAge, maxSize }, this.now(), opts.dryRun ? opts : {
+        ...opts,
+        onUnits: (units) => {
+          this.observer.removed(units);
+          opts.onUnits?.(units);
+        },
+      });
       if (!opts.dryRun && plan.units.length > 0) {
         this.observer.evicted(plan);
         this.log.info({ units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] }, 'retention sweep');
