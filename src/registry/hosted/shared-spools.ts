@@ -201,10 +201,14 @@ export class Member {
       if (sh.sealed || size !== sh.written) break;
       const mine = await sh.exclusive(async () => {
         if (sh.sealed || size !== sh.written) return undefined;
+        // Sealed and committing in one step: a member that finishes meanwhile waits for this
+        // commit (and then links) instead of seeing a sealed file with no commit under way.
         sh.sealed = true;
-        // A write that failed half-way may have left bytes past `written`.
-        await sh.spool.truncate(size);
-        const run = to.commit(sh.spool, size).then(() => {
+        const run = (async () => {
+          // A write that failed half-way may have left bytes past `written` (nobody writes once sealed).
+          await sh.spool.truncate(size);
+          await to.commit(sh.spool, size);
+        })().then(() => {
           sh.committed = digest;
           this.registry.onCommitted([...sh.members].map((m) => m.session), digest);
         }, (err: unknown) => {
