@@ -71,9 +71,14 @@ export class Checkpointer {
     this.stopped = true;
     this.worker = undefined;
     if (!w) return;
+    // Referenced while we wait: an unref'd worker and timer would let the event loop run empty
+    // and the process exit in the middle of a shutdown (losing its exit code and last log line).
+    w.ref();
     const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
     w.postMessage('stop');
-    await Promise.race([exited, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise<void>((r) => { timer = setTimeout(r, 2000); })]);
+    clearTimeout(timer);
     await w.terminate().catch(() => undefined);
   }
 }
