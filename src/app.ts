@@ -138,7 +138,7 @@ export class App {
       maxSize: () => this.config.retention.maxSize,
       disk: () => this.blobs.space(),
       evict: (targetSize, progress) => this.retention.sweep({ targetSize, onUnits: progress }).catch((err: unknown) => {
-        this.log.error({ err: (err as Error).message }, 'retention sweep before a commit failed');
+        this.log.error({ err: (err as Error).message }, 'retention sweep started by admission failed');
       }),
     });
     this.proxy = new Proxy({
