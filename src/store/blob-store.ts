@@ -16,6 +16,8 @@ import type { Readable, Writable } from 'node:stream';
 export interface Spool {
   readonly path: string;
   write(chunk: Buffer, position: number): Promise<void>;
+  /** Writes `chunks` one after the other from `position`, in as few system calls as it can (no copy into one buffer). */
+  writev(chunks: readonly Buffer[], position: number): Promise<void>;
   read(into: Buffer, offset: number, length: number, position: number): Promise<number>;
   /** Flushes to stable storage. */
   sync(): Promise<void>;

@@ -124,6 +124,23 @@ export function runBlobStoreContract(name: string, make: () => Promise<BlobStore
       expect(await s.listSpools()).toEqual([]);
     });
 
+    it('writev puts many buffers in order at a position (empty ones and more than IOV_MAX included)', async () => {
+      const s = await fresh();
+      const head = randomBytes(1000);
+      // 1,500 small pieces and some empty ones: more buffers than one pwritev takes (IOV_MAX is 1,024 on Linux).
+      const pieces = Array.from({ length: 1500 }, (_, i) => (i % 100 === 7 ? Buffer.alloc(0) : randomBytes(1 + (i % 97))));
+      const all = Buffer.concat([head, ...pieces]);
+      const spool = await s.createSpool();
+      await spool.write(head, 0);
+      await spool.writev(pieces, head.length);
+      const back = Buffer.alloc(all.length);
+      expect(await spool.read(back, 0, all.length, 0)).toBe(all.length);
+      expect(back.equals(all)).toBe(true);
+      await s.commit(spool, digestOf(all));
+      await spool.close();
+      expect(await s.hash(digestOf(all))).toBe(digestOf(all));
+    });
+
     it('spools left by an earlier process are listed and removable', async () => {
       const s = await fresh();
       const spool = await s.createSpool();

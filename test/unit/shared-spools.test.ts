@@ -16,6 +16,9 @@ class MemSpool implements Spool {
     if (end > this.bytes.length) this.bytes = Buffer.concat([this.bytes, Buffer.alloc(end - this.bytes.length)]);
     chunk.copy(this.bytes, position);
   }
+  async writev(chunks: readonly Buffer[], position: number): Promise<void> {
+    await this.write(Buffer.concat(chunks), position);
+  }
   async read(into: Buffer, offset: number, length: number, position: number): Promise<number> {
     return this.bytes.copy(into, offset, position, Math.min(position + length, this.bytes.length));
   }

@@ -27,6 +27,8 @@ export interface SeededImage {
 
 export interface Seed {
   big: SeededImage;
+  /** Same shape as `big`, other bytes: what scenario 1 pulls first, so its measured pull is not a process's first. */
+  warm?: SeededImage;
   multi: { repo: string; tag: string; index: Index };
   small: SeededImage[];
 }
@@ -35,6 +37,8 @@ export interface SeedOptions {
   /** Layer sizes of the big image in MiB (default 50, 100, 20). */
   bigLayersMiB?: number[];
   smallCount?: number;
+  /** Also a second image of the big image's shape (`warm`, scenario 1). */
+  warm?: boolean;
   /** Distinguishes runs (the soak seeds extra images with other prefixes). */
   seedPrefix?: string;
 }
@@ -48,6 +52,9 @@ export function generateSeed(opts: SeedOptions = {}): Seed {
   const sizes = opts.bigLayersMiB ?? [50, 100, 20];
   const bigLayers = sizes.map((s, i) => makeLayer({ randomBytes: Math.round(s * MiB), seed: `${p}-big-${i}` }));
   const big = makeImage({ format: 'oci', layers: bigLayers, labels: { bench: 'big' } });
+  const warm = opts.warm
+    ? makeImage({ format: 'oci', layers: sizes.map((s, i) => makeLayer({ randomBytes: Math.round(s * MiB), seed: `${p}-warm-${i}` })), labels: { bench: 'warm' } })
+    : undefined;
 
   const arches = ['amd64', 'arm64'];
   const multiImages = arches.map((arch) =>
@@ -66,6 +73,7 @@ export function generateSeed(opts: SeedOptions = {}): Seed {
   }
   return {
     big: { repo: 'bench/big', tag: '1', image: big, totalBytes: imageBytes(big) },
+    ...(warm ? { warm: { repo: 'bench/warm', tag: '1', image: warm, totalBytes: imageBytes(warm) } } : {}),
     multi: { repo: 'bench/multi', tag: 'latest', index },
     small,
   };
@@ -73,6 +81,7 @@ export function generateSeed(opts: SeedOptions = {}): Seed {
 
 export async function pushSeed(registryUrl: string, seed: Seed, concurrency = 8): Promise<void> {
   await pushImage(registryUrl, seed.big.repo, seed.big.tag, seed.big.image);
+  if (seed.warm) await pushImage(registryUrl, seed.warm.repo, seed.warm.tag, seed.warm.image);
   await pushIndex(registryUrl, seed.multi.repo, seed.multi.tag, seed.multi.index);
   await mapLimit(seed.small, concurrency, (s) => pushImage(registryUrl, s.repo, s.tag, s.image));
 }

@@ -44,14 +44,13 @@ const RECENT_WINDOW = 4 * 1024 * 1024;
  * byte leaves memory only after it is in the file (a reader behind never finds a gap for long).
  */
 const MAX_UNWRITTEN = 1024 * 1024;
-/** Initial size of a fill's reused buffer for batched temp file writes. */
-const BATCH_BUFFER = 512 * 1024;
 
 export interface FillCallbacks {
   /** Called with the verified temp file; must move it into the store. */
   commit(temp: Spool, size: number): Promise<void>;
   /** Removes the temp file; must not close the handle (readers may still use it). */
   discard(temp: Spool): Promise<void>;
+  /** Bytes received from the upstream, once per temp file write batch (at most ~1 MiB late). */
   onBytes?(n: number): void;
 }
 
@@ -133,9 +132,10 @@ export class BlobFill {
   /**
    * Takes the body's chunks as 'data' events (no async iterator: no promise per chunk) and
    * writes them to the temp file in order, one positional write at a time. Chunks of one
-   * event-loop turn, and chunks that arrive while a write is in flight, go out together,
-   * copied into one reused buffer (one thread-pool job and no new buffer per batch, instead of
-   * one per socket read), and the readers are woken once per batch, so each sends the batch in one socket write. Resolves
+   * event-loop turn, and chunks that arrive while a write is in flight, go out together in one
+   * pwritev (one thread-pool job per batch instead of one per socket read, and no copy: the
+   * chunks are the window's buffers), and the readers are woken once per batch, so each sends
+   * the batch in one socket write. `onBytes` is called once per batch. Resolves
    * when every byte is written; rejects on a size overrun, a body error or a write error.
    */
   private pump(body: Readable): Promise<void> {
@@ -145,7 +145,6 @@ export class BlobFill {
       let writing = false;
       let ended = false;
       let over = false;
-      let batchBuf: Buffer | undefined;
       const stop = (err: Error): void => {
         if (over) return;
         over = true;
@@ -164,16 +163,10 @@ export class BlobFill {
         }
         writing = true;
         const n = unwritten;
-        let out: Buffer;
-        if (queue.length === 1) out = queue[0]!;
-        else {
-          if (!batchBuf || batchBuf.length < n) batchBuf = Buffer.allocUnsafe(Math.max(n, BATCH_BUFFER));
-          let at = 0;
-          for (const c of queue) at += c.copy(batchBuf, at);
-          out = batchBuf.subarray(0, n);
-        }
+        const batch = queue;
         queue = [];
-        this.temp.write(out, this.written).then(() => {
+        this.callbacks.onBytes?.(n);
+        (batch.length === 1 ? this.temp.write(batch[0]!, this.written) : this.temp.writev(batch, this.written)).then(() => {
           unwritten -= n;
           this.written += n;
           this.wake();
@@ -195,7 +188,6 @@ export class BlobFill {
         this.recentBytes += chunk.length;
         while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
         this.received += chunk.length;
-        this.callbacks.onBytes?.(chunk.length);
         // ... while readers behind the window read the file only up to what was written.
         queue.push(chunk);
         unwritten += chunk.length;

@@ -31,6 +31,19 @@ export class FileSpool implements Spool {
     }
   }
 
+  async writev(chunks: readonly Buffer[], position: number): Promise<void> {
+    let rest = chunks;
+    let pos = position;
+    while (rest.length > 0) {
+      // pwritev may take fewer bytes than asked (and at most IOV_MAX buffers): go on from where it stopped.
+      let { bytesWritten } = await this.handle.writev(rest as Buffer[], pos);
+      pos += bytesWritten;
+      let i = 0;
+      while (i < rest.length && bytesWritten >= rest[i]!.length) bytesWritten -= rest[i++]!.length;
+      rest = i < rest.length && bytesWritten > 0 ? [rest[i]!.subarray(bytesWritten), ...rest.slice(i + 1)] : rest.slice(i);
+    }
+  }
+
   async read(into: Buffer, offset: number, length: number, position: number): Promise<number> {
     const { bytesRead } = await this.handle.read(into, offset, length, position);
     return bytesRead;
