@@ -27,7 +27,7 @@ import { createStores } from './store/backends.js';
 import type { BlobStore } from './store/blob-store.js';
 import type { MetadataStore } from './store/metadata-store.js';
 import { PostgresMetadataStore } from './store/postgres/postgres-metadata-store.js';
-import { RetentionService } from './store/retention-service.js';
+import { RetentionService, SERVER_PACE } from './store/retention-service.js';
 import type { RecoveryReport } from './store/recovery.js';
 import { StoreService } from './store/store-service.js';
 import { SyncService } from './jobs/sync-service.js';
@@ -127,17 +127,15 @@ export class App {
         }
       },
       evicted: (plan: SweepPlan) => {
-        if (plan.units.length > 0) {
-          const reasons = { age: plan.units.filter((u) => u.reason === 'age').length, size: plan.units.filter((u) => u.reason === 'size').length };
-          this.events.emit('retention.evicted', { units: plan.units.length, bytesFreed: plan.bytesFreed, reasons });
-        }
+        const { units, age, size } = plan.counts;
+        if (units > 0) this.events.emit('retention.evicted', { units, bytesFreed: plan.bytesFreed, reasons: { age, size } });
       },
     }, now, () => replicas?.isLeader() ?? true);
     const admission = new Admission({
       used: () => { const t = this.meta.totals(); return t.blobBytes + t.manifestBytes; },
       maxSize: () => this.config.retention.maxSize,
       disk: () => this.blobs.space(),
-      evict: (targetSize, progress) => this.retention.sweep({ targetSize, onUnits: progress }).catch((err: unknown) => {
+      evict: (targetSize, progress) => this.retention.sweep({ targetSize, onUnits: progress, summaryOnly: true, pace: SERVER_PACE }).catch((err: unknown) => {
         this.log.error({ err: (err as Error).message }, 'retention sweep started by admission failed');
       }),
     });

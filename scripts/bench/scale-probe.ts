@@ -5,14 +5,20 @@
  *
  *   npm run build && node --import ./scripts/register-ts.mjs scripts/bench/scale-probe.ts \
  *     [--seed-dir DIR] [--node-args "--cpu-prof --trace-gc"] [--fills 40] [--blobs 300000] [--manifests 20000]
+ *     [--blob-sizes mixed|tiny]  synthetic blob sizes (lib/synthetic-store.ts; a seed dir keeps the sizes it was made with)
+ *     [--keep-log FILE]   copy regcache's log there after it stopped
+ *     [--perf FILE]       `perf record -g` of regcache while the probe runs (add --node-args --perf-basic-prof for JS names)
+ *     [--warmup-fills 10] cold fills (crossing the cap) and warm GETs before the probe starts (lib/scale-warmup.ts)
+ *     [--hold-ms 500]     how long the probe goes on after the fills (--fills 0 --hold-ms 5000: the probe against an idle store)
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeBlob, pushBlob, seededBytes, tmpDir } from '../../test/helpers/index.js';
 import { installSignalHandlers, runCleanup } from './lib/cleanup.js';
 import { newAgent } from './lib/client.js';
 import { startLatencyProbe } from './lib/latency.js';
+import { warmUpScale } from './lib/scale-warmup.js';
 import { log, parseFlags } from './lib/env.js';
 import { mapLimit, MiB } from './lib/stats.js';
 import { seedSyntheticStore } from './lib/synthetic-store.js';
@@ -23,7 +29,23 @@ const seedDir = values.get('seed-dir') ?? join(tmpDir('regcache-scale-seed-'), '
 const blobs = Number(values.get('blobs') ?? 300_000);
 const manifests = Number(values.get('manifests') ?? 20_000);
 const fills = Number(values.get('fills') ?? 40);
+const warmFills = Number(values.get('warmup-fills') ?? 10);
+const blobSizes = values.get('blob-sizes') === 'tiny' ? 'tiny' : 'mixed';
 const nodeArgs = (values.get('node-args') ?? '').split(' ').filter(Boolean);
+
+/** utime + stime ticks of every process (all threads). */
+function allCpu(): Map<number, { name: string; ticks: number }> {
+  const out = new Map<number, { name: string; ticks: number }>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(e), { name: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), ticks: Number(f[11]) + Number(f[12]) });
+    } catch { /* gone */ }
+  }
+  return out;
+}
 
 installSignalHandlers();
 try {
@@ -31,7 +53,7 @@ try {
   if (!existsSync(metaPath)) {
     mkdirSync(seedDir, { recursive: true });
     const t0 = performance.now();
-    const s = seedSyntheticStore(join(seedDir, 'data'), { blobs, manifests, blobSize: 1024, now: Date.now(), hot: 200 });
+    const s = seedSyntheticStore(join(seedDir, 'data'), { blobs, manifests, blobSizes, now: Date.now(), hot: 200 });
     writeFileSync(metaPath, JSON.stringify(s));
     log(`seeded ${blobs} blobs, ${manifests} manifests in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
@@ -41,30 +63,42 @@ try {
   spawnSync('cp', ['-a', join(seedDir, 'data'), dataDir], { stdio: 'inherit' });
   const upstream = await startUpstream();
   const cold: Array<{ digest: string; size: number }> = [];
-  for (let i = 0; i < fills; i++) {
+  for (let i = 0; i < fills + warmFills; i++) {
     const b = makeBlob(seededBytes(4 * MiB, `scale-cold-${i}`));
     await pushBlob(upstream.url, store.repo, b);
     cold.push({ digest: b.digest, size: b.size });
   }
   const t0 = performance.now();
   const sys = await startRegcacheSystem(upstream, {
-    logLevel: 'info', startTimeoutMs: 600_000, nodeArgs,
+    logLevel: 'info', startTimeoutMs: 600_000, stopTimeoutMs: 300_000, nodeArgs,
     config: { dataDir, retention: { maxSize: store.blobBytes + store.manifestBytes, interval: 0 } },
   });
   log(`regcache started in ${((performance.now() - t0) / 1000).toFixed(1)} s; log ${sys.logFile}`);
-  const probe = await startLatencyProbe(sys.url, store.repo, store.hot);
   const agent = newAgent();
+  const warm = cold.splice(0, warmFills);
+  const w0 = performance.now();
+  await warmUpScale(agent, sys.url, store.repo, warm, store.hot);
+  log(`warm-up: ${warm.length} cold fills and the warm manifests in ${((performance.now() - w0) / 1000).toFixed(1)} s`);
+  const perfOut = values.get('perf');
+  const perf = perfOut ? spawn('perf', ['record', '-F', '1000', '-g', '-p', String(sys.pid), '-o', perfOut], { stdio: 'ignore' }) : undefined;
+  const probe = await startLatencyProbe(sys.url, store.repo, store.hot);
   const { request } = await import('undici');
+  const cpu0 = allCpu();
   const fillT0 = performance.now();
   await mapLimit(cold, 2, async (b) => {
     const res = await request(`${sys.url}/v2/${store.repo}/blobs/${b.digest}`, { dispatcher: agent });
     await res.body.arrayBuffer();
   });
   log(`fills done in ${((performance.now() - fillT0) / 1000).toFixed(1)} s`);
-  await new Promise((r) => setTimeout(r, 500));
+  const cpu1 = allCpu();
+  const used = [...cpu1].map(([pid, v]) => ({ pid, name: v.name, s: v.ticks - (cpu0.get(pid)?.ticks ?? 0) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s).slice(0, 8);
+  log(`CPU during the fills (s): ${used.map((x) => `${x.pid === sys.pid ? 'regcache' : x.pid === process.pid ? 'bench' : x.name}(${x.pid}) ${(x.s / 100).toFixed(2)}`).join(', ')}`);
+  await new Promise((r) => setTimeout(r, Number(values.get('hold-ms') ?? 500)));
   const r = await probe.stop();
+  if (perf) { perf.kill('SIGINT'); await new Promise((res) => perf.once('exit', res)); }
   await agent.close();
   await sys.stop();
+  if (values.get('keep-log') && sys.logFile) copyFileSync(sys.logFile, values.get('keep-log')!);
   log(`probe: ${JSON.stringify(r)}`);
 } finally {
   await runCleanup();

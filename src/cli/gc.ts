@@ -54,10 +54,10 @@ export const gc: Command = async (argv: string[], io: CliIo): Promise<number> =>
         progress.tick(u.names?.[0] ?? u.digest);
       }
     };
-    const plan = await sweep({ blobs: store.blobs, meta: store.meta, isPinned: () => false }, { maxAge, maxSize }, Date.now(), { dryRun: dry, withNames: true, onUnits });
+    const plan = await sweep({ blobs: store.blobs, meta: store.meta, isPinned: () => false }, { maxAge, maxSize }, Date.now(), { dryRun: dry, withNames: true, onUnits, summaryOnly: true });
     progress.stop();
-    const images = plan.units.filter((u) => u.kind === 'image').length;
-    io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${images} image(s), ${plan.units.length - images} unreferenced blob(s)\n`);
+    const { images, units } = plan.counts;
+    io.stdout(`${dry ? 'dry run: would free' : 'freed'} ${formatBytes(plan.bytesFreed)} (${plan.bytesFreed} bytes) of ${formatBytes(plan.bytesBefore)}; ${images} image(s), ${units - images} unreferenced blob(s)\n`);
     const cfg = store.config;
     const h = await collectHosted({ blobs: store.blobs, meta: store.meta, pins: new Pins() }, cfg.hostedRepositories, cfg.hosted.gcGrace, Date.now(), { dryRun: dry });
     const verb = dry ? 'would remove' : 'remove';

@@ -7,7 +7,7 @@
  * never stalls requests. Pinned digests (being served or fetched) are never deleted, nor
  * images a sync job holds (a held image keeps its blobs: they stay referenced).
  */
-import { setImmediate as turn } from 'node:timers/promises';
+import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from './blob-store.js';
 import type { EvictionUnit, MetadataStore } from './metadata-store.js';
 
@@ -29,8 +29,17 @@ export interface EvictedUnit {
   names?: string[];
 }
 
+export interface SweepCounts {
+  units: number;
+  images: number;
+  age: number;
+  size: number;
+}
+
 export interface SweepPlan {
+  /** Every unit, in order (empty when the sweep ran with `summaryOnly`: see `counts`). */
   units: EvictedUnit[];
+  counts: SweepCounts;
   bytesBefore: number;
   bytesFreed: number;
 }
@@ -41,10 +50,22 @@ export interface SweepOptions {
   targetSize?: number;
   /** Fill in `names` of each unit (operators' output). */
   withNames?: boolean;
-  /** Units per batch (default 256). */
+  /** Units per batch at most (default 32; a sweep starts at 2 and grows while batches are cheap). */
   batch?: number;
   /** Told of each batch once it is removed (planned, in a dry run): the CLI prints it as it goes. */
   onUnits?(units: EvictedUnit[]): void;
+  /**
+   * Keep only `counts`, not every unit (background sweeps: one that evicts 12,000 images would
+   * otherwise hold ~20 MB of digests until it ends, and the garbage collector marks them all).
+   */
+  summaryOnly?: boolean;
+  /**
+   * The share of the event loop a sweep may take (0 < pace <= 1; default 1: a turn between
+   * batches). A server's sweeps run at 0.5: after a batch that cost N ms of event loop the
+   * sweep waits N ms, so requests that arrive during a long sweep wait for at most one batch,
+   * not for a queue of them (nothing waits for a sweep to finish: commits claim their room).
+   */
+  pace?: number;
 }
 
 export interface EvictionDeps {
@@ -64,10 +85,14 @@ export interface EvictionDeps {
  * batch run on the event loop. The batch adapts to what a batch costs here: halved when
  * planning or removing one took more than BATCH_BUDGET_MS, grown back when it took less than
  * a quarter of it, so a sweep over a store of 300k blobs never stalls requests for long
- * (bench scenario 8), whatever the images look like and however busy the machine is.
+ * (bench scenario 8), whatever the images look like and however busy the machine is. A sweep
+ * starts at the smallest batch: its first batch finds the store's pages cold (a first batch
+ * of 32 took 200 ms in scenario 8), and sweeps start often (each fill that crosses the cap).
+ * At 300k blobs one image unit of 15 layers costs ~5 ms (most of it the transaction's commit
+ * writing the B-tree pages its random digests touch to the WAL), so the smallest batch is one.
  */
 const BATCH = 32;
-const MIN_BATCH = 2;
+const MIN_BATCH = 1;
 const BATCH_BUDGET_MS = 8;
 
 /** The next batch size after one that cost `ms` of event loop. */
@@ -76,6 +101,15 @@ export function nextBatch(current: number, ms: number, max: number): number {
   if (ms < BATCH_BUDGET_MS / 4) return Math.min(max, current * 2);
   return current;
 }
+const MIN_PACE = 0.05;
+/** The longest pause between two batches of a paced sweep. */
+const MAX_REST_MS = 100;
+/** How long a sweep running at `pace` rests after a batch that took `spentMs` of event loop. */
+export function restAfter(spentMs: number, pace: number): number {
+  if (pace >= 1) return 0;
+  return Math.min(MAX_REST_MS, (spentMs * (1 - pace)) / pace);
+}
+
 /** Blob files deleted at once. */
 const DELETE_CONCURRENCY = 16;
 
@@ -87,9 +121,11 @@ function used(meta: MetadataStore): number {
 export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: number, opts: SweepOptions = {}): Promise<SweepPlan> {
   const bytesBefore = used(d.meta);
   const units: EvictedUnit[] = [];
+  const counts: SweepCounts = { units: 0, images: 0, age: 0, size: 0 };
   let planned = bytesBefore;
   const maxBatch = opts.batch ?? BATCH;
-  let batch = maxBatch;
+  const pace = Math.min(1, Math.max(MIN_PACE, opts.pace ?? 1));
+  let batch = Math.min(MIN_BATCH, maxBatch);
   // A dry run removes nothing, so the size phase sees again what the age phase planned.
   const plannedDigests = new Set<string>();
 
@@ -99,6 +135,7 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
       let t0 = performance.now();
       const found = await d.meta.evictionCandidates(after ? { before, limit: batch, after } : { before, limit: batch });
       let cost = performance.now() - t0;
+      let spent = cost;
       if (found.length === 0) return;
       const last = found[found.length - 1]!;
       after = { recency: last.recency, digest: last.digest };
@@ -107,8 +144,10 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         if (enough()) break;
         if (u.kind === 'blob' && d.isPinned(u.digest)) continue;
         if (u.kind === 'image' && d.isHeld?.(u.digest)) continue;
-        if (plannedDigests.has(u.digest)) continue;
-        plannedDigests.add(u.digest);
+        if (opts.dryRun) {
+          if (plannedDigests.has(u.digest)) continue;
+          plannedDigests.add(u.digest);
+        }
         take.push(u);
         planned -= u.bytes;
       }
@@ -120,11 +159,17 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         const names = await d.meta.namesOf(evicted.map((u) => u.digest));
         evicted.forEach((u, i) => { u.names = names[i]!.names; });
       }
-      units.push(...evicted);
+      if (!opts.summaryOnly) units.push(...evicted);
+      for (const u of evicted) {
+        counts.units++;
+        if (u.kind === 'image') counts.images++;
+        counts[u.reason]++;
+      }
       if (!opts.dryRun) {
         t0 = performance.now();
         const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b));
         cost = Math.max(cost, performance.now() - t0);
+        spent += performance.now() - t0;
         d.onRemoved?.(take.flatMap((u) => u.manifests));
         let next = 0;
         const worker = async (): Promise<void> => {
@@ -140,7 +185,9 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
       }
       opts.onUnits?.(evicted);
       batch = nextBatch(batch, cost, maxBatch);
-      await turn();
+      const rest = restAfter(spent, pace);
+      if (rest >= 1) await sleep(rest);
+      else await turn();
     }
   };
 
@@ -148,5 +195,5 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
   const limit = opts.targetSize ?? policy.maxSize;
   if (limit !== undefined) await run('size', Number.MAX_SAFE_INTEGER, () => planned <= limit);
   const bytesFreed = opts.dryRun ? bytesBefore - planned : Math.max(0, bytesBefore - used(d.meta));
-  return { units, bytesBefore, bytesFreed };
+  return { units, counts, bytesBefore, bytesFreed };
 }

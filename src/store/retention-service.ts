@@ -15,6 +15,9 @@ export interface RetentionObserver {
   evicted(plan: SweepPlan): void;
 }
 
+/** A server's own sweeps (interval, admission) take at most this share of the event loop (eviction.ts, `pace`). */
+export const SERVER_PACE = 0.5;
+
 export class RetentionService implements Service {
   readonly name = 'retention';
   private running: Promise<unknown> = Promise.resolve();
@@ -41,9 +44,10 @@ export class RetentionService implements Service {
           opts.onUnits?.(units);
         },
       });
-      if (!opts.dryRun && plan.units.length > 0) {
+      if (!opts.dryRun && plan.counts.units > 0) {
         this.observer.evicted(plan);
-        this.log.info({ units: plan.units.length, bytesFreed: plan.bytesFreed, reasons: [...new Set(plan.units.map((u) => u.reason))] }, 'retention sweep');
+        const { units, age, size } = plan.counts;
+        this.log.info({ units, bytesFreed: plan.bytesFreed, reasons: [...(age ? ['age'] : []), ...(size ? ['size'] : [])] }, 'retention sweep');
       }
       return plan;
     };
@@ -59,7 +63,7 @@ export class RetentionService implements Service {
     if (interval <= 0 || (maxAge === undefined && maxSize === undefined)) return;
     this.timer = setInterval(() => {
       if (!this.periodic()) return;
-      this.sweep().catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'retention sweep failed'));
+      this.sweep({ summaryOnly: true, pace: SERVER_PACE }).catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'retention sweep failed'));
     }, interval);
     this.timer.unref();
   }

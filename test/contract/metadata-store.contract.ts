@@ -220,6 +220,24 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect(deleted.sort()).toEqual([gone, own, shared].sort());
     });
 
+    it('a summary-only sweep (background) keeps counts, not units, and removes the same', async () => {
+      const s = await fresh();
+      const loose = fakeDigest('summary-loose');
+      const layer = fakeDigest('summary-layer');
+      await s.putBlob(loose, 10, repo, 1);
+      await s.putBlob(layer, 100, repo, 2);
+      const img = manifest('summary-image', 10);
+      await s.putManifest(img, { blobs: [layer], manifests: [] }, repo, 3);
+      const blobs = { delete: async () => undefined } as unknown as BlobStore;
+      const seen: string[] = [];
+      const plan = await sweep({ blobs, meta: s, isPinned: () => false }, { maxSize: 0 }, 1000, { summaryOnly: true, onUnits: (us) => seen.push(...us.map((u) => u.digest)) });
+      expect(plan.units).toEqual([]);
+      expect(plan.counts).toEqual({ units: 2, images: 1, age: 0, size: 2 });
+      expect(seen).toEqual([loose, img.digest]);
+      expect(s.totals().blobBytes + s.totals().manifestBytes).toBe(0);
+      expect(plan.bytesFreed).toBe(120);
+    });
+
     it('hosted content is never an eviction candidate, nor is anything a hosted manifest references or a blob pushed to a hosted repository', async () => {
       const s = await fresh();
       const hosted: RepoRef = { upstream: HOSTED, repo: 'team/app' };

@@ -1,12 +1,23 @@
 /**
- * A large synthetic store for the admission-at-scale scenario: `blobs` small blob files
- * (real content, named by their digest) and `manifests` manifests each referencing
- * blobs/manifests of them, written straight into the first-release SQLite schema (the
- * server migrates it at start, as it would an old store). Bench-only: it writes the schema
- * the store owns, to build in seconds what would take hours of pulls.
+ * A large synthetic store for the admission-at-scale scenario: `blobs` blob files and
+ * `manifests` manifests each referencing blobs/manifests of them, written straight into the
+ * first-release SQLite schema (the server migrates it at start, as it would an old store).
+ * Bench-only: it writes the schema the store owns, to build in seconds what would take hours
+ * of pulls.
+ *
+ * Blob sizes (`blobSizes`):
+ * - 'mixed' (the scenario's default): sizes spread log-uniformly from 4 KiB to 64 MiB (median
+ *   512 KiB, mean ~5.9 MiB), as layers and configs are, so the store is ~1.7 TB at 300k blobs
+ *   and 40 cold 4 MiB fills are a small part of it, as in a deployed cache. The files are
+ *   sparse (1 KiB of random bytes, then a hole up to the size): the digest is of those 1 KiB,
+ *   not of the file. The scenario never GETs these blobs (only manifests), and a start
+ *   checks sizes, not content.
+ * - 'tiny' (`--scale-blob-sizes tiny`): every blob 1 KiB of real content named by its digest.
+ *   The store is then ~300 MB, so 40 cold 4 MiB fills turn over half of it: a cache thrashing
+ *   at ~1,000 times a deployed cache's eviction rate (~190k blob files deleted in a minute).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from '../../../src/store/sqlite/schema.js';
@@ -21,7 +32,19 @@ export interface SyntheticStore {
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-export function seedSyntheticStore(dataDir: string, opts: { blobs: number; manifests: number; blobSize: number; now: number; hot: number }): SyntheticStore {
+export type BlobSizes = 'mixed' | 'tiny';
+
+const MIN_MIXED = 4 * 1024;
+const MAX_MIXED = 64 * 1024 * 1024;
+
+/** Blob i's size: 'mixed' spreads them log-uniformly (a fixed low-discrepancy sequence, so every seed is alike). */
+export function syntheticBlobSize(i: number, sizes: BlobSizes): number {
+  if (sizes === 'tiny') return 1024;
+  const u = (i * 0.6180339887498949) % 1;
+  return Math.round(MIN_MIXED * Math.pow(MAX_MIXED / MIN_MIXED, u));
+}
+
+export function seedSyntheticStore(dataDir: string, opts: { blobs: number; manifests: number; blobSizes: BlobSizes; now: number; hot: number }): SyntheticStore {
   mkdirSync(join(dataDir, 'tmp'), { recursive: true });
   const db = new Database(join(dataDir, 'index.db'));
   db.pragma('journal_mode = WAL');
@@ -35,11 +58,13 @@ export function seedSyntheticStore(dataDir: string, opts: { blobs: number; manif
   const insLink = db.prepare('INSERT OR IGNORE INTO repo_links (upstream, repo, digest) VALUES (?, ?, ?)');
   const insTag = db.prepare('INSERT INTO tags (upstream, repo, tag, digest, validated_at) VALUES (?, ?, ?, ?, ?)');
   const digests: string[] = [];
+  const sizes: number[] = [];
   const made = new Set<string>();
   let blobBytes = 0;
   db.transaction(() => {
     for (let i = 0; i < opts.blobs; i++) {
-      const bytes = randomBytes(opts.blobSize);
+      const bytes = randomBytes(1024);
+      const size = syntheticBlobSize(i, opts.blobSizes);
       const hex = sha256(bytes);
       const dir = join(dataDir, 'blobs', 'sha256', hex.slice(0, 2));
       if (!made.has(dir)) {
@@ -47,12 +72,14 @@ export function seedSyntheticStore(dataDir: string, opts: { blobs: number; manif
         made.add(dir);
       }
       writeFileSync(join(dir, hex), bytes);
+      if (size > bytes.length) truncateSync(join(dir, hex), size);
       const d = `sha256:${hex}`;
       // Older blobs first; the hot manifests' blobs are the most recent.
-      insBlob.run(d, bytes.length, opts.now - 86_400_000, opts.now - 86_400_000 + i);
+      insBlob.run(d, size, opts.now - 86_400_000, opts.now - 86_400_000 + i);
       insLink.run(upstream, repo, d);
       digests.push(d);
-      blobBytes += bytes.length;
+      sizes.push(size);
+      blobBytes += size;
     }
   })();
   const per = Math.max(1, Math.floor(opts.blobs / opts.manifests));
@@ -60,10 +87,10 @@ export function seedSyntheticStore(dataDir: string, opts: { blobs: number; manif
   let manifestBytes = 0;
   db.transaction(() => {
     for (let m = 0; m < opts.manifests; m++) {
-      const layers = digests.slice(m * per, (m + 1) * per).map((digest) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: opts.blobSize }));
+      const layers = digests.slice(m * per, (m + 1) * per).map((digest, k) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: sizes[m * per + k]! }));
       const body = Buffer.from(JSON.stringify({
         schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: layers[0]!.digest, size: opts.blobSize }, layers,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: layers[0]!.digest, size: layers[0]!.size }, layers,
       }));
       const d = `sha256:${sha256(body)}`;
       const pulled = opts.now - 86_400_000 + m * per + per;

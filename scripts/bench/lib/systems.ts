@@ -69,6 +69,8 @@ export interface RegcacheOptions {
   config?: Record<string, unknown>;
   /** How long to wait for it to answer (default 15 s; a large store takes longer to check at start). */
   startTimeoutMs?: number;
+  /** How long stop() waits after SIGTERM before SIGKILL (default 10 s; a large store's final checkpoint takes longer). */
+  stopTimeoutMs?: number;
 }
 
 /**
@@ -100,7 +102,7 @@ export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOpti
   const p = spawnManaged('sh', ['-c', `exec "$0" "$@" >>${dir}/regcache.log 2>&1`, process.execPath, ...SERVE_NODE_FLAGS, ...(opts.nodeArgs ?? []), CLI_PATH, 'serve', '--config', configPath], { cwd: REPO_ROOT });
   const url = `http://127.0.0.1:${port}`;
   const stopRc = async (): Promise<void> => {
-    await p.stop('SIGTERM', 10_000);
+    await p.stop('SIGTERM', opts.stopTimeoutMs ?? 10_000);
   };
   const unRc = onCleanup('regcache', stopRc);
   try {

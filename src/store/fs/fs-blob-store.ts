@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { access, mkdir, open, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { digestAlgorithm, isValidDigest } from '../../protocol/grammar.js';
 import type { BlobInfo, BlobStore, Spool } from '../blob-store.js';
@@ -59,6 +59,15 @@ export class FileSpool implements Spool {
 
   async close(): Promise<void> {
     await this.handle.close().catch(() => undefined);
+  }
+}
+
+/** Removes a file; one that is not there is fine (one unlink, where rm() also stats it first). */
+async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
@@ -123,7 +132,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async discard(spool: Spool): Promise<void> {
-    await rm(spool.path, { force: true });
+    await removeFile(spool.path);
   }
 
   put(digest: string, body: AsyncIterable<Buffer>): Promise<number> {
@@ -131,7 +140,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async delete(digest: string): Promise<void> {
-    await rm(this.layout.blobPath(digest), { force: true });
+    await removeFile(this.layout.blobPath(digest));
   }
 
   async *list(): AsyncIterable<BlobInfo> {
