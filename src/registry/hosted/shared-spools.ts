@@ -32,8 +32,8 @@ import { copySpool, readFully } from '../../store/spool-io.js';
 
 /** How many first bytes of an upload pick its shared spool. */
 export const PROBE = 64 * 1024;
-/** Per member, for comparing its bytes with the file's (bounds memory: 20 uploads, 5 MiB). */
-const SCRATCH = 256 * 1024;
+/** Per member, for comparing its bytes with the file's (bounds memory: 20 uploads, 1.25 MiB). */
+const SCRATCH = 64 * 1024;
 
 /** The key of a shared spool: the length and sha256 of the first PROBE bytes (or fewer: all there are). */
 export function probeKey(first: Buffer): string {

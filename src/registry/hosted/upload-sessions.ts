@@ -66,7 +66,7 @@ export interface UploadCluster {
 
 const CHUNK = 1024 * 1024;
 /** At least PROBE (shared-spools.ts): a session's first batch holds the bytes that pick its shared spool. */
-const WRITE_BATCH = 256 * 1024;
+const WRITE_BATCH = 128 * 1024;
 
 function opened(id: string, state: UploadSessionState, spool: Spool, hash: Hash | undefined, fresh = false): Live {
   return { id, state, spool, names: new Set([state.spool]), member: undefined, fresh, hash, queue: Promise.resolve(), saving: Promise.resolve() };
@@ -323,7 +323,7 @@ export class UploadSessions {
       s.hash = undefined;
       if (!s.member) await s.spool.truncate(s.state.size).catch(() => undefined);
     };
-    // Socket reads come in small chunks (16-64 KiB): gather them in one reused 256 KiB buffer and
+    // Socket reads come in small chunks (16-64 KiB): gather them in one reused 128 KiB buffer and
     // take that at once (one syscall). Neither a new buffer per batch (garbage the collector lets
     // pile up) nor a bigger one: 20 concurrent 100 MiB pushes stay under 150 MB (bench scenario
     // 13). put() holds no reference to it once it returns.
