@@ -3,10 +3,10 @@
  * SIGTERM draining an in-flight pull, and crash recovery after kill -9 in the middle of a fill.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   cleanupAll, CLI_PATH, httpProbe, makeImage, makeLayer, pushImage, runCommand, sha256, startForwarder, startRegcache,
   startRegistry, stopAllChildren, waitUntil, type Forwarder, type Image, type Registry,
@@ -140,8 +140,11 @@ describe('lifecycle', () => {
     const again = await httpProbe(`${rc.url}/v2/ops/large/blobs/${layer.digest}`, { timeoutMs: 30_000 });
     expect(again.status).toBe(200);
     expect(sha256(again.body)).toBe(layer.digest);
-    // Every file in the store is named by its content.
+    // The blob is committed after the client has its last byte (fsync, rename): wait for it, then
+    // every file in the store is named by its content.
     const dir = join(rc.dataDir, 'blobs', 'sha256');
+    const hex = layer.digest.slice('sha256:'.length);
+    await vi.waitFor(() => expect(existsSync(join(dir, hex.slice(0, 2), hex))).toBe(true), { timeout: 15_000, interval: 50 });
     for (const p of readdirSync(dir)) for (const f of readdirSync(join(dir, p))) expect(sha256(readFileSync(join(dir, p, f)))).toBe(`sha256:${f}`);
     await rc.stop();
     const fsck = await runCommand(process.execPath, [CLI_PATH, 'fsck', '--config', rc.configPath]);
