@@ -50,7 +50,7 @@ export interface SweepOptions {
   targetSize?: number;
   /** Fill in `names` of each unit (operators' output). */
   withNames?: boolean;
-  /** Units per batch at most (default 32; a sweep starts at 2 and grows while batches are cheap). */
+  /** Units per batch at most (default 32; a sweep starts at 1 and grows while batches are cheap). */
   batch?: number;
   /** Told of each batch once it is removed (planned, in a dry run): the CLI prints it as it goes. */
   onUnits?(units: EvictedUnit[]): void;
@@ -66,6 +66,8 @@ export interface SweepOptions {
    * not for a queue of them (nothing waits for a sweep to finish: commits claim their room).
    */
   pace?: number;
+  /** Stops the sweep after the batch in progress (a server shutting down does not wait for a long sweep). */
+  signal?: AbortSignal;
 }
 
 export interface EvictionDeps {
@@ -131,7 +133,7 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
 
   const run = async (reason: 'age' | 'size', before: number, enough: () => boolean): Promise<void> => {
     let after: { recency: number; digest: string } | undefined;
-    while (!enough()) {
+    while (!enough() && !opts.signal?.aborted) {
       let t0 = performance.now();
       const found = await d.meta.evictionCandidates(after ? { before, limit: batch, after } : { before, limit: batch });
       let cost = performance.now() - t0;

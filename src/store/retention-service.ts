@@ -22,6 +22,8 @@ export class RetentionService implements Service {
   readonly name = 'retention';
   private running: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  /** Aborted by stop(): a sweep in progress ends after its current batch. */
+  private stopping = new AbortController();
 
   constructor(
     private config: Config,
@@ -39,6 +41,7 @@ export class RetentionService implements Service {
       const { maxAge, maxSize } = this.config.retention;
       const plan = await sweep(this.deps, { maxAge, maxSize }, this.now(), opts.dryRun ? opts : {
         ...opts,
+        signal: opts.signal ?? this.stopping.signal,
         onUnits: (units) => {
           this.observer.removed(units);
           opts.onUnits?.(units);
@@ -69,12 +72,14 @@ export class RetentionService implements Service {
   }
 
   async start(): Promise<void> {
+    if (this.stopping.signal.aborted) this.stopping = new AbortController();
     this.schedule();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopping.abort();
     await this.running;
   }
 
