@@ -9,12 +9,13 @@
  *     [--keep-logs 1]         copy each system's log to /tmp/cold-probe-NAME-REP.log
  *
  * Threads are named by /proc/PID/task: "main" is the event loop; a Node process's other threads are V8's platform
- * workers (GC, optimizing compiler), libuv's pool (file I/O) and worker threads. CPU ticks are USER_HZ (100).
+ * workers (GC, optimizing compiler), libuv's pool (file I/O) and worker threads.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { makeBlob, pushBlob, runCommand, seededBytes } from '../../test/helpers/index.js';
 import { installSignalHandlers, runCleanup } from './lib/cleanup.js';
 import { log, parseFlags } from './lib/env.js';
+import { statCpu } from './lib/proc.js';
 import { generateSeed, pushSeed } from './lib/seed.js';
 import { startDistributionSystem, startRegcacheSystem, startUpstream, type System } from './lib/systems.js';
 
@@ -28,16 +29,13 @@ interface ThreadCpu { user: number; sys: number }
 function threads(pid: number): Map<string, ThreadCpu> {
   const out = new Map<string, ThreadCpu>();
   for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const key = t === String(pid) ? 'main' : `${t}:${comm}`;
-      const cur = out.get(key) ?? { user: 0, sys: 0 };
-      cur.user += Number(f[11]) / 100;
-      cur.sys += Number(f[12]) / 100;
-      out.set(key, cur);
-    } catch { /* thread gone */ }
+    const c = statCpu(`/proc/${pid}/task/${t}/stat`);
+    if (!c) continue; // thread gone
+    const key = t === String(pid) ? 'main' : `${t}:${c.name}`;
+    const cur = out.get(key) ?? { user: 0, sys: 0 };
+    cur.user += c.user;
+    cur.sys += c.system;
+    out.set(key, cur);
   }
   return out;
 }

@@ -20,6 +20,7 @@ import { newAgent } from './lib/client.js';
 import { startLatencyProbe } from './lib/latency.js';
 import { warmUpScale } from './lib/scale-warmup.js';
 import { log, parseFlags } from './lib/env.js';
+import { statCpu } from './lib/proc.js';
 import { mapLimit, MiB } from './lib/stats.js';
 import { seedSyntheticStore } from './lib/synthetic-store.js';
 import { startRegcacheSystem, startUpstream } from './lib/systems.js';
@@ -33,16 +34,13 @@ const warmFills = Number(values.get('warmup-fills') ?? 10);
 const blobSizes = values.get('blob-sizes') === 'tiny' ? 'tiny' : 'mixed';
 const nodeArgs = (values.get('node-args') ?? '').split(' ').filter(Boolean);
 
-/** utime + stime ticks of every process (all threads). */
-function allCpu(): Map<number, { name: string; ticks: number }> {
-  const out = new Map<number, { name: string; ticks: number }>();
+/** CPU seconds (user + system, all threads) of every process. */
+function allCpu(): Map<number, { name: string; s: number }> {
+  const out = new Map<number, { name: string; s: number }>();
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(e), { name: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), ticks: Number(f[11]) + Number(f[12]) });
-    } catch { /* gone */ }
+    const c = statCpu(`/proc/${e}/stat`);
+    if (c) out.set(Number(e), { name: c.name, s: c.user + c.system });
   }
   return out;
 }
@@ -91,8 +89,8 @@ try {
   });
   log(`fills done in ${((performance.now() - fillT0) / 1000).toFixed(1)} s`);
   const cpu1 = allCpu();
-  const used = [...cpu1].map(([pid, v]) => ({ pid, name: v.name, s: v.ticks - (cpu0.get(pid)?.ticks ?? 0) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s).slice(0, 8);
-  log(`CPU during the fills (s): ${used.map((x) => `${x.pid === sys.pid ? 'regcache' : x.pid === process.pid ? 'bench' : x.name}(${x.pid}) ${(x.s / 100).toFixed(2)}`).join(', ')}`);
+  const used = [...cpu1].map(([pid, v]) => ({ pid, name: v.name, s: v.s - (cpu0.get(pid)?.s ?? 0) })).filter((x) => x.s > 0).sort((a, b) => b.s - a.s).slice(0, 8);
+  log(`CPU during the fills (s): ${used.map((x) => `${x.pid === sys.pid ? 'regcache' : x.pid === process.pid ? 'bench' : x.name}(${x.pid}) ${x.s.toFixed(2)}`).join(', ')}`);
   await new Promise((r) => setTimeout(r, Number(values.get('hold-ms') ?? 500)));
   const r = await probe.stop();
   if (perf) { perf.kill('SIGINT'); await new Promise((res) => perf.once('exit', res)); }

@@ -106,16 +106,31 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
+export interface StatCpu {
+  /** The command name (comm). */
+  name: string;
+  /** User and system CPU seconds so far. */
+  user: number;
+  system: number;
+}
+
+/** A /proc stat file (`/proc/PID/stat` or `/proc/PID/task/TID/stat`): name and CPU seconds, or undefined once it is gone. */
+export function statCpu(path: string): StatCpu | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may contain spaces) start at field 3; utime and stime are 14 and 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), user: Number(f[11]) / clockTicks(), system: Number(f[12]) / clockTicks() };
+}
+
 /** User + system CPU seconds a process has used so far (/proc/PID/stat utime + stime), or 0 once it is gone. */
 export function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may contain spaces) start at field 3; utime and stime are 14 and 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / clockTicks();
-  } catch {
-    return 0;
-  }
+  const c = statCpu(`/proc/${pid}/stat`);
+  return c ? c.user + c.system : 0;
 }
 
 /** CPU seconds of a process and its direct children (nginx: the master and its workers). */
