@@ -7,17 +7,25 @@
  * time in allocation and GC. Anything else gets a stream with one small buffer.
  *
  * Per-response buffering is small and bounded (issue 10, item 4: 3,000 readers at 1 byte/s
- * held 0.8 MB each): a response starts with two SMALL buffers of its own and moves to two
+ * held 0.8 MB each): a response starts with two RAMP_CHUNK buffers of its own and moves to two
  * pooled 512 KiB buffers only after the client has taken RAMP bytes, more than a paused
  * client's kernel socket buffers absorb (~4 MB on loopback), so a slow reader never holds
- * more than 2 x SMALL, and fast readers together never more than the pool.
+ * more than 2 x RAMP_CHUNK, and fast readers together never more than the pool.
+ *
+ * The ramp is where a warm pull spends its per-chunk overhead (a thread-pool read, a socket
+ * write and its wake-ups per chunk): 60 concurrent responses of the bench's layers (20 clients
+ * x 3 layers, 3.4 GB) cost 2.21-2.36 CPU-s with 32 KiB ramp chunks, 1.83-2.01 with 64 KiB, and
+ * 1.56-1.66 with no ramp at all (2026-12-02). 64 KiB costs a stalled reader no more RSS than
+ * 32 KiB did (dos-slow-readers.test.ts: ~150 KiB per reader either way; 128 KiB: 226-266).
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 
 const CHUNK = 512 * 1024;
-/** Buffer size of a response until it has proved to be read fast, and of stream(). */
+/** Buffer size of stream() (a stalled HTTP/2 stream holds about two of these). */
 export const SMALL_CHUNK = 32 * 1024;
+/** Buffer size of writeTo() until its client has proved to read fast (see the note above). */
+const RAMP_CHUNK = 64 * 1024;
 /** Bytes a client must have taken before its response may use the pooled buffers. */
 const RAMP = 8 * 1024 * 1024;
 /**
@@ -131,7 +139,7 @@ export class FileBody {
   async writeTo(dest: Writable): Promise<number> {
     if (this.used) throw new Error('FileBody used twice');
     this.used = true;
-    let bufs: Buffer[] = [Buffer.allocUnsafe(Math.min(SMALL_CHUNK, this.length)), Buffer.allocUnsafe(Math.min(SMALL_CHUNK, this.length))];
+    let bufs: Buffer[] = [Buffer.allocUnsafe(Math.min(RAMP_CHUNK, this.length)), Buffer.allocUnsafe(Math.min(RAMP_CHUNK, this.length))];
     let pooled = false;
     const inflight: Array<Promise<void> | undefined> = [undefined, undefined];
     let closedEarly = false;
