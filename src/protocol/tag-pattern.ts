@@ -6,7 +6,17 @@
  * `semver`, loose: `v1.2.3` counts as 1.2.3; a tag that is not a full version, such as
  * `3.20` or `latest`, never matches a range). Pure: no I/O.
  */
-import semver from 'semver';
+import { createRequire } from 'node:module';
+import type SemverModule from 'semver';
+
+const load = createRequire(import.meta.url);
+/**
+ * npm's semver, loaded on first use (then from require's cache): only patterns with a `semver`
+ * range need it, and it costs ~25 ms of the start-up of every command that reads the config.
+ */
+function semver(): typeof SemverModule {
+  return load('semver') as typeof SemverModule;
+}
 
 export interface TagFilterSpec {
   /** Comma list of patterns; `*` keeps every tag. */
@@ -71,7 +81,7 @@ export function tagFilterProblem(spec: TagFilterSpec): string | undefined {
   for (const p of [...splitPatterns(spec.include), ...splitPatterns(spec.exclude ?? '')]) {
     if (!/^[\x21-\x7e]+$/.test(p)) return `pattern ${JSON.stringify(p)} has spaces or non-ASCII characters`;
   }
-  if (spec.semver !== undefined && semver.validRange(spec.semver, { loose: true }) === null) return `invalid semver range ${JSON.stringify(spec.semver)}`;
+  if (spec.semver !== undefined && semver().validRange(spec.semver, { loose: true }) === null) return `invalid semver range ${JSON.stringify(spec.semver)}`;
   return undefined;
 }
 
@@ -88,8 +98,8 @@ export function compileTagFilter(spec: TagFilterSpec): TagFilter {
     if (!inc || !inc.test(tag)) return false;
     if (exc && exc.test(tag)) return false;
     if (range !== undefined) {
-      const v = semver.valid(tag, { loose: true });
-      if (!v || !semver.satisfies(v, range, { loose: true, includePrerelease: false })) return false;
+      const v = semver().valid(tag, { loose: true });
+      if (!v || !semver().satisfies(v, range, { loose: true, includePrerelease: false })) return false;
     }
     return true;
   };

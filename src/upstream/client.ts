@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
+import { Agent } from './undici.js';
 import type { UpstreamConfig } from '../config/types.js';
 import { AddressPolicy, refusal } from './address-policy.js';
 import { discard } from './body.js';

@@ -5,7 +5,7 @@
  * long, so blobs keep only the idle timeout.
  */
 import type { Readable } from 'node:stream';
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from './undici.js';
 
 /**
  * Reported as undici's body timeout, so every layer that already maps upstream timeouts

@@ -1,5 +1,5 @@
 /** Failures to get an HTTP answer from an upstream (or its token realm). Messages never hold credentials. */
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from './undici.js';
 
 export type UpstreamFailure = 'down' | 'unreachable' | 'timeout' | 'redirect' | 'auth' | 'protocol';
 

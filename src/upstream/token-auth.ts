@@ -6,7 +6,7 @@
  * http only when the upstream itself is plain http on the same host (nothing to
  * downgrade); they never appear in errors.
  */
-import type { Agent } from 'undici';
+import type { Agent } from './undici.js';
 import { LRUCache } from 'lru-cache';
 import { refusal } from './address-policy.js';
 import { readAtMost } from './body.js';

@@ -1,5 +1,5 @@
 /** Turns upstream failures into the OCI errors clients receive (one place). */
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from '../../upstream/undici.js';
 import { codeForUpstreamStatus, OciError } from '../../protocol/errors.js';
 import { BodyTooLargeError } from '../../upstream/body.js';
 import { classify } from '../../upstream/classify.js';
