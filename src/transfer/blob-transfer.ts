@@ -110,8 +110,10 @@ async function* take(it: AsyncIterator<Buffer>, state: { rest?: Buffer | undefin
   }
 }
 
-async function upload(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, location: string, o: BlobTransferOptions): Promise<void> {
-  const got = await src.client.getBlob(src.repo, blob.digest, o.signal);
+type SourceBlob = Awaited<ReturnType<RegistryClient['getBlob']>>;
+
+async function upload(dst: RepoEndpoint, blob: BlobRef, location: string, source: Promise<SourceBlob>, o: BlobTransferOptions): Promise<void> {
+  const got = await source;
   const size = got.size ?? blob.size;
   const body = got.body;
   try {
@@ -165,9 +167,27 @@ async function transferOne(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, 
   }
   const outcome = await withRetry(async () => {
     const from = o.force ? undefined : o.mounts.from(dst.registry, blob.digest, dst.repo);
-    const started = await dst.client.startUpload(dst.repo, from ? { digest: blob.digest, from } : undefined);
-    if (started.mounted) return 'mounted' as const;
-    await upload(src, dst, blob, started.location, o);
+    // Without a mount to try, the source GET goes out beside the destination's POST (one
+    // round trip less before the first byte moves); a body not used is released.
+    const early = from ? undefined : src.client.getBlob(src.repo, blob.digest, o.signal);
+    // Handled here so a failure during the POST is not an unhandled rejection; upload() still sees it.
+    early?.catch(() => undefined);
+    const release = (): void => void early?.then((g) => {
+      g.body.on('error', () => undefined); // destroying an unread undici body emits its abort as 'error'
+      g.body.destroy();
+    }, () => undefined);
+    let started: Awaited<ReturnType<RegistryClient['startUpload']>>;
+    try {
+      started = await dst.client.startUpload(dst.repo, from ? { digest: blob.digest, from } : undefined);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (started.mounted) {
+      release();
+      return 'mounted' as const;
+    }
+    await upload(dst, blob, started.location, early ?? src.client.getBlob(src.repo, blob.digest, o.signal), o);
     return 'sent' as const;
   }, retry);
   o.mounts.seen(dst.registry, blob.digest, dst.repo);
