@@ -493,13 +493,14 @@ async function scenario4(ctx: Ctx, systems: System[]): Promise<void> {
   // A process's first seconds under this load are its JIT warm-up (TurboFan compiling the request path on the
   // same 2 cores as wrk): p99 there is 30-45 ms for regcache today and for its first release alike (measured
   // 2026-12-02), 6-7 ms after. The measured reps are the steady state; the warm-up run gets its own row, no target.
+  const load = (sys: System, durationS: number): Promise<WrkResult> => runWrk({
+    url: `${sys.url}/v2/${repo}/manifests/${tag}`, connections: ctx.opts.wrkConnections, threads: 2,
+    durationS, headers: { Accept: ACCEPT_MANIFESTS },
+  });
   const warmup: Record<string, WrkResult> = {};
   for (const sys of systems) {
     try {
-      warmup[sys.name] = await runWrk({
-        url: `${sys.url}/v2/${repo}/manifests/${tag}`, connections: ctx.opts.wrkConnections, threads: 2,
-        durationS: WARMUP_S4, headers: { Accept: ACCEPT_MANIFESTS },
-      });
+      warmup[sys.name] = await load(sys, WARMUP_S4);
       log(`4. manifest by tag: ${sys.name} warm-up (${WARMUP_S4} s): ${warmup[sys.name]!.rps.toFixed(0)} req/s, p99 ${warmup[sys.name]!.p99Ms.toFixed(2)} ms`);
     } catch (err) {
       recordFailure(ctx, `scenario 4 ${sys.name} warm-up`, err);
@@ -509,13 +510,7 @@ async function scenario4(ctx: Ctx, systems: System[]): Promise<void> {
     for (const sys of systems) {
       sys.fwd?.reset();
       try {
-        const r = await runWrk({
-          url: `${sys.url}/v2/${repo}/manifests/${tag}`,
-          connections: ctx.opts.wrkConnections,
-          threads: 2,
-          durationS: ctx.opts.wrkSeconds,
-          headers: { Accept: ACCEPT_MANIFESTS },
-        });
+        const r = await load(sys, ctx.opts.wrkSeconds);
         (results[sys.name] ??= []).push(r);
         (upstreamReqs[sys.name] ??= []).push(sys.fwd?.requests.length ?? 0);
         if (r.non2xx || r.socketErrors) {

@@ -94,12 +94,13 @@ export function compileTagFilter(spec: TagFilterSpec): TagFilter {
   const inc = anyOf(spec.include);
   const exc = anyOf(spec.exclude ?? '');
   const range = spec.semver;
+  const sv = range !== undefined ? semver() : undefined;
   return (tag) => {
     if (!inc || !inc.test(tag)) return false;
     if (exc && exc.test(tag)) return false;
-    if (range !== undefined) {
-      const v = semver().valid(tag, { loose: true });
-      if (!v || !semver().satisfies(v, range, { loose: true, includePrerelease: false })) return false;
+    if (sv && range !== undefined) {
+      const v = sv.valid(tag, { loose: true });
+      if (!v || !sv.satisfies(v, range, { loose: true, includePrerelease: false })) return false;
     }
     return true;
   };

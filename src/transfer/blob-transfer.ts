@@ -8,6 +8,7 @@
  * upload session (retry.ts decides whether to try again).
  */
 import { Readable } from 'node:stream';
+import { discard } from '../upstream/body.js';
 import type { RegistryClient } from '../upstream/registry-client.js';
 import { withRetry, type RetryOptions } from './retry.js';
 
@@ -172,10 +173,7 @@ async function transferOne(src: RepoEndpoint, dst: RepoEndpoint, blob: BlobRef, 
     const early = from ? undefined : src.client.getBlob(src.repo, blob.digest, o.signal);
     // Handled here so a failure during the POST is not an unhandled rejection; upload() still sees it.
     early?.catch(() => undefined);
-    const release = (): void => void early?.then((g) => {
-      g.body.on('error', () => undefined); // destroying an unread undici body emits its abort as 'error'
-      g.body.destroy();
-    }, () => undefined);
+    const release = (): void => void early?.then((g) => discard(g.body), () => undefined);
     let started: Awaited<ReturnType<RegistryClient['startUpload']>>;
     try {
       started = await dst.client.startUpload(dst.repo, from ? { digest: blob.digest, from } : undefined);
