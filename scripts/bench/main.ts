@@ -723,7 +723,7 @@ async function scenario8(ctx: Ctx): Promise<void> {
   const started = performance.now();
   const sys = await startRegcacheSystem(ctx.upstream, {
     logLevel: o.logLevel, startTimeoutMs: 600_000,
-    config: { dataDir, retention: { maxSize: total, interval: 0 } },
+    noForwarder: true, config: { dataDir, retention: { maxSize: total, interval: 0 } },
   });
   const startS = (performance.now() - started) / 1000;
   const runs: Record<string, unknown> = { seedS, startS, blobs: o.scaleBlobs, blobSizes: o.scaleBlobSizes, manifests: o.scaleManifests, storeBytes: total };

@@ -69,7 +69,7 @@ try {
   const t0 = performance.now();
   const sys = await startRegcacheSystem(upstream, {
     logLevel: 'info', startTimeoutMs: 600_000, stopTimeoutMs: 300_000, nodeArgs,
-    config: { dataDir, retention: { maxSize: store.blobBytes + store.manifestBytes, interval: 0 } },
+    noForwarder: true, config: { dataDir, retention: { maxSize: store.blobBytes + store.manifestBytes, interval: 0 } },
   });
   log(`regcache started in ${((performance.now() - t0) / 1000).toFixed(1)} s; log ${sys.logFile}`);
   const agent = newAgent();

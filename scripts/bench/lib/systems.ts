@@ -71,6 +71,11 @@ export interface RegcacheOptions {
   startTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL (default 10 s; a large store's final checkpoint takes longer). */
   stopTimeoutMs?: number;
+  /**
+   * Talk to the upstream directly, without the forwarder that counts upstream bytes (scenario 8 counts none, and
+   * carrying its fills cost this process ~0.3 CPU-s of the 2 cores while the latency probe ran).
+   */
+  noForwarder?: boolean;
 }
 
 /**
@@ -78,8 +83,8 @@ export interface RegcacheOptions {
  * (Like the test helpers' startRegcache, plus node flags.)
  */
 export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOptions = {}): Promise<System> {
-  const fwd = await startForwarder(upstream);
-  const unFwd = onCleanup('regcache forwarder', () => fwd.close());
+  const fwd = opts.noForwarder ? undefined : await startForwarder(upstream);
+  const unFwd = fwd ? onCleanup('regcache forwarder', () => fwd.close()) : () => undefined;
   const port = await freePort();
   const dir = tmpDir('regcache-bench-rc-');
   const dataDir = join(dir, 'data');
@@ -92,7 +97,7 @@ export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOpti
       logLevel: opts.logLevel ?? 'info',
       logFormat: 'json',
       cache: { tagTTL: opts.tagTTL ?? '1h' },
-      upstreams: { 'bench.upstream': { url: fwd.url } },
+      upstreams: { 'bench.upstream': { url: fwd?.url ?? upstream.url } },
       defaultUpstream: 'bench.upstream',
       server: { shutdownGrace: '5s' },
       ...opts.config,
@@ -113,7 +118,7 @@ export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOpti
   } catch (e) {
     await stopRc();
     unRc();
-    await fwd.close();
+    await fwd?.close();
     unFwd();
     throw new Error(`regcache did not start: ${(e as Error).message}`);
   }
@@ -121,12 +126,12 @@ export async function startRegcacheSystem(upstream: Registry, opts: RegcacheOpti
     name: 'regcache',
     url,
     pid: p.pid,
-    fwd,
+    ...(fwd ? { fwd } : {}),
     logFile: join(dir, 'regcache.log'),
     async stop() {
       await stopRc();
       unRc();
-      await fwd.close();
+      await fwd?.close();
       unFwd();
       rmSync(dataDir, { recursive: true, force: true });
     },
