@@ -194,9 +194,6 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db = db;
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
-    // Statement journals (a DELETE that fires triggers inside a transaction keeps one) in
-    // memory, not in a temporary file: an eviction batch removes ~30% faster.
-    db.pragma('temp_store = MEMORY');
     db.pragma(`busy_timeout = ${this.opts.openBusyTimeoutMs ?? 5000}`);
     db.pragma('foreign_keys = OFF');
     const version = db.pragma('user_version', { simple: true }) as number;
@@ -207,6 +204,10 @@ export class SqliteMetadataStore implements MetadataStore {
       })();
     }
     if (version > 0 && version < MIGRATIONS.length) this.compactAfterMigration(db);
+    // Statement journals (a DELETE that fires triggers inside a transaction keeps one) in
+    // memory, not in a temporary file: an eviction batch removes ~30% faster. Set after the
+    // VACUUM above, whose transient copy of the whole index must stay a file.
+    db.pragma('temp_store = MEMORY');
     const s = {} as Record<keyof typeof STATEMENTS, Stmt>;
     for (const [k, sql] of Object.entries(STATEMENTS)) s[k as keyof typeof STATEMENTS] = db.prepare(sql);
     this.s = s;
