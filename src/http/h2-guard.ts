@@ -46,8 +46,10 @@ export function guardH2(server: http2.Http2SecureServer, stallMs: number): void 
       b.at = now;
       buckets.set(session, b);
       if (b.tokens < 0) {
-        // GOAWAY first (destroy alone may not get it onto the wire), then cut the session.
-        session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+        // GOAWAY first (destroy alone may not get it onto the wire), then cut the session. Its
+        // last-stream-id is the stream that used up the allowance: the client learns how far
+        // the server got, and nothing later was processed.
+        session.goaway(NGHTTP2_ENHANCE_YOUR_CALM, stream.id ?? 0);
         setImmediate(() => session.destroy());
       }
     });
