@@ -90,18 +90,22 @@ function anyOf(list: string): RegExp | undefined {
   return parts.length ? new RegExp(`^(?:${parts.map(patternSource).join('|')})$`, 's') : undefined;
 }
 
+/** Whether a tag, read as a version, is in `range` (semver loaded once, here). */
+function inSemverRange(range: string): (tag: string) => boolean {
+  const sv = semver();
+  return (tag) => {
+    const v = sv.valid(tag, { loose: true });
+    return v !== null && sv.satisfies(v, range, { loose: true, includePrerelease: false });
+  };
+}
+
 export function compileTagFilter(spec: TagFilterSpec): TagFilter {
   const inc = anyOf(spec.include);
   const exc = anyOf(spec.exclude ?? '');
-  const range = spec.semver;
-  const sv = range !== undefined ? semver() : undefined;
+  const inRange = spec.semver === undefined ? undefined : inSemverRange(spec.semver);
   return (tag) => {
     if (!inc || !inc.test(tag)) return false;
     if (exc && exc.test(tag)) return false;
-    if (sv && range !== undefined) {
-      const v = sv.valid(tag, { loose: true });
-      if (!v || !sv.satisfies(v, range, { loose: true, includePrerelease: false })) return false;
-    }
-    return true;
+    return !inRange || inRange(tag);
   };
 }
