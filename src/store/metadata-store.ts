@@ -183,8 +183,11 @@ export interface MetadataStore {
    */
   evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]>;
   /**
-   * Removes the rows of evicted units (manifests, their references, tags, links, blobs) in
-   * one transaction, skipping blobs for which `keep` is true; returns the blobs removed.
+   * Removes the rows of evicted units (manifests, their references, tags, links, blobs),
+   * skipping blobs for which `keep` is true; returns the blobs removed. The manifests go in
+   * one transaction; the blobs may follow in several (SQLite: a few per transaction, so the
+   * event loop is never held long), and a blob a manifest references again by then stays.
+   * Interrupted between the two, the blobs are loose rows a later sweep removes.
    */
   removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]>;
   /** The manifests linked to hosted repository `repo`, with their tags and in-repository parents. */

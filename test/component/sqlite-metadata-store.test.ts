@@ -52,3 +52,38 @@ it('sqlite: an index written by the first release migrates with its totals and r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("sqlite: an evicted image's layers go a few per transaction: a manifest committed between them keeps its layer", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'regcache-meta-'));
+  const s = new SqliteMetadataStore(join(dir, 'index.db'), { touchFlushMs: 60_000 });
+  try {
+    await s.init();
+    const repo = { upstream: 'docker.io', repo: 'library/app' };
+    const body = (name: string) => ({ digest: fakeDigest(`m:${name}`), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, body: Buffer.alloc(10, name) });
+    const layers = Array.from({ length: 12 }, (_, i) => fakeDigest(`layer-${i}`));
+    for (const l of layers) await s.putBlob(l, 100, repo, 1);
+    const old = body('old');
+    await s.putManifest(old, { blobs: layers, manifests: [] }, repo, 1);
+    const [unit] = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 1 });
+    expect(unit!.blobs).toHaveLength(12);
+    // A pull commits an image naming the last layer while the removal runs: it gets in
+    // between two of the removal's transactions (one long transaction would have shut it out).
+    let scheduled = false;
+    const keep = (): boolean => {
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(() => void s.putManifest(body('new'), { blobs: [layers[11]!], manifests: [] }, repo, 5));
+      }
+      return false;
+    };
+    const removed = await s.removeUnits([unit!], keep);
+    expect(removed.sort()).toEqual(layers.slice(0, 11).sort());
+    expect(await s.blobSize(layers[11]!)).toBe(100);
+    expect(await s.blobSize(layers[0]!)).toBeUndefined();
+    expect(await s.getManifest(old.digest)).toBeUndefined();
+    expect(s.totals()).toEqual({ blobs: 1, blobBytes: 100, manifests: 1, manifestBytes: 10 });
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

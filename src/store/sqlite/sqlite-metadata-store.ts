@@ -45,6 +45,14 @@ interface Overlay {
   state: Map<string, string | undefined>;
 }
 
+/**
+ * Blob rows deleted per transaction by removeUnits(). Most of a removal's cost is the commit
+ * writing the B-tree pages its random digests touch: at 300k blobs an image of 15 layers in
+ * one transaction held the event loop for 5-11 ms in bench scenario 8 (a saturated machine;
+ * 1.2 ms on an idle one), and the warm-hit p99 went from 21-25 ms to 14-16 ms with this.
+ */
+const BLOB_ROWS_PER_WRITE = 4;
+
 /** Pull times written per transaction by flush(). */
 const TOUCH_BATCH = 1000;
 
@@ -463,7 +471,6 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]> {
     this.notWhileQueued('evict');
-    const removed: string[] = [];
     this.write(() => {
       for (const u of units) {
         // Parents first: deleting a manifest's refs is what makes its children top-level.
@@ -474,18 +481,32 @@ export class SqliteMetadataStore implements MetadataStore {
           this.s.delLinks.run(m);
         }
       }
-      for (const u of units) {
-        for (const b of u.blobs) {
+    });
+    // The images are gone; their blobs are now loose rows (refs = 0), a state the store
+    // knows anyway (a blob pulled without a manifest). They go a few per transaction with a
+    // turn of the event loop between, so a request waits for at most one small commit.
+    const blobs = units.flatMap((u) => u.blobs);
+    const removed: string[] = [];
+    for (let i = 0; i < blobs.length; i += BLOB_ROWS_PER_WRITE) {
+      if (i > 0) {
+        await new Promise((r) => setImmediate(r));
+        // Closed meanwhile (shutdown) or locked by another process: the rest stay loose rows for the next sweep.
+        if (!this.db?.open || this.writes.blocked) break;
+      }
+      this.write(() => {
+        for (const b of blobs.slice(i, i + BLOB_ROWS_PER_WRITE)) {
+          // Asked again for each write: a blob served or fetched since the last one stays.
           if (keep(b)) continue;
           // A manifest committed meanwhile may reference it again (refs > 0): then it stays.
           if (this.s.delBlobIfLoose.run(b).changes === 0) continue;
           this.s.delLinks.run(b);
           removed.push(b);
         }
-      }
-    });
+      });
+    }
     return removed;
   }
+
 
   async hostedManifests(repo: string): Promise<HostedManifest[]> {
     await this.flush();
