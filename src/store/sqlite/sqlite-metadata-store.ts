@@ -507,7 +507,6 @@ export class SqliteMetadataStore implements MetadataStore {
     return removed;
   }
 
-
   async hostedManifests(repo: string): Promise<HostedManifest[]> {
     await this.flush();
     const rows = this.s.hostedManifests.all(repo) as Array<{ digest: string; size: number; pushedAt: number; pulledAt: number; subject: string | null }>;
