@@ -3,7 +3,7 @@
  * Run: npx vitest run test/helpers-selftest
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent, createServer, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ import {
   sha256,
   type Image,
 } from '../helpers/images.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort, listensOn } from '../helpers/ports.js';
 import { startRegcache } from '../helpers/regcache.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
 import { requireTools } from '../helpers/require-tools.js';
@@ -60,6 +60,19 @@ describe('ports, tools, tmp', () => {
     const b = await freePort();
     expect(a).toBeGreaterThan(0);
     expect(b).toBeGreaterThan(0);
+  });
+
+  it('listensOn tells which process holds a listening port', async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      expect(listensOn(process.pid, port)).toBe(true);
+      expect(listensOn(process.pid, await freePort())).toBe(false);
+      expect(listensOn(1, port)).toBe(false);
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
   });
 
   it('requireTools names the missing tools and the packages', () => {
@@ -554,6 +567,20 @@ describe('startRegcache process handling (stand-in CLI until dist/cli.js exists)
 
   it('fails with the captured stderr when the process exits early', async () => {
     await expect(startRegcache({ config: { failStart: true }, cliPath: fakeCli })).rejects.toThrow(/exited before it was ready[\s\S]*refusing to start/);
+  }, T);
+
+  it('another process answering on the port does not pass for regcache: the start fails (EADDRINUSE), it is not taken as ready', async () => {
+    const port = await freePort();
+    const foreign = createServer((_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((r) => foreign.listen(port, '127.0.0.1', r));
+    try {
+      await expect(startRegcache({ config: { listen: `127.0.0.1:${port}` }, cliPath: fakeCli })).rejects.toThrow(/exited before it was ready[\s\S]*EADDRINUSE/);
+    } finally {
+      await new Promise((r) => foreign.close(r));
+    }
   }, T);
 
   it('tells to build when dist/cli.js is missing', async () => {

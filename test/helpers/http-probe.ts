@@ -1,6 +1,7 @@
 /** One-shot HTTP requests without connection pooling (nothing stays open afterwards), and readiness polling. */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { listensOn } from './ports.js';
 
 export interface ProbeResponse {
   status: number;
@@ -48,6 +49,13 @@ export interface WaitHttpOptions {
   ready?: (status: number) => boolean;
   /** Checked on every attempt: a string aborts the wait with that message (e.g. "process exited"). */
   abortIf?: () => string | undefined;
+  /**
+   * The process that must be the one answering: the answer counts only once this pid holds the
+   * listening socket on the URL's port. Without it, another test's server that took a port
+   * between `freePort()` and the bind (parallel test files) passes as ready, and the test then
+   * talks to the wrong server (seen once in CI: a 404 from a foreign /v2/).
+   */
+  answeredBy?: number;
 }
 
 /** Polls `url` until it answers with a ready status; throws on timeout with the last error seen. */
@@ -60,8 +68,9 @@ export async function waitForHttp(url: string, opts: WaitHttpOptions = {}): Prom
     if (abort !== undefined) throw new Error(abort);
     try {
       const r = await httpProbe(url, { timeoutMs: 1_000 });
-      if (ready(r.status)) return r.status;
-      last = `status ${r.status}`;
+      const ours = opts.answeredBy === undefined || listensOn(opts.answeredBy, Number(new URL(url).port));
+      if (ready(r.status) && ours) return r.status;
+      last = ours ? `status ${r.status}` : `status ${r.status} from a process other than ${opts.answeredBy}`;
     } catch (e) {
       last = (e as Error).message;
     }

@@ -86,6 +86,10 @@ export async function startRegcache(opts: RegcacheOptions): Promise<Regcache> {
   if (!existsSync(cli)) throw new Error(`${cli} does not exist: run \`npm run build\` before the integration tests`);
   const config: Record<string, unknown> = { ...opts.config };
   let port = listenPort(config.listen);
+  // A port the helper chose may be taken by another test's server before regcache binds it
+  // (test files run in parallel): regcache then exits (EADDRINUSE) and is started again on
+  // another port. A port the test gave is its own business.
+  let portRetries = port === undefined ? 2 : 0;
   if (port === undefined) {
     port = await freePort();
     config.listen = `127.0.0.1:${port}`;
@@ -95,8 +99,8 @@ export async function startRegcache(opts: RegcacheOptions): Promise<Regcache> {
   const dataDir = String(config.dataDir);
   const configPath = join(tmpDir('regcache-config-'), 'regcache.yaml');
   writeFileSync(configPath, stringify(config));
-  const host = `127.0.0.1:${port}`;
-  const url = `${config.tls ? 'https' : 'http'}://${host}`;
+  let host = `127.0.0.1:${port}`;
+  let url = `${config.tls ? 'https' : 'http'}://${host}`;
   const env = { ...process.env, ...opts.env };
   const argv = [cli, 'serve', '--config', configPath, ...(opts.args ?? [])];
 
@@ -112,6 +116,7 @@ export async function startRegcache(opts: RegcacheOptions): Promise<Regcache> {
         timeoutMs: opts.startTimeoutMs ?? 15_000,
         abortIf: () =>
           p.running ? undefined : `regcache exited before it was ready (code ${p.exitResult?.code}, signal ${p.exitResult?.signal})`,
+        ...(p.proc.pid !== undefined ? { answeredBy: p.proc.pid } : {}),
       });
     } catch (e) {
       await p.stop('SIGKILL');
@@ -123,7 +128,19 @@ export async function startRegcache(opts: RegcacheOptions): Promise<Regcache> {
   const stop = (signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<ExitResult> => current.stop(signal, graceMs);
   const logs = (o?: { currentRunOnly?: boolean }): LogLine[] => pick(o).flatMap((p) => parseLines(p.stdout()));
 
-  await start();
+  for (;;) {
+    try {
+      await start();
+      break;
+    } catch (e) {
+      if (portRetries-- <= 0 || !/EADDRINUSE/.test(current.stderr())) throw e;
+      port = await freePort();
+      config.listen = `127.0.0.1:${port}`;
+      writeFileSync(configPath, stringify(config));
+      host = `127.0.0.1:${port}`;
+      url = `${config.tls ? 'https' : 'http'}://${host}`;
+    }
+  }
   return {
     url,
     host,

@@ -101,6 +101,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       await waitForHttp(`${url}/v2/`, {
         timeoutMs: opts.startTimeoutMs ?? 15_000,
         ready: (s) => s === 200 || s === 401,
+        ...(p.proc.pid !== undefined ? { answeredBy: p.proc.pid } : {}),
         abortIf: () =>
           p.running
             ? undefined
