@@ -134,6 +134,7 @@ export async function startRegcache(opts: RegcacheOptions): Promise<Regcache> {
       break;
     } catch (e) {
       if (portRetries-- <= 0 || !/EADDRINUSE/.test(current.stderr())) throw e;
+      runs.length = 0; // the run that could not bind is not part of this regcache's logs
       port = await freePort();
       config.listen = `127.0.0.1:${port}`;
       writeFileSync(configPath, stringify(config));
