@@ -23,6 +23,8 @@ export interface UpstreamConfig {
    * when the address policy would refuse them (loopback, link-local, private).
    */
   allowedHosts: string[];
+  /** How blob GET bodies are read: regcache's socket reader (upstream/socket-get.ts) or undici. */
+  blobReader: 'socket' | 'undici';
 }
 
 /** When a job (sync job or scheduled copy) runs: the keys both kinds share. */

@@ -76,6 +76,8 @@ export class RegistrySet {
       immutableTags: [],
       // A registry on this machine keeps its token realm on this machine too.
       allowedHosts: configured?.allowedHosts ?? (isLoopback(base.hostname) ? ['127.0.0.0/8', '::1', 'localhost'] : []),
+      // Only a fill's lent body is read by the socket reader (client.ts, lendBody): a copy streams blobs on with undici.
+      blobReader: configured?.blobReader ?? 'socket',
     };
     if (configured?.ca) cfg.ca = configured.ca;
     if (creds) {

@@ -21,6 +21,8 @@ import { parseChallenges } from './challenge.js';
 import { causeOf, classify } from './classify.js';
 import { UpstreamHealth } from './health.js';
 import { TokenAuth } from './token-auth.js';
+import { HttpProtocolError } from '../protocol/http1.js';
+import { SocketGetPool } from './socket-get.js';
 
 export { UpstreamError, type UpstreamFailure } from './errors.js';
 
@@ -36,6 +38,13 @@ export interface UpstreamRequest {
   /** Request body (writes). A stream cannot be replayed: it is sent once, after auth is known. */
   body?: Buffer | Readable;
   signal?: AbortSignal;
+  /**
+   * A blob GET whose caller takes the body lent (the fill): it is read by socket-get.ts into
+   * one reused buffer (unless `blobReader: undici`). Other callers get undici's body: a
+   * consumer that streams the bytes on (a copy's upload, a sync's store write) would need a
+   * copy of every read, which costs more than undici's own buffers.
+   */
+  lendBody?: boolean;
 }
 
 export interface UpstreamResponse {
@@ -74,6 +83,12 @@ function isMetadata(path: string): boolean {
   return METADATA_PATH.test(path.split('?')[0]!);
 }
 
+/** A blob GET (not an upload) whose body the caller takes lent: read by socket-get.ts, into one reused buffer. */
+const BLOB_PATH = /\/blobs\/[^/]+$/;
+function isLentBlobGet(req: UpstreamRequest): boolean {
+  return req.lendBody === true && req.method === 'GET' && req.body === undefined && BLOB_PATH.test(req.path.split('?')[0]!);
+}
+
 
 export class UpstreamClient {
   readonly host: string;
@@ -85,6 +100,8 @@ export class UpstreamClient {
   private readonly agent: Agent;
   /** Connections to any other origin: the address policy runs in its DNS lookup. */
   private readonly outbound: Agent;
+  /** Blob GETs, to any origin (the address policy goes in as the lookup for other origins). */
+  private readonly sockets: SocketGetPool;
   private readonly policy: AddressPolicy;
   private readonly auth: TokenAuth;
 
@@ -92,8 +109,14 @@ export class UpstreamClient {
     this.host = config.host;
     this.baseUrl = new URL(config.url);
     const connect: Record<string, unknown> = { timeout: opts.timeouts.connect };
-    if (config.ca) connect.ca = [...rootCertificates, readFileSync(config.ca, 'utf8')];
+    const ca = config.ca ? [...rootCertificates, readFileSync(config.ca, 'utf8')] : undefined;
+    if (ca) connect.ca = ca;
     if (config.insecureSkipVerify) connect.rejectUnauthorized = false;
+    this.sockets = new SocketGetPool({
+      timeouts: opts.timeouts,
+      tls: { ...(ca ? { ca } : {}), rejectUnauthorized: !config.insecureSkipVerify },
+      keepAliveMs: 30_000,
+    });
     const pool = {
       headersTimeout: opts.timeouts.headers,
       bodyTimeout: opts.timeouts.idle,
@@ -251,6 +274,12 @@ export class UpstreamClient {
 
   private async dispatch(url: URL, req: UpstreamRequest, headers: Record<string, string>): Promise<UpstreamResponse> {
     try {
+      if (isLentBlobGet(req) && this.config.blobReader !== 'undici') {
+        const policed = url.origin !== this.baseUrl.origin;
+        if (policed) await this.policy.checkHost(url.hostname);
+        const res = await this.sockets.get({ url, headers, ...(req.signal ? { signal: req.signal } : {}), ...(policed ? { lookup: this.policy.lookup } : {}) });
+        return { status: res.status, headers: res.headers, body: res.body, url };
+      }
       const agent = await this.dispatcherFor(url);
       const opts: Parameters<Agent['request']>[0] = {
         origin: url.origin,
@@ -267,16 +296,22 @@ export class UpstreamClient {
       // Only a redirect target can be refused: the configured origin is not policed.
       const refused = refusal(err);
       if (refused) throw new UpstreamError('redirect', `${this.host} redirected to ${url.host}, which is refused: ${refused.message}`);
+      if (err instanceof HttpProtocolError) throw new UpstreamError('protocol', `${this.host}: invalid HTTP answer: ${err.message}`);
+      if (err instanceof UpstreamError && (err.reason === 'timeout' || err.reason === 'protocol' || err.reason === 'unreachable')) {
+        throw new UpstreamError(err.reason, `${this.host}: ${err.message}`, err.errno);
+      }
       throw networkError(this.host, err);
     }
   }
 
   async close(): Promise<void> {
+    this.sockets.close();
     await Promise.all([this.agent.close().catch(() => undefined), this.outbound.close().catch(() => undefined)]);
   }
 
   /** Closes at once, cutting in-flight requests. */
   async destroy(): Promise<void> {
+    this.sockets.destroy();
     await Promise.all([this.agent.destroy().catch(() => undefined), this.outbound.destroy().catch(() => undefined)]);
   }
 }

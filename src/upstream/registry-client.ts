@@ -175,9 +175,12 @@ export class RegistryClient {
     return true;
   }
 
-  /** GET of a blob: the body streams; the caller verifies it. */
-  async getBlob(repo: string, digest: string, signal?: AbortSignal): Promise<RemoteBlob> {
-    const req: UpstreamRequest = { method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo };
+  /**
+   * GET of a blob: the body streams; the caller verifies it. `lend`: the caller takes the body
+   * lent when it is a SocketBody (upstream/socket-body.ts; the fill does).
+   */
+  async getBlob(repo: string, digest: string, signal?: AbortSignal, lend = false): Promise<RemoteBlob> {
+    const req: UpstreamRequest = { method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, ...(lend ? { lendBody: true } : {}) };
     if (signal) req.signal = signal;
     const res = await this.expect(await this.send(req), 200);
     return { body: res.body, size: lengthOf(res) };

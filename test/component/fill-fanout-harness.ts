@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { FillBody } from '../../src/registry/proxy/fill-body.js';
 import { BlobFill } from '../../src/registry/proxy/fill.js';
+import type { SlabPool } from '../../src/registry/proxy/slabs.js';
+import { SocketBody } from '../../src/upstream/socket-body.js';
 import { FsBlobStore } from '../../src/store/fs/fs-blob-store.js';
 
 export interface TestBlob {
@@ -41,6 +43,51 @@ export function upstreamBody(bytes: Buffer, chunk = 64 * 1024): Readable {
       });
     },
   });
+}
+
+/**
+ * An upstream body as socket-get.ts delivers it: every piece is copied into ONE reused
+ * buffer and lent to the consumer, then the buffer is scribbled over, so a consumer that kept
+ * a view instead of copying hands out wrong bytes (and fails its digest). Flow control is
+ * honoured: while paused, nothing is delivered.
+ */
+export function lentBody(bytes: Buffer, chunk = 64 * 1024): SocketBody {
+  const shared = Buffer.alloc(chunk);
+  let off = 0;
+  let paused = true;
+  let scheduled = false;
+  let aborted = false;
+  const tick = (): void => {
+    scheduled = false;
+    if (paused || aborted) return;
+    if (off >= bytes.length) {
+      body.complete();
+      return;
+    }
+    const n = bytes.copy(shared, 0, off, Math.min(bytes.length, off + chunk));
+    off += n;
+    body.deliver(shared, 0, n);
+    shared.fill(0xee);
+    schedule();
+  };
+  const schedule = (): void => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(tick);
+  };
+  const body: SocketBody = new SocketBody({
+    pause: () => {
+      paused = true;
+    },
+    resume: () => {
+      paused = false;
+      schedule();
+    },
+    abort: () => {
+      aborted = true;
+    },
+  });
+  return body;
 }
 
 export interface ReaderResult {
@@ -109,7 +156,7 @@ export interface FanOutRun {
  * `readers` readers at once (Readable readers, or FillBody.writeTo into slow sinks), runs
  * `body` into it, and waits for every reader and the fill.
  */
-export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: number; hash: boolean; body: Readable; writeTo?: boolean }): Promise<FanOutRun> {
+export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: number; hash: boolean; body: Readable; writeTo?: boolean; slabs?: SlabPool }): Promise<FanOutRun> {
   const size = opts.blob.bytes.length;
   return withFill(opts, (fill) => Array.from({ length: opts.readers }, () => (opts.writeTo
     ? consumeBody(new FillBody(fill, 0, size - 1), opts.hash)
@@ -120,7 +167,7 @@ export async function fanOut(opts: { blob: TestBlob; digest?: string; readers: n
  * One fill of `blob` fed by `body`, with the readers `attach` creates before it starts;
  * resolves when every reader and the fill are over (the temp directory is then removed).
  */
-export async function withFill<R>(opts: { blob: TestBlob; digest?: string; body: Readable }, attach: (fill: BlobFill) => Array<Promise<R>>): Promise<{ fill: BlobFill; results: R[]; commits: number }> {
+export async function withFill<R>(opts: { blob: TestBlob; digest?: string; body: Readable; slabs?: SlabPool }, attach: (fill: BlobFill) => Array<Promise<R>>): Promise<{ fill: BlobFill; results: R[]; commits: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'regcache-fanout-'));
   try {
     const store = new FsBlobStore(dir);
@@ -132,7 +179,7 @@ export async function withFill<R>(opts: { blob: TestBlob; digest?: string; body:
         commits++;
       },
       discard: async () => undefined,
-    });
+    }, opts.slabs);
     const readers = attach(fill);
     const [results] = await Promise.all([Promise.all(readers), fill.run(opts.body)]);
     await fill.settledPromise;

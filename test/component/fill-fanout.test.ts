@@ -25,7 +25,8 @@ import { FsBlobStore } from '../../src/store/fs/fs-blob-store.js';
 import { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
 import { UpstreamClient } from '../../src/upstream/client.js';
 import { RegistryClient } from '../../src/upstream/registry-client.js';
-import { consumeBody, fanOut, randomBlob, sink, upstreamBody, withFill, type TestBlob } from './fill-fanout-harness.js';
+import { SlabPool } from '../../src/registry/proxy/slabs.js';
+import { consume, consumeBody, fanOut, lentBody, randomBlob, sink, upstreamBody, withFill, type TestBlob } from './fill-fanout-harness.js';
 
 const READERS = 1000;
 const REPO = 'fan/out';
@@ -70,7 +71,7 @@ async function newCache(dataDir: string, upstreamUrl: string): Promise<{ cache: 
     log: pino({ level: 'silent' }), admission, now: Date.now,
   });
   const client = new RegistryClient(new UpstreamClient(
-    { host: 'fake.test', url: upstreamUrl, insecureSkipVerify: false, immutableTags: [], allowedHosts: [] },
+    { host: 'fake.test', url: upstreamUrl, insecureSkipVerify: false, immutableTags: [], allowedHosts: [], blobReader: 'socket' },
     { timeouts: { connect: 5_000, headers: 30_000, idle: 60_000, manifestTotal: 30_000 }, health: { maxFails: 100, failTimeout: 1_000 }, userAgent: 'regcache-test' },
   ));
   return { cache, client, index };
@@ -140,6 +141,52 @@ describe('one cold blob, 1,000 concurrent readers', () => {
 });
 
 describe('fill fan-out without HTTP', () => {
+  it('a lent body (one reused read buffer, scribbled over after each read): Readable and writeTo readers all verify; every slab comes back', async () => {
+    const blob = randomBlob(6 * 1024 * 1024 + 123);
+    const slabs = new SlabPool(100_000, 8); // slab and read boundaries do not line up
+    const run = await withFill({ blob, body: lentBody(blob.bytes, 50_001), slabs }, (fill) => [
+      ...Array.from({ length: 20 }, () => consume(fill.createReader(), true)),
+      ...Array.from({ length: 20 }, () => consumeBody(new FillBody(fill, 0, blob.bytes.length - 1), true)),
+      consumeBody(new FillBody(fill, 1000, 5_000_000), true),
+    ]);
+    expect(run.fill.state).toBe('done');
+    expect(run.commits).toBe(1);
+    for (const r of run.results.slice(0, 40)) expect(r).toEqual({ bytes: blob.bytes.length, digest: blob.digest, outcome: 'end' });
+    const want = `sha256:${createHash('sha256').update(blob.bytes.subarray(1000, 5_000_001)).digest('hex')}`;
+    expect(run.results[40]).toEqual({ bytes: 5_000_000 - 1000 + 1, digest: want, outcome: 'end' });
+    expect(slabs.outstanding).toBe(0);
+    expect(slabs.idle).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a corrupt lent body: every reader errors, nothing is committed, every slab comes back', async () => {
+    const blob = randomBlob(3 * 1024 * 1024);
+    const corrupt = Buffer.from(blob.bytes);
+    corrupt.writeUInt8(corrupt.readUInt8(corrupt.length - 1) ^ 0xff, corrupt.length - 1);
+    const slabs = new SlabPool(256 * 1024, 8);
+    const leaving = sink(false);
+    const run = await withFill({ blob, body: lentBody(corrupt), slabs }, (fill) => [
+      ...Array.from({ length: 10 }, () => consumeBody(new FillBody(fill, 0, blob.bytes.length - 1), false).then((r) => r.outcome)),
+      consume(fill.createReader(), false).then((r) => r.outcome),
+      // One client leaves half-way.
+      new FillBody(fill, 0, blob.bytes.length - 1).writeTo(leaving.dest).then(() => 'end', () => 'error'),
+      new Promise<string>((resolve) => {
+        const t = setInterval(() => {
+          if (leaving.bytes() > 1024 * 1024) {
+            clearInterval(t);
+            leaving.dest.destroy();
+            resolve('left');
+          }
+        }, 1);
+      }),
+    ]);
+    expect(run.fill.state).toBe('failed');
+    expect(run.commits).toBe(0);
+    expect(run.results).toEqual([...Array.from({ length: 12 }, () => 'error'), 'left']);
+    // Write callbacks of the destroyed client run on the next ticks.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(slabs.outstanding).toBe(0);
+  }, 60_000);
+
   it('readers that join one fill all get every byte, in order, and one commit', async () => {
     const blob = randomBlob(6 * 1024 * 1024 + 123);
     // Odd upstream chunk sizes, so chunk and window boundaries do not line up.

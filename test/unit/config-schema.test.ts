@@ -60,7 +60,7 @@ describe('schema: every key', () => {
       storage: { blobs: 'filesystem', metadata: 'sqlite', s3Region: 'us-east-1', s3ForcePathStyle: false },
     });
     expect(validateConfig({ upstreams: { 'a.io': { url: 'https://a.io' } }, tls: { cert: 'c', key: 'k' }, auth: { htpasswd: 'h' } })).toMatchObject({
-      upstreams: [{ host: 'a.io', url: 'https://a.io', insecureSkipVerify: false, immutableTags: [], allowedHosts: [] }],
+      upstreams: [{ host: 'a.io', url: 'https://a.io', insecureSkipVerify: false, immutableTags: [], allowedHosts: [], blobReader: 'socket' }],
       tls: { cert: 'c', key: 'k' },
       auth: { htpasswd: 'h', anonymousPull: false, protectMetrics: true, rules: [] },
     });

@@ -21,6 +21,7 @@ import type { BlobAnswer } from '../repository.js';
 import type { Admission } from './admission.js';
 import { FillBody } from './fill-body.js';
 import { BlobFill, FillError } from './fill.js';
+import { SlabPool } from './slabs.js';
 import type { Pins } from './pins.js';
 import { toClientError } from './remote-errors.js';
 import { ensureLinked, type Scope } from './scope.js';
@@ -75,6 +76,8 @@ export class BlobCache {
   private readonly noCache = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
   /** Cluster lease claims in flight, one per digest, shared by this replica's requesters. */
   private readonly claims = new Map<string, Promise<LeaseHolder | undefined>>();
+  /** Reused buffers the fills copy lent upstream bodies into (slabs.ts). */
+  private readonly slabs = new SlabPool();
 
   constructor(private readonly d: BlobCacheDeps) {}
 
@@ -305,9 +308,9 @@ export class BlobCache {
   }
 
   /** An upstream GET of the blob; failures become OCI errors. */
-  private async fetch(client: RegistryClient, scope: Scope, digest: string): Promise<{ body: Readable; size: number | undefined }> {
+  private async fetch(client: RegistryClient, scope: Scope, digest: string, lend = false): Promise<{ body: Readable; size: number | undefined }> {
     try {
-      return await client.getBlob(scope.repo, digest);
+      return await client.getBlob(scope.repo, digest, undefined, lend);
     } catch (err) {
       throw toClientError(err, scope.upstream, 'blob');
     }
@@ -315,7 +318,8 @@ export class BlobCache {
 
   /** Fetches the headers, then pumps the body into a new fill in the background. */
   private async startFill(client: RegistryClient, scope: Scope, digest: string): Promise<BlobFill | 'passthrough'> {
-    const { body, size } = await this.fetch(client, scope, digest);
+    // The fill takes the body lent (one reused read buffer, slabs.ts); passthrough streams it.
+    const { body, size } = await this.fetch(client, scope, digest, true);
     // Replicas streaming this fill serve the same scope: the upstream just said it has the blob.
     if (this.d.cluster) await this.d.meta.link(scope, digest).catch(() => undefined);
     let reservation;
@@ -363,7 +367,7 @@ export class BlobCache {
         metrics.upstreamBytes.inc({ upstream: scope.upstream }, n);
         if (size === undefined && !tooLarge && !this.d.admission.mayKeep(fill.received)) tooLarge = true;
       },
-    });
+    }, this.slabs);
     metrics.fillsInFlight.inc();
     const settled = fill.settledPromise;
     this.running.add(settled);

@@ -150,8 +150,14 @@ export class FillBody implements BlobBody {
               corked = true;
               dest.cork();
             }
-            pos += mem.length;
-            dest.write(mem);
+            pos += mem.buf.length;
+            if (mem.slab) {
+              // The socket holds the view until its write callback: so does the slab.
+              mem.slab.retain();
+              dest.write(mem.buf, mem.slab.onWritten);
+            } else {
+              dest.write(mem.buf);
+            }
             if (dest.writableLength < (pos - this.start >= RAMP ? BATCH : SMALL_BATCH)) continue;
             uncork();
             if (dest.writableNeedDrain) {

@@ -22,6 +22,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { digestAlgorithm } from '../../protocol/grammar.js';
 import type { Spool } from '../../store/blob-store.js';
+import { SocketBody } from '../../upstream/socket-body.js';
+import type { Slab, SlabPool } from './slabs.js';
 
 export type FillState = 'filling' | 'verifying' | 'done' | 'failed';
 
@@ -54,6 +56,19 @@ export interface FillCallbacks {
   onBytes?(n: number): void;
 }
 
+/** Bytes of the fill at `offset`: a socket chunk of the body, or a view of a counted slab. */
+interface Chunk {
+  offset: number;
+  buf: Buffer;
+  slab: Slab | undefined;
+}
+
+/** Bytes at hand in the memory window; a slab view must be retained while a socket holds it. */
+export interface RecentBytes {
+  buf: Buffer;
+  slab: Slab | undefined;
+}
+
 export class BlobFill {
   state: FillState = 'filling';
   /** Bytes received from the upstream (hashed, in the memory window). */
@@ -69,7 +84,7 @@ export class BlobFill {
   private waiters = new Set<() => void>();
   /** One per reader, called once if the fill fails. */
   private readonly aborts = new Set<() => void>();
-  private readonly recent: Array<{ offset: number; buf: Buffer }> = [];
+  private readonly recent: Chunk[] = [];
   private recentBytes = 0;
   private handleClosed = false;
   /** True once nothing but readers needs the temp file handle (commit attempted, or failed). */
@@ -85,6 +100,8 @@ export class BlobFill {
     readonly size: number | undefined,
     private readonly temp: Spool,
     private readonly callbacks: FillCallbacks,
+    /** Where the bytes of a lent body (upstream/socket-body.ts) are copied; without it, bodies are read as streams. */
+    private readonly slabs?: SlabPool,
   ) {
     this.hash = createHash(digestAlgorithm(digest));
   }
@@ -130,25 +147,46 @@ export class BlobFill {
   }
 
   /**
-   * Takes the body's chunks as 'data' events (no async iterator: no promise per chunk) and
-   * writes them to the temp file in order, one positional write at a time. Chunks of one
+   * Writes the body to the temp file in order, one positional write at a time. Chunks of one
    * event-loop turn, and chunks that arrive while a write is in flight, go out together in one
    * pwritev (one thread-pool job per batch instead of one per socket read, and no copy: the
    * chunks are the window's buffers), and the readers are woken once per batch, so each sends
-   * the batch in one socket write. `onBytes` is called once per batch. Resolves
-   * when every byte is written; rejects on a size overrun, a body error or a write error.
+   * the batch in one socket write. `onBytes` is called once per batch. Resolves when every
+   * byte is written; rejects on a size overrun, a body error or a write error.
+   *
+   * Two ways in. A lent body (upstream/socket-body.ts, with `slabs`): each socket read is a
+   * view valid during the call only, hashed, then copied once into the current slab, whose
+   * views are the window's chunks and the file's writes, each holding the slab until it leaves
+   * the window or is written (slabs.ts). Any other Readable: its 'data' chunks (no async
+   * iterator: no promise per chunk) are kept as they are.
    */
   private pump(body: Readable): Promise<void> {
+    const slabs = body instanceof SocketBody && body.lendable ? this.slabs : undefined;
     return new Promise((resolve, reject) => {
-      let queue: Buffer[] = [];
+      let queue: Chunk[] = [];
       let unwritten = 0;
       let writing = false;
       let ended = false;
       let over = false;
+      let paused = false;
+      let flushScheduled = false;
+      let cur: Slab | undefined;
+      let flow: { pause(): void; resume(): void } = { pause: () => body.pause(), resume: () => body.resume() };
+      const release = (chunks: Chunk[]): void => {
+        for (const c of chunks) c.slab?.release();
+      };
+      const finishSlab = (): void => {
+        cur?.release();
+        cur = undefined;
+      };
       const stop = (err: Error): void => {
         if (over) return;
         over = true;
+        flow.pause();
         body.off('data', onData);
+        release(queue);
+        queue = [];
+        finishSlab();
         reject(err);
       };
       const writeNext = (): void => {
@@ -157,6 +195,7 @@ export class BlobFill {
           writing = false;
           if (ended) {
             over = true;
+            finishSlab();
             resolve();
           }
           return;
@@ -166,32 +205,65 @@ export class BlobFill {
         const batch = queue;
         queue = [];
         this.callbacks.onBytes?.(n);
-        (batch.length === 1 ? this.temp.write(batch[0]!, this.written) : this.temp.writev(batch, this.written)).then(() => {
+        const write = batch.length === 1 ? this.temp.write(batch[0]!.buf, this.written) : this.temp.writev(batch.map((c) => c.buf), this.written);
+        write.then(() => {
+          release(batch);
           unwritten -= n;
           this.written += n;
           this.wake();
-          if (unwritten < MAX_UNWRITTEN && body.isPaused() && !over) body.resume();
+          if (paused && unwritten < MAX_UNWRITTEN && !over) {
+            paused = false;
+            flow.resume();
+          }
           writeNext();
         }, (err: NodeJS.ErrnoException) => {
+          release(batch);
           stop(new FillError('disk', `cannot write to the store: ${err.code ?? err.message}`));
         });
       };
-      const onData = (chunk: Buffer): void => {
+      /** Bytes [start, end) of `buf` arrived; a lent `buf` is valid during this call only. */
+      const take = (buf: Buffer, start: number, end: number): void => {
         if (over) return;
-        if (this.size !== undefined && this.received + chunk.length > this.size) {
+        if (this.size !== undefined && this.received + (end - start) > this.size) {
           stop(new FillError('size', `upstream sent more than the announced ${this.size} bytes`));
           return;
         }
-        this.hash.update(chunk);
-        // Readers at the live edge take the chunk from memory ...
-        this.recent.push({ offset: this.received, buf: chunk });
-        this.recentBytes += chunk.length;
-        while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_WINDOW) this.recentBytes -= this.recent.shift()!.buf.length;
-        this.received += chunk.length;
+        const bytes = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+        this.hash.update(bytes);
+        if (!slabs) {
+          // Readers at the live edge take the chunk from memory, the file takes it from the queue.
+          this.addRecent(this.received, bytes, undefined);
+          queue.push({ offset: this.received, buf: bytes, slab: undefined });
+          this.received += bytes.length;
+          unwritten += bytes.length;
+        }
+        for (let s = start; slabs && s < end;) {
+          if (!cur || cur.free === 0) {
+            finishSlab();
+            cur = slabs.take();
+          }
+          const at = cur.filled;
+          const n = Math.min(cur.free, end - s);
+          buf.copy(cur.buf, at, s, s + n);
+          cur.filled += n;
+          this.addRecent(this.received, cur.buf.subarray(at, at + n), cur);
+          // The write queue takes one view per slab where the bytes are contiguous.
+          const last = queue[queue.length - 1];
+          if (last && last.slab === cur && last.buf.byteOffset + last.buf.length === cur.buf.byteOffset + at) {
+            last.buf = cur.buf.subarray(last.buf.byteOffset - cur.buf.byteOffset, at + n);
+          } else {
+            cur.retain();
+            queue.push({ offset: this.received, buf: cur.buf.subarray(at, at + n), slab: cur });
+          }
+          this.received += n;
+          unwritten += n;
+          s += n;
+        }
         // ... while readers behind the window read the file only up to what was written.
-        queue.push(chunk);
-        unwritten += chunk.length;
-        if (unwritten >= MAX_UNWRITTEN) body.pause();
+        if (unwritten >= MAX_UNWRITTEN && !paused) {
+          paused = true;
+          flow.pause();
+        }
         if (writing) return; // woken with the whole batch when the write in flight completes
         // Nothing in flight: the chunks of this turn of the event loop (libuv reads a socket up
         // to 32 times per poll) go out together, right after it.
@@ -200,14 +272,13 @@ export class BlobFill {
           setImmediate(flush);
         }
       };
-      let flushScheduled = false;
+      const onData = (chunk: Buffer): void => take(chunk, 0, chunk.length);
       const flush = (): void => {
         flushScheduled = false;
         if (over || writing) return;
         this.wake();
         writeNext();
       };
-      body.on('data', onData);
       body.once('end', () => {
         ended = true;
         if (!writing && !flushScheduled) writeNext();
@@ -216,7 +287,30 @@ export class BlobFill {
       body.once('close', () => {
         if (!ended) stop(new Error('upstream body closed before its end'));
       });
+      if (slabs) flow = (body as SocketBody).lend({ data: take });
+      else body.on('data', onData);
     });
+  }
+
+  /**
+   * Adds bytes at `offset` to the memory window (a slab view extends the window's last
+   * chunk when contiguous in the same slab) and drops what fell out of the window.
+   */
+  private addRecent(offset: number, buf: Buffer, slab: Slab | undefined): void {
+    const r = this.recent;
+    const last = r[r.length - 1];
+    if (slab && last && last.slab === slab && last.buf.byteOffset + last.buf.length === buf.byteOffset) {
+      last.buf = slab.buf.subarray(last.buf.byteOffset - slab.buf.byteOffset, buf.byteOffset - slab.buf.byteOffset + buf.length);
+    } else {
+      slab?.retain();
+      r.push({ offset, buf, slab });
+    }
+    this.recentBytes += buf.length;
+    while (this.recentBytes - r[0]!.buf.length >= RECENT_WINDOW) {
+      const old = r.shift()!;
+      this.recentBytes -= old.buf.length;
+      old.slab?.release();
+    }
   }
 
   private fail(err: Error): void {
@@ -236,8 +330,12 @@ export class BlobFill {
     for (const w of waiting) w();
   }
 
-  /** Bytes at `pos` (up to `max`) from the in-memory window, or undefined if not there. */
-  fromRecent(pos: number, max: number): Buffer | undefined {
+  /**
+   * Bytes at `pos` (up to `max`) from the in-memory window, or undefined if not there.
+   * A slab view is valid as long as the window holds it: a reader that hands it to a
+   * socket retains the slab until the write callback.
+   */
+  fromRecent(pos: number, max: number): RecentBytes | undefined {
     const r = this.recent;
     if (r.length === 0 || pos < r[0]!.offset) return undefined;
     for (let i = r.length - 1; i >= 0; i--) {
@@ -245,7 +343,7 @@ export class BlobFill {
       if (pos >= c.offset) {
         const from = pos - c.offset;
         if (from >= c.buf.length) return undefined;
-        return c.buf.subarray(from, Math.min(c.buf.length, from + max));
+        return { buf: c.buf.subarray(from, Math.min(c.buf.length, from + max)), slab: c.slab };
       }
     }
     return undefined;
@@ -254,6 +352,7 @@ export class BlobFill {
   private maybeCloseHandle(): void {
     if (this.handleClosed || this.readers > 0 || !this.settled) return;
     this.handleClosed = true;
+    for (const c of this.recent) c.slab?.release();
     this.recent.length = 0;
     this.recentBytes = 0;
     void this.temp.close();
@@ -369,8 +468,9 @@ export class BlobFill {
           }
           const mem = fill.fromRecent(pos, limit - pos);
           if (mem) {
-            pos += mem.length;
-            if (!stream.push(mem)) return;
+            pos += mem.buf.length;
+            // A Readable keeps what it is given for as long as it likes: a slab view is copied.
+            if (!stream.push(mem.slab ? Buffer.from(mem.buf) : mem.buf)) return;
             continue;
           }
           // Behind the memory window: from the file, up to what is written.
