@@ -28,7 +28,7 @@ const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * The head at the start of `buf` (up to `end`), or undefined when its end has not arrived.
- * 1xx interim answers are not expected for a GET and are refused.
+ * A 1xx interim answer is returned like any other: the caller skips it (RFC 9112 15.2).
  */
 export function parseResponseHead(buf: Buffer, end = buf.length): ResponseHead | undefined {
   const stop = buf.indexOf('\r\n\r\n', 0, 'latin1');
@@ -37,7 +37,6 @@ export function parseResponseHead(buf: Buffer, end = buf.length): ResponseHead |
   const m = STATUS_LINE.exec(lines[0]!);
   if (!m) throw new HttpProtocolError(`invalid status line ${JSON.stringify(lines[0]!.slice(0, 80))}`);
   const status = Number(m[2]);
-  if (status < 200) throw new HttpProtocolError(`unexpected interim status ${status}`);
   const headers: IncomingHttpHeaders = {};
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
@@ -88,6 +87,8 @@ export function bodyFraming(method: string, head: ResponseHead): BodyFraming {
 /** Whether the connection may carry another request after this answer's body. */
 export function keepsAlive(head: ResponseHead, framing: BodyFraming): boolean {
   if (framing.kind === 'close') return false;
+  // Both framings sent: chunked wins, and the connection is closed after (RFC 9112 6.3).
+  if (head.headers['transfer-encoding'] !== undefined && head.headers['content-length'] !== undefined) return false;
   const conn = String(head.headers.connection ?? '').toLowerCase();
   return !conn.split(',').some((t) => t.trim() === 'close');
 }
@@ -214,7 +215,8 @@ export function getRequestHead(path: string, host: string, headers: Record<strin
   if (/[\r\n\s]/.test(path) || /[\r\n]/.test(host)) throw new HttpProtocolError('invalid request target');
   let out = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const [k, v] of Object.entries(headers)) {
-    if (!FIELD_NAME.test(k) || /[\r\n]/.test(v)) throw new HttpProtocolError(`invalid request header ${JSON.stringify(k)}`);
+    // No control characters but tab in a value (RFC 9110 5.5): CR or LF would split the head.
+    if (!FIELD_NAME.test(k) || /[\x00-\x08\x0a-\x1f\x7f]/.test(v)) throw new HttpProtocolError(`invalid request header ${JSON.stringify(k)}`);
     if (k.toLowerCase() === 'host') continue;
     out += `${k}: ${v}\r\n`;
   }

@@ -65,7 +65,8 @@ export class SocketBody extends Readable {
       pause: (): void => {
         if (this.lentPaused) return;
         this.lentPaused = true;
-        this.source.pause();
+        // After the end the connection is no longer this body's.
+        if (!this.ended) this.source.pause();
       },
       resume: (): void => {
         if (!this.lentPaused || this.destroyed) return;

@@ -31,6 +31,8 @@ export interface SocketGetOptions {
   /** Idle connections kept per origin, and for how long (ms). */
   maxIdlePerOrigin?: number;
   keepAliveMs?: number;
+  /** Connections in use per origin at most (as undici's pools); more GETs wait their turn. */
+  maxPerOrigin?: number;
 }
 
 export interface SocketGetRequest {
@@ -66,26 +68,78 @@ export class SocketGetPool {
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER);
   private readonly idle = new Map<string, Connection[]>();
   private readonly active = new Set<Connection>();
+  /** Sockets still connecting (destroy() cuts them too). */
+  private readonly connecting = new Set<Socket>();
+  /** Per origin: exchanges holding a slot, and GETs waiting for one. */
+  private readonly slots = new Map<string, { busy: number; waiting: Array<() => void> }>();
   private closed = false;
 
   constructor(private readonly opts: SocketGetOptions) {}
 
   async get(req: SocketGetRequest): Promise<SocketGetAnswer> {
     if (this.closed) throw new UpstreamError('unreachable', 'client closed');
-    const reused = this.takeIdle(req.url.origin);
-    if (reused) {
-      try {
-        return await this.exchange(reused, req);
-      } catch (err) {
-        if (!(err instanceof NothingReceived) || req.signal?.aborted) throw unwrap(err);
-        // The server closed the idle connection as the request went out: once more, on a new one.
-      }
-    }
+    // A request that cannot be written costs no connection.
+    const head = getRequestHead(req.url.pathname + req.url.search, req.url.host, req.headers);
+    const origin = req.url.origin;
+    await this.acquire(origin, req.signal);
+    let handedOver = false;
+    const release = (): void => this.releaseSlot(origin);
     try {
-      return await this.exchange(await this.open(req), req);
+      const reused = this.takeIdle(origin);
+      if (reused) {
+        try {
+          const answer = await this.exchange(reused, req, head, release);
+          handedOver = true;
+          return answer;
+        } catch (err) {
+          handedOver = true; // the exchange released the slot
+          if (!(err instanceof NothingReceived) || req.signal?.aborted || this.closed) throw unwrap(err);
+          // The server closed the idle connection as the request went out: once more, on a new one.
+          await this.acquire(origin, req.signal);
+          handedOver = false;
+        }
+      }
+      const conn = await this.open(req);
+      handedOver = true;
+      return await this.exchange(conn, req, head, release);
     } catch (err) {
+      if (!handedOver) release();
       throw unwrap(err);
     }
+  }
+
+  /** Waits for a free slot for `origin` (at most maxPerOrigin exchanges at once). */
+  private acquire(origin: string, signal: AbortSignal | undefined): Promise<void> {
+    let slot = this.slots.get(origin);
+    if (!slot) this.slots.set(origin, slot = { busy: 0, waiting: [] });
+    if (slot.busy < (this.opts.maxPerOrigin ?? 64)) {
+      slot.busy++;
+      return Promise.resolve();
+    }
+    const s = slot;
+    return new Promise<void>((resolve, reject) => {
+      const go = (): void => {
+        signal?.removeEventListener('abort', abort);
+        resolve(); // the slot is handed over: busy is unchanged
+      };
+      const abort = (): void => {
+        const i = s.waiting.indexOf(go);
+        if (i >= 0) s.waiting.splice(i, 1);
+        reject(abortError(signal));
+      };
+      if (signal?.aborted) return abort();
+      signal?.addEventListener('abort', abort, { once: true });
+      s.waiting.push(go);
+    });
+  }
+
+  private releaseSlot(origin: string): void {
+    const slot = this.slots.get(origin);
+    if (!slot) return;
+    const next = slot.waiting.shift();
+    if (next) return next();
+    slot.busy--;
+    if (slot.busy === 0) this.slots.delete(origin);
   }
 
   /** Closes idle connections; busy ones close when their answer ends. */
@@ -98,6 +152,7 @@ export class SocketGetPool {
   /** Closes every connection at once, cutting answers in progress. */
   destroy(): void {
     this.close();
+    for (const s of [...this.connecting]) s.destroy(new UpstreamError('unreachable', 'client closed'));
     for (const c of [...this.active]) {
       c.exchange?.fail(new UpstreamError('unreachable', 'client closed'));
       this.kill(c);
@@ -149,38 +204,52 @@ export class SocketGetPool {
     socket.on('error', (err) => this.onSocketEnd(c, err));
     socket.on('end', () => this.onSocketEnd(c, undefined));
     socket.on('close', () => this.onSocketEnd(c, undefined));
+    this.connecting.add(socket);
     return new Promise<Connection>((resolve, reject) => {
+      const settle = (): void => {
+        clearTimeout(timer);
+        req.signal?.removeEventListener('abort', abort);
+        socket.off('error', fail);
+        this.connecting.delete(socket);
+      };
       const timer = setTimeout(() => {
+        settle();
         socket.destroy();
         reject(new UpstreamError('timeout', `connect timeout after ${this.opts.timeouts.connect} ms`));
       }, this.opts.timeouts.connect);
       const abort = (): void => {
-        clearTimeout(timer);
+        settle();
         socket.destroy();
         reject(abortError(req.signal));
       };
-      if (req.signal?.aborted) return abort();
-      req.signal?.addEventListener('abort', abort, { once: true });
       const fail = (err: Error): void => {
-        clearTimeout(timer);
-        req.signal?.removeEventListener('abort', abort);
+        settle();
         reject(err);
       };
       socket.once('error', fail);
+      if (req.signal?.aborted) return abort();
+      req.signal?.addEventListener('abort', abort, { once: true });
       socket.once(https ? 'secureConnect' : 'connect', () => {
-        clearTimeout(timer);
-        req.signal?.removeEventListener('abort', abort);
-        socket.off('error', fail);
+        settle();
+        if (this.closed) {
+          socket.destroy();
+          reject(new UpstreamError('unreachable', 'client closed'));
+          return;
+        }
         resolve(c);
       });
     });
   }
 
-  private exchange(conn: Connection, req: SocketGetRequest): Promise<SocketGetAnswer> {
+  /** One GET on `conn`; `releaseSlot` runs once, when the answer is over (or failed). */
+  private exchange(conn: Connection, req: SocketGetRequest, head: string, releaseSlot: () => void): Promise<SocketGetAnswer> {
     this.active.add(conn);
-    const ex = new Exchange(conn, req, this.opts.timeouts, (reusable) => this.release(conn, reusable));
+    const ex = new Exchange(conn, req, this.opts.timeouts, (reusable) => {
+      this.release(conn, reusable);
+      releaseSlot();
+    });
     conn.exchange = ex;
-    ex.start();
+    ex.start(head);
     return ex.answer;
   }
 
@@ -275,16 +344,10 @@ class Exchange {
     });
   }
 
-  start(): void {
-    const { url, headers, signal } = this.req;
-    if (signal?.aborted) return this.fail(abortError(signal));
+  start(head: string): void {
+    const { signal } = this.req;
+    if (signal?.aborted) return this.fail(abortError(signal), false);
     signal?.addEventListener('abort', this.onAbort, { once: true });
-    let head: string;
-    try {
-      head = getRequestHead(url.pathname + url.search, url.host, headers);
-    } catch (err) {
-      return this.fail(err as Error);
-    }
     this.arm(this.timeouts.headers, () => new UpstreamError('timeout', `headers timeout: no answer headers within ${this.timeouts.headers} ms`));
     this.conn.socket.resume();
     this.conn.socket.write(head);
@@ -304,9 +367,18 @@ class Exchange {
     try {
       if (!this.headResult) {
         this.head = this.head ? Buffer.concat([this.head, buf.subarray(0, n)]) : Buffer.from(buf.subarray(0, n));
-        const parsed = parseResponseHead(this.head);
+        let parsed = parseResponseHead(this.head);
+        // Interim answers (103 Early Hints from a CDN) are skipped, as RFC 9112 asks.
+        while (parsed && parsed.status < 200) {
+          if (parsed.status === 101) throw new HttpProtocolError('unexpected 101 Switching Protocols');
+          this.head = this.head.subarray(parsed.length);
+          parsed = parseResponseHead(this.head);
+        }
         if (!parsed ? this.head.length > MAX_HEAD : parsed.length > MAX_HEAD) throw new HttpProtocolError(`answer head larger than ${MAX_HEAD} bytes`);
-        if (!parsed) return;
+        if (!parsed) {
+          if (this.head.length === 0) this.head = undefined;
+          return;
+        }
         const rest = this.head;
         this.head = undefined;
         this.startBody(parsed);
@@ -328,6 +400,8 @@ class Exchange {
     if (this.framing.kind === 'length') this.remaining = this.framing.length;
     const body = new SocketBody({
       pause: () => {
+        // Once the answer is over the connection is someone else's (or idle): never pause it.
+        if (this.over) return;
         this.paused = true;
         clearTimeout(this.timer);
         this.conn.socket.pause();

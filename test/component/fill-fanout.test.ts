@@ -158,6 +158,17 @@ describe('fill fan-out without HTTP', () => {
     expect(slabs.idle).toBeGreaterThan(0);
   }, 60_000);
 
+  it('a body that failed before the fill started (a reset while admission ran) fails the fill; it does not hang', async () => {
+    const blob = randomBlob(1024 * 1024);
+    const body = lentBody(blob.bytes);
+    body.destroy(Object.assign(new Error('socket reset'), { code: 'ECONNRESET' }));
+    await new Promise((resolve) => setImmediate(resolve));
+    const run = await withFill({ blob, body, slabs: new SlabPool() }, (fill) => [consume(fill.createReader(), false)]);
+    expect(run.fill.state).toBe('failed');
+    expect(run.fill.error?.message).toMatch(/socket reset/);
+    expect(run.results[0]!.outcome).toBe('error');
+  }, 10_000);
+
   it('a corrupt lent body: every reader errors, nothing is committed, every slab comes back', async () => {
     const blob = randomBlob(3 * 1024 * 1024);
     const corrupt = Buffer.from(blob.bytes);

@@ -290,4 +290,65 @@ describe('socket-get: blob GETs with one reused read buffer', () => {
       await undici.destroy();
     }
   });
+
+  it('a lent body paused again after its answer ended does not pause the next answer on that connection', async () => {
+    const srv = await scripted((req, sock) => {
+      // One write: two chunks and the end, so the reader's pauses come after the exchange is over.
+      if (req.includes('/a')) sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n');
+      else {
+        sock.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n');
+        setTimeout(() => sock.write('BBBB'), 100);
+      }
+    });
+    const p = pool();
+    const a = await p.get({ url: new URL(`${srv.url}/v2/x/blobs/a`), headers: {} });
+    let gotA = '';
+    const aEnded = new Promise<void>((resolve) => a.body.once('end', () => resolve()));
+    const flow = a.body.lend({
+      data(buf, start, end) {
+        gotA += buf.toString('latin1', start, end);
+        flow.pause();
+        setTimeout(() => flow.resume(), 50);
+      },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const b = await p.get({ url: new URL(`${srv.url}/v2/x/blobs/b`), headers: {} });
+    expect((await readStream(b.body)).toString()).toBe('BBBB');
+    await aEnded;
+    expect(gotA).toBe('helloworld');
+    expect(srv.connections).toBe(1);
+  });
+
+  it('interim 1xx answers (103 Early Hints) are skipped; the final answer is the one read', async () => {
+    const blob = randomBytes(5000);
+    const srv = await scripted((_req, sock) => {
+      sock.write('HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n');
+      sock.write(ok(blob));
+    });
+    const a = await pool().get({ url: new URL(`${srv.url}/v2/x/blobs/a`), headers: {} });
+    expect(a.status).toBe(200);
+    expect(sha(await readLent(a.body))).toBe(sha(blob));
+  });
+
+  it('at most maxPerOrigin connections per origin; more GETs wait their turn and all complete', async () => {
+    const blob = randomBytes(20_000);
+    let open = 0;
+    let most = 0;
+    const srv = await scripted((_req, sock) => {
+      // Answer slowly, so the GETs overlap.
+      setTimeout(() => sock.write(ok(blob)), 30);
+    });
+    srv.server.on('connection', (sock: Socket) => {
+      open++;
+      most = Math.max(most, open);
+      sock.on('close', () => open--);
+    });
+    const p = new SocketGetPool({ timeouts: TIMEOUTS, tls: { rejectUnauthorized: true }, maxPerOrigin: 3 });
+    pools.push(p);
+    const bodies = await Promise.all(Array.from({ length: 10 }, (_, i) => p.get({ url: new URL(`${srv.url}/v2/x/blobs/${i}`), headers: {} })
+      .then((r) => readLent(r.body))));
+    for (const b of bodies) expect(sha(b)).toBe(sha(blob));
+    expect(most).toBeLessThanOrEqual(3);
+    expect(srv.requests.length).toBe(10);
+  });
 });

@@ -161,6 +161,8 @@ export class BlobFill {
    * iterator: no promise per chunk) are kept as they are.
    */
   private pump(body: Readable): Promise<void> {
+    // Failed (a reset, a timeout) before the fill got to it: its 'error' and 'close' are past.
+    if (body.destroyed) return Promise.reject(body.errored ?? new Error('upstream body closed before the fill started'));
     const slabs = body instanceof SocketBody && body.lendable ? this.slabs : undefined;
     return new Promise((resolve, reject) => {
       let queue: Chunk[] = [];
