@@ -89,7 +89,11 @@ describe('sync events and webhooks', () => {
     // The status shows the outcome, without the URL's query (it may carry a token).
     expect(h.app.sync.get('app')!.lastWebhook).toMatchObject({ ok: true, status: 204, url: r.url.replace(/\?.*/, '') });
 
-    const m = await h.app.metrics.registry.metrics();
+    // The receiver records a delivery before it answers; the sender counts it after the answer.
+    const counted = 'regcache_webhook_deliveries_total{webhook="ops",result="ok"} 4';
+    let m = '';
+    const deadline = Date.now() + 10_000;
+    while (!(m = await h.app.metrics.registry.metrics()).includes(counted) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(m).toContain('regcache_sync_runs_total{job="app",result="SUCCESS"} 2');
     expect(m).toContain('regcache_sync_status{job="app",state="SUCCESS"} 1');
     expect(m).toContain('regcache_sync_status{job="app",state="SYNCING"} 0');
