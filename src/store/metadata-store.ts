@@ -174,12 +174,19 @@ export interface MetadataStore {
   touch(digest: string, now: number): void;
   /** Writes the batched pull times now. */
   flush(): Promise<void>;
+  /**
+   * The time of a pull of `digest` recorded in memory and not yet written (touch() since the
+   * last flush, or in a flush still being written), else undefined. Retention sweeps judge
+   * units by it instead of flushing before each batch (eviction.ts).
+   */
+  unflushedPull(digest: string): number | undefined;
 
   /** Current totals, from memory: O(1). */
   totals(): StoreTotals;
   /**
    * The least recently pulled units, oldest first (never hosted content, see HOSTED), with recency < `before` and after the
-   * cursor (recency, digest); at most `limit`.
+   * cursor (recency, digest); at most `limit`. Ordered by the written pull times: pulls not yet flushed are not seen
+   * (unflushedPull() tells them; a sweep judges those units by it).
    */
   evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]>;
   /**

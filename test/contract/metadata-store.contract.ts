@@ -296,6 +296,40 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect((await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 })).map((u) => u.digest)).toEqual([lone.digest, idx.digest]);
     });
 
+    it('a sweep judges a unit pulled since the last flush by that pull, and writes no pull time itself', async () => {
+      const s = await fresh();
+      const old = manifest('pulled-old', 10);
+      const child = manifest('pulled-child', 10);
+      const idx = manifest('pulled-index', 10);
+      const next = manifest('not-pulled', 10);
+      const stale = manifest('pulled-long-ago', 10);
+      await s.putManifest(old, { blobs: [], manifests: [] }, repo, 100);
+      await s.putManifest(child, { blobs: [], manifests: [] }, repo, 100);
+      await s.putManifest(idx, { blobs: [], manifests: [child.digest] }, repo, 110);
+      await s.putManifest(next, { blobs: [], manifests: [] }, repo, 200);
+      await s.putManifest(stale, { blobs: [], manifests: [] }, repo, 10);
+      s.touch(old.digest, 1000);
+      s.touch(child.digest, 1000);
+      s.touch(stale.digest, 20);
+      expect(s.unflushedPull(old.digest)).toBe(1000);
+      expect(s.unflushedPull(next.digest)).toBeUndefined();
+      const blobs = { delete: async () => undefined } as unknown as BlobStore;
+      // By age (older than 500): the unwritten pull at 1000 keeps `old` and the index (through
+      // its child); the one at 20 does not keep `stale`; `next` (200, no pull since) goes.
+      const aged = await sweep({ blobs, meta: s, isPinned: () => false }, { maxAge: 1500 }, 2000);
+      expect(aged.units.map((u) => u.digest)).toEqual([stale.digest, next.digest]);
+      // By size (nothing may stay): the units pulled since the last write go last, so not in this sweep.
+      const sized = await sweep({ blobs, meta: s, isPinned: () => false }, { maxSize: 0 }, 2000);
+      expect(sized.units).toEqual([]);
+      expect(s.unflushedPull(old.digest)).toBe(1000);
+      await s.flush();
+      expect(s.unflushedPull(old.digest)).toBeUndefined();
+      // Written now: the next sweep orders them by those times.
+      const later = await sweep({ blobs, meta: s, isPinned: () => false }, { maxSize: 0 }, 2000);
+      expect(later.units.map((u) => u.digest).sort()).toEqual([old.digest, idx.digest].sort());
+      expect(await s.getManifest(old.digest)).toBeUndefined();
+    });
+
     it('removeUnits deletes rows, keeps what keep() says, and keeps a blob a new manifest references', async () => {
       const s = await fresh();
       const layer = fakeDigest('layer');

@@ -23,6 +23,7 @@ function endlessStore(): { meta: MetadataStore; batches: () => number } {
       return [];
     },
     blobSize: async () => undefined,
+    unflushedPull: () => undefined,
   } as unknown as MetadataStore;
   return { meta, batches: () => batches };
 }

@@ -44,6 +44,8 @@ const RETRYABLE = new Set(['40001', '40P01']);
 export class PostgresMetadataStore implements MetadataStore {
   readonly pool: pg.Pool;
   private readonly pendingTouches = new Map<string, number>();
+  /** Pull times a flush is writing (unflushedPull() still reports them). */
+  private readonly flushing = new Map<string, number>();
   private flushTimer: NodeJS.Timeout | undefined;
   private current: StoreTotals = { blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 };
   private open = false;
@@ -358,6 +360,7 @@ export class PostgresMetadataStore implements MetadataStore {
   async flush(): Promise<void> {
     if (this.pendingTouches.size === 0 || !this.open) return;
     const batch = [...this.pendingTouches].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    for (const [digest, at] of batch) this.flushing.set(digest, at);
     this.pendingTouches.clear();
     const digests = batch.map((b) => b[0]);
     const times = batch.map((b) => b[1]);
@@ -380,6 +383,8 @@ export class PostgresMetadataStore implements MetadataStore {
     } catch (err) {
       for (const [digest, at] of batch) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
       this.opts.onError?.(err as Error);
+    } finally {
+      for (const [digest, at] of batch) if (this.flushing.get(digest) === at) this.flushing.delete(digest);
     }
   }
 
@@ -387,8 +392,11 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.current;
   }
 
+  unflushedPull(digest: string): number | undefined {
+    return this.pendingTouches.get(digest) ?? this.flushing.get(digest);
+  }
+
   async evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]> {
-    await this.flush();
     const after = opts.after ?? { recency: -1, digest: '' };
     const args = [opts.before, after.recency, after.digest, opts.limit];
     const tops = await this.q.query<{ digest: string; recency: number }>(
