@@ -2,8 +2,8 @@
  * Retention sweeps over the two stores (docs/retention.md): age- and size-based eviction
  * by image (a top-level manifest with its index children), never by a loose layer that a
  * retained image uses. Candidates come from the metadata store in bounded batches, oldest
- * first (pull times as last written: a unit pulled since the metadata store's last flush is
- * skipped); each batch is removed (rows in one transaction, then files) before the next is
+ * first (pull times as last written: a unit pulled since is judged by that pull, see
+ * below); each batch is removed (rows in one transaction, then files) before the next is
  * read, and the event loop gets a turn between batches, so a sweep over a large store
  * never stalls requests. Pinned digests (being served or fetched) are never deleted, nor
  * images a sync job holds (a held image keeps its blobs: they stay referenced).

@@ -194,6 +194,8 @@ export interface MetadataStore {
    * skipping blobs for which `keep` is true; returns the blobs removed. The manifests go in
    * one transaction; the blobs may follow in several (SQLite: a few per transaction, so the
    * event loop is never held long), and a blob a manifest references again by then stays.
+   * A unit whose top-level manifest (or, for a loose blob, the blob) has a pull written since
+   * it was planned (a last pull time later than the unit's `recency`) stays, with all it holds.
    * Interrupted between the two, the blobs are loose rows a later sweep removes.
    */
   removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]>;

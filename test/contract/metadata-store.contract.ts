@@ -330,6 +330,46 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect(await s.getManifest(old.digest)).toBeUndefined();
     });
 
+    it('pull times a flush is still writing count as unwritten: a sweep by age meanwhile removes none of them', async () => {
+      const s = await fresh();
+      const images = Array.from({ length: 250 }, (_, i) => manifest(`flushing-${i}`, 10));
+      for (const m of images) await s.putManifest(m, { blobs: [], manifests: [] }, repo, 100);
+      for (const m of images) s.touch(m.digest, 1000);
+      const flushed = s.flush();
+      expect(s.unflushedPull(images[249]!.digest)).toBe(1000);
+      const blobs = { delete: async () => undefined } as unknown as BlobStore;
+      // By age (older than 500): their rows say 100 until the flush has written them, their pulls say 1000.
+      await sweep({ blobs, meta: s, isPinned: () => false }, { maxAge: 1500 }, 2000);
+      await flushed;
+      for (const m of images) expect(await s.getManifest(m.digest)).toBeDefined();
+      expect(s.unflushedPull(images[249]!.digest)).toBeUndefined();
+      expect((await s.evictionCandidates({ before: 1000, limit: 10 })).length).toBe(0);
+    });
+
+    it('removeUnits keeps a unit whose pull was written after it was planned (image with its blobs, loose blob)', async () => {
+      const s = await fresh();
+      const layer = fakeDigest('replanned-layer');
+      const loose = fakeDigest('replanned-loose');
+      await s.putBlob(layer, 100, repo, 10);
+      await s.putBlob(loose, 50, repo, 10);
+      const img = manifest('replanned-image', 10);
+      await s.putManifest(img, { blobs: [layer], manifests: [] }, repo, 20);
+      const planned = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      expect(planned.map((u) => u.digest)).toEqual([loose, img.digest]);
+      // Pulled after the plan, written before the removal (a flush, or another replica's).
+      s.touch(img.digest, 500);
+      s.touch(loose, 500);
+      await s.flush();
+      expect(await s.removeUnits(planned, () => false)).toEqual([]);
+      expect(await s.getManifest(img.digest)).toBeDefined();
+      expect(await s.blobSize(layer)).toBe(100);
+      expect(await s.blobSize(loose)).toBe(50);
+      // Planned again, with those pulls: removed.
+      const again = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      expect((await s.removeUnits(again, () => false)).sort()).toEqual([layer, loose].sort());
+      expect(await s.getManifest(img.digest)).toBeUndefined();
+    });
+
     it('removeUnits deletes rows, keeps what keep() says, and keeps a blob a new manifest references', async () => {
       const s = await fresh();
       const layer = fakeDigest('layer');

@@ -477,7 +477,11 @@ export class PostgresMetadataStore implements MetadataStore {
       for (const u of units) {
         // Parents first: deleting a manifest's refs is what makes its children top-level.
         for (const m of u.manifests) {
-          if (((await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0', [m])).rowCount ?? 0) === 0) continue;
+          // A pull of the image written since it was planned (here or by another replica) keeps it, and so its children and blobs.
+          const del = m === u.digest
+            ? await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND last_pulled_at <= $2', [m, u.recency])
+            : await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0', [m]);
+          if ((del.rowCount ?? 0) === 0) continue;
           await c.query(`DELETE FROM manifest_refs WHERE manifest_id = ${idOf('$1')}`, [m]);
           await c.query('DELETE FROM tags WHERE digest = $1', [m]);
           await c.query('DELETE FROM repo_links WHERE digest = $1', [m]);
@@ -486,10 +490,11 @@ export class PostgresMetadataStore implements MetadataStore {
       for (const u of units) {
         for (const b of u.blobs) {
           if (keep(b)) continue;
-          // A manifest committed meanwhile (here or on another replica) may reference it again.
-          const del = await c.query(
-            `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND ${unreferenced('$1')}`, [b],
-          );
+          // A manifest committed meanwhile (here or on another replica) may reference it again;
+          // a loose blob unit pulled since it was planned stays.
+          const del = u.kind === 'blob'
+            ? await c.query(`DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at <= $2 AND ${unreferenced('$1')}`, [b, u.recency])
+            : await c.query(`DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND ${unreferenced('$1')}`, [b]);
           if ((del.rowCount ?? 0) === 0) continue;
           await c.query('DELETE FROM repo_links WHERE digest = $1', [b]);
           removed.push(b);

@@ -83,6 +83,9 @@ const STATEMENTS = {
   listBlobs: 'SELECT digest, size FROM blobs',
   delBlob: 'DELETE FROM blobs WHERE digest = ?',
   delBlobIfLoose: 'DELETE FROM blobs WHERE digest = ? AND refs = 0',
+  // An evicted unit's top-level manifest, or a loose blob unit, only while no pull newer than the one it was planned with has been written.
+  delLooseBlobIfNotPulled: 'DELETE FROM blobs WHERE digest = ? AND refs = 0 AND last_pulled_at <= ?',
+  delTopIfNotPulled: 'DELETE FROM manifests WHERE digest = ? AND parents = 0 AND last_pulled_at <= ?',
   getTag: 'SELECT digest, validated_at AS validatedAt FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
   putTag: `INSERT INTO tags (upstream, repo, tag, digest, validated_at) VALUES (?, ?, ?, ?, ?)
            ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, validated_at = excluded.validated_at`,
@@ -170,6 +173,9 @@ export class SqliteMetadataStore implements MetadataStore {
   private db: Database.Database | undefined;
   private s!: Record<keyof typeof STATEMENTS, Stmt>;
   private readonly pendingTouches = new Map<string, number>();
+  /** Pull times the flush in progress has taken and not all written yet (unflushedPull() still reports them). */
+  private readonly flushing = new Map<string, number>();
+  private flushRun: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private checkpointer: Checkpointer | undefined;
   private current: StoreTotals = { blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 };
@@ -387,27 +393,44 @@ export class SqliteMetadataStore implements MetadataStore {
    * batch kept for the next try: not recording a pull time never takes the server down.
    */
   async flush(): Promise<void> {
+    // One flush at a time: a second (close(), a test) waits for the one in progress, then writes what is left.
+    while (this.flushRun) await this.flushRun;
     // While writes queue for a lock, the times wait too (they are in memory, nothing is lost).
     if (this.pendingTouches.size === 0 || !this.db?.open || this.writes.blocked) return;
+    const run = this.writeTouches();
+    this.flushRun = run;
+    try {
+      await run;
+    } finally {
+      if (this.flushRun === run) this.flushRun = undefined;
+    }
+  }
+
+  private async writeTouches(): Promise<void> {
     const all = [...this.pendingTouches];
     this.pendingTouches.clear();
-    // In transactions of TOUCH_BATCH, with a turn of the event loop between them: a busy
-    // mirror's second of pulls never becomes one long write on the event loop.
-    for (let i = 0; i < all.length; i += TOUCH_BATCH) {
-      if (i > 0) await new Promise((r) => setImmediate(r));
-      const batch = all.slice(i, i + TOUCH_BATCH);
-      try {
-        this.conn.transaction(() => {
-          for (const [digest, at] of batch) {
-            this.s.touchBlob.run(at, digest);
-            if (this.s.touchManifest.run(at, digest).changes > 0) this.s.touchParents.run(at, digest);
-          }
-        })();
-      } catch (err) {
-        for (const [digest, at] of all.slice(i)) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
-        if (!isLocked(err)) this.opts.onError?.(err as Error);
-        return;
+    for (const [digest, at] of all) this.flushing.set(digest, at);
+    try {
+      // In transactions of TOUCH_BATCH, with a turn of the event loop between them: a busy
+      // mirror's second of pulls never becomes one long write on the event loop.
+      for (let i = 0; i < all.length; i += TOUCH_BATCH) {
+        if (i > 0) await new Promise((r) => setImmediate(r));
+        const batch = all.slice(i, i + TOUCH_BATCH);
+        try {
+          this.conn.transaction(() => {
+            for (const [digest, at] of batch) {
+              this.s.touchBlob.run(at, digest);
+              if (this.s.touchManifest.run(at, digest).changes > 0) this.s.touchParents.run(at, digest);
+            }
+          })();
+        } catch (err) {
+          for (const [digest, at] of all.slice(i)) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
+          if (!isLocked(err)) this.opts.onError?.(err as Error);
+          return;
+        }
       }
+    } finally {
+      for (const [digest, at] of all) if (this.flushing.get(digest) === at) this.flushing.delete(digest);
     }
   }
 
@@ -416,7 +439,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   unflushedPull(digest: string): number | undefined {
-    return this.pendingTouches.get(digest);
+    return this.pendingTouches.get(digest) ?? this.flushing.get(digest);
   }
 
   async evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]> {
@@ -482,7 +505,9 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const u of units) {
         // Parents first: deleting a manifest's refs is what makes its children top-level.
         for (const m of u.manifests) {
-          if (this.s.delManifestIfTop.run(m).changes === 0) continue;
+          // A pull of the image written since it was planned keeps it (and so its children and blobs).
+          const del = m === u.digest ? this.s.delTopIfNotPulled.run(m, u.recency) : this.s.delManifestIfTop.run(m);
+          if (del.changes === 0) continue;
           this.s.delRefs.run(m);
           this.s.delTags.run(m);
           this.s.delLinks.run(m);
@@ -493,6 +518,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // knows anyway (a blob pulled without a manifest). They go a few per transaction with a
     // turn of the event loop between, so a request waits for at most one small commit.
     const blobs = units.flatMap((u) => u.blobs);
+    const looseAt = new Map(units.filter((u) => u.kind === 'blob').map((u) => [u.digest, u.recency]));
     const removed: string[] = [];
     for (let i = 0; i < blobs.length; i += BLOB_ROWS_PER_WRITE) {
       if (i > 0) {
@@ -505,7 +531,8 @@ export class SqliteMetadataStore implements MetadataStore {
           // Asked again for each write: a blob served or fetched since the last one stays.
           if (keep(b)) continue;
           // A manifest committed meanwhile may reference it again (refs > 0): then it stays.
-          if (this.s.delBlobIfLoose.run(b).changes === 0) continue;
+          const at = looseAt.get(b);
+          if ((at === undefined ? this.s.delBlobIfLoose.run(b) : this.s.delLooseBlobIfNotPulled.run(b, at)).changes === 0) continue;
           this.s.delLinks.run(b);
           removed.push(b);
         }
