@@ -174,15 +174,13 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         const names = await d.meta.namesOf(evicted.map((u) => u.digest));
         evicted.forEach((u, i) => { u.names = names[i]!.names; });
       }
-      if (!opts.summaryOnly) units.push(...evicted);
-      for (const u of evicted) {
-        counts.units++;
-        if (u.kind === 'image') counts.images++;
-        counts[u.reason]++;
-      }
+      // What went: a unit the store kept (pulled since it was planned, pinned meanwhile) is not reported.
+      let went = evicted;
       if (!opts.dryRun) {
         t0 = performance.now();
-        const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b));
+        const stayed = new Set<string>();
+        const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b), (u) => stayed.add(u));
+        if (stayed.size) went = evicted.filter((u) => !stayed.has(u.digest));
         cost = Math.max(cost, performance.now() - t0);
         spent += performance.now() - t0;
         d.onRemoved?.(take.flatMap((u) => u.manifests));
@@ -198,7 +196,13 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, removed.length) }, worker));
         planned = used(d.meta);
       }
-      opts.onUnits?.(evicted);
+      if (!opts.summaryOnly) units.push(...went);
+      for (const u of went) {
+        counts.units++;
+        if (u.kind === 'image') counts.images++;
+        counts[u.reason]++;
+      }
+      opts.onUnits?.(went);
       batch = nextBatch(batch, cost, maxBatch);
       const rest = restAfter(spent, pace);
       if (rest >= 1) await sleep(rest);

@@ -196,9 +196,11 @@ export interface MetadataStore {
    * event loop is never held long), and a blob a manifest references again by then stays.
    * A unit whose top-level manifest (or, for a loose blob, the blob) has a pull written since
    * it was planned (a last pull time later than the unit's `recency`) stays, with all it holds.
-   * Interrupted between the two, the blobs are loose rows a later sweep removes.
+   * Interrupted between the two, the blobs are loose rows a later sweep removes. `kept` is told
+   * the digest of each unit that stayed (its top-level manifest or loose blob was not removed,
+   * for whatever reason), so a sweep reports only what went.
    */
-  removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]>;
+  removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]>;
   /** The manifests linked to hosted repository `repo`, with their tags and in-repository parents. */
   hostedManifests(repo: string): Promise<HostedManifest[]>;
   /**

@@ -360,13 +360,17 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       s.touch(img.digest, 500);
       s.touch(loose, 500);
       await s.flush();
-      expect(await s.removeUnits(planned, () => false)).toEqual([]);
+      const kept: string[] = [];
+      expect(await s.removeUnits(planned, () => false, (u) => kept.push(u))).toEqual([]);
+      expect(kept.sort()).toEqual([img.digest, loose].sort());
       expect(await s.getManifest(img.digest)).toBeDefined();
       expect(await s.blobSize(layer)).toBe(100);
       expect(await s.blobSize(loose)).toBe(50);
       // Planned again, with those pulls: removed.
       const again = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
-      expect((await s.removeUnits(again, () => false)).sort()).toEqual([layer, loose].sort());
+      const keptAgain: string[] = [];
+      expect((await s.removeUnits(again, () => false, (u) => keptAgain.push(u))).sort()).toEqual([layer, loose].sort());
+      expect(keptAgain).toEqual([]);
       expect(await s.getManifest(img.digest)).toBeUndefined();
     });
 

@@ -470,8 +470,10 @@ export class PostgresMetadataStore implements MetadataStore {
     return unit;
   }
 
-  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]> {
-    return this.write(async (c) => {
+  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]> {
+    const keptUnits: string[] = [];
+    const removed = await this.write(async (c) => {
+      keptUnits.length = 0;
       await lockDigestIds(c);
       const removed: string[] = [];
       for (const u of units) {
@@ -481,7 +483,10 @@ export class PostgresMetadataStore implements MetadataStore {
           const del = m === u.digest
             ? await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND last_pulled_at <= $2', [m, u.recency])
             : await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0', [m]);
-          if ((del.rowCount ?? 0) === 0) continue;
+          if ((del.rowCount ?? 0) === 0) {
+            if (m === u.digest) keptUnits.push(m);
+            continue;
+          }
           await c.query(`DELETE FROM manifest_refs WHERE manifest_id = ${idOf('$1')}`, [m]);
           await c.query('DELETE FROM tags WHERE digest = $1', [m]);
           await c.query('DELETE FROM repo_links WHERE digest = $1', [m]);
@@ -489,19 +494,27 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       for (const u of units) {
         for (const b of u.blobs) {
-          if (keep(b)) continue;
+          if (keep(b)) {
+            if (u.kind === 'blob') keptUnits.push(b);
+            continue;
+          }
           // A manifest committed meanwhile (here or on another replica) may reference it again;
           // a loose blob unit pulled since it was planned stays.
           const del = u.kind === 'blob'
             ? await c.query(`DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at <= $2 AND ${unreferenced('$1')}`, [b, u.recency])
             : await c.query(`DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND ${unreferenced('$1')}`, [b]);
-          if ((del.rowCount ?? 0) === 0) continue;
+          if ((del.rowCount ?? 0) === 0) {
+            if (u.kind === 'blob') keptUnits.push(b);
+            continue;
+          }
           await c.query('DELETE FROM repo_links WHERE digest = $1', [b]);
           removed.push(b);
         }
       }
       return removed;
     });
+    for (const u of keptUnits) kept?.(u);
+    return removed;
   }
 
   async namesOf(digests: string[]): Promise<DigestNames[]> {

@@ -499,15 +499,19 @@ export class SqliteMetadataStore implements MetadataStore {
     return unit;
   }
 
-  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean): Promise<string[]> {
+  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]> {
     this.notWhileQueued('evict');
+    const keptImages: string[] = [];
     this.write(() => {
       for (const u of units) {
         // Parents first: deleting a manifest's refs is what makes its children top-level.
         for (const m of u.manifests) {
           // A pull of the image written since it was planned keeps it (and so its children and blobs).
           const del = m === u.digest ? this.s.delTopIfNotPulled.run(m, u.recency) : this.s.delManifestIfTop.run(m);
-          if (del.changes === 0) continue;
+          if (del.changes === 0) {
+            if (m === u.digest) keptImages.push(m);
+            continue;
+          }
           this.s.delRefs.run(m);
           this.s.delTags.run(m);
           this.s.delLinks.run(m);
@@ -537,6 +541,11 @@ export class SqliteMetadataStore implements MetadataStore {
           removed.push(b);
         }
       });
+    }
+    if (kept) {
+      for (const m of keptImages) kept(m);
+      const gone = new Set(removed);
+      for (const b of looseAt.keys()) if (!gone.has(b)) kept(b);
     }
     return removed;
   }
