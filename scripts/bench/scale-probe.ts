@@ -62,7 +62,8 @@ try {
   // Blob files hard-linked (a run only unlinks them), the index copied: a run costs no 1.5 GB copy.
   mkdirSync(dataDir);
   spawnSync('cp', ['-al', join(seedDir, 'data', 'blobs'), join(dataDir, 'blobs')], { stdio: 'inherit' });
-  spawnSync('cp', ['-a', join(seedDir, 'data', 'index.db'), join(seedDir, 'data', 'tmp'), dataDir], { stdio: 'inherit' });
+  const rest = readdirSync(join(seedDir, 'data')).filter((e) => e !== 'blobs').map((e) => join(seedDir, 'data', e));
+  spawnSync('cp', ['-a', ...rest, dataDir], { stdio: 'inherit' });
   // What the machine still has to write back is not regcache's to wait for (--no-sync: measure it anyway).
   if (!flags.has('no-sync')) spawnSync('sync');
   const upstream = await startUpstream();
