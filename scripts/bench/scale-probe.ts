@@ -11,6 +11,7 @@
  *     [--warmup-fills 10] cold fills (crossing the cap) and warm GETs before the probe starts (lib/scale-warmup.ts)
  *     [--hold-ms 500]     how long the probe goes on after the fills (--fills 0 --hold-ms 5000: the probe against an idle store)
  *     [--no-sync]         do not `sync` after preparing the run's data directory (dirty pages written back during the run)
+ *     [--max-size-factor F] retention.maxSize = F × the seeded store (2: the fills never cross it, no eviction: the floor)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -76,7 +77,7 @@ try {
   const t0 = performance.now();
   const sys = await startRegcacheSystem(upstream, {
     logLevel: 'info', startTimeoutMs: 600_000, stopTimeoutMs: 300_000, nodeArgs,
-    noForwarder: true, config: { dataDir, retention: { maxSize: store.blobBytes + store.manifestBytes, interval: 0 } },
+    noForwarder: true, config: { dataDir, retention: { maxSize: Math.round((store.blobBytes + store.manifestBytes) * Number(values.get('max-size-factor') ?? 1)), interval: 0 } },
   });
   log(`regcache started in ${((performance.now() - t0) / 1000).toFixed(1)} s; log ${sys.logFile}`);
   const agent = newAgent();

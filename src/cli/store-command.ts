@@ -25,7 +25,7 @@ export async function openStore(args: ParsedArgs, io: CliIo, lockFor?: string): 
   const { config } = loadCommandConfig(args.flags, io.env);
   const lock: DataDirLock | undefined = lockFor === undefined ? undefined : acquireDataDirLock(config.dataDir, lockFor, process.pid);
   const blobs = new FsBlobStore(config.dataDir);
-  // A short command: SQLite's own checkpoints, no worker thread (sqlite/checkpointer.ts is for serve).
+  // A short command: SQLite's own checkpoints, no worker thread (sqlite/index-worker.ts is for serve).
   const meta = new SqliteMetadataStore(blobs.layout.indexFile, { checkpointMs: 0 });
   try {
     await meta.init();

@@ -1,5 +1,5 @@
 /**
- * WAL checkpoints run on a worker thread (src/store/sqlite/checkpointer.ts), not inside a
+ * WAL checkpoints run on a worker thread (src/store/sqlite/index-worker.ts), not inside a
  * commit on the event loop: the commits themselves never copy the WAL into index.db.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';

@@ -1,5 +1,6 @@
-/** The index write queue (store/sqlite/write-queue.ts): order, lock vs other errors, bound. */
+/** The index write queue (store/sqlite/write-queue.ts): order, lock vs other errors, bound; with the write gate (write-gate.ts). */
 import { describe, expect, it } from 'vitest';
+import { HOLDER, WANT, WORKER, WriteGate } from '../../src/store/sqlite/write-gate.js';
 import { WriteQueue } from '../../src/store/sqlite/write-queue.js';
 
 function fakeDb() {
@@ -54,6 +55,53 @@ describe('WriteQueue', () => {
     q.submit(write('1'));
     q.submit(write('2'));
     expect(() => q.submit(write('3'))).toThrow(/already wait/);
+    void q.close(0);
+  });
+
+  it('a write that finds the gate held by the index worker waits in memory, is not "blocked", and lands when the worker leaves', () => {
+    const { db, write } = fakeDb();
+    let q!: WriteQueue;
+    const gate = new WriteGate(() => q.kick());
+    q = new WriteQueue({ retryMs: 60_000, gate });
+    const word = new Int32Array(gate.buffer);
+    // The worker is in a transaction.
+    Atomics.store(word, HOLDER, WORKER);
+    expect(gate.heldByWorker).toBe(true);
+    expect(q.submit(write('a'))).toBe('queued');
+    expect(q.submit(write('b'))).toBe('queued');
+    expect(db.rows).toEqual([]);
+    // Not another process's lock: the store stays healthy, status shows nothing blocked.
+    expect(q.blocked).toBe(false);
+    expect(q.blockedSince).toBeUndefined();
+    // The main thread said it waits: the worker will not enter again before it has written.
+    expect(Atomics.load(word, WANT)).toBe(1);
+    // The worker leaves and, seeing WANT, says so: the writes land at once, in order.
+    Atomics.store(word, HOLDER, 0);
+    gate.released();
+    expect(db.rows).toEqual(['a', 'b']);
+    expect(q.size).toBe(0);
+    expect(Atomics.load(word, WANT)).toBe(0);
+    expect(Atomics.load(word, HOLDER)).toBe(0);
+    void q.close(0);
+  });
+
+  it('a lock held by another process behind the gate is "blocked" as before; the gate is never left held', () => {
+    const { db, write } = fakeDb();
+    const gate = new WriteGate();
+    const q = new WriteQueue({ retryMs: 60_000, gate });
+    db.locked = true;
+    expect(q.submit(write('a'))).toBe('queued');
+    expect(q.blocked).toBe(true);
+    expect(q.blockedSince).toBeTypeOf('number');
+    expect(gate.tryEnter()).toBe(true);
+    gate.leave();
+    expect(q.drain()).toBe(false);
+    expect(gate.tryEnter()).toBe(true);
+    gate.leave();
+    db.locked = false;
+    expect(q.drain()).toBe(true);
+    expect(db.rows).toEqual(['a']);
+    expect(q.blocked).toBe(false);
     void q.close(0);
   });
 });

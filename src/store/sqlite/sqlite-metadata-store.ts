@@ -16,9 +16,11 @@ import type {
   DigestNames, EvictionUnit, HostedManifest, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
-import { Checkpointer } from './checkpointer.js';
 import { digestId, digestKey, digestText } from './digest-sql.js';
+import { indexOps, OPS_SQL, type IndexOps, type RemovedBlob } from './index-ops.js';
+import { IndexWorker } from './index-worker.js';
 import { MIGRATIONS } from './schema.js';
+import { WriteGate } from './write-gate.js';
 import { WriteQueue, isLocked, type QueuedWrite } from './write-queue.js';
 
 type Stmt = Database.Statement;
@@ -52,6 +54,13 @@ interface Overlay {
  * 1.2 ms on an idle one), and the warm-hit p99 went from 21-25 ms to 14-16 ms with this.
  */
 const BLOB_ROWS_PER_WRITE = 4;
+/**
+ * How long the worker's connection waits for a lock another process holds (its thread, not
+ * the event loop, waits; main-thread writes meanwhile wait in memory, so it is kept short).
+ */
+const WORKER_BUSY_TIMEOUT_MS = 1000;
+/** The same on the index worker: its transactions cost the event loop nothing; a main-thread write waits for one at most. */
+const BLOB_ROWS_PER_WORKER_WRITE = 16;
 
 /**
  * Pull times written per transaction by flush(). Each costs ~50-80 µs at 300k blobs (three
@@ -82,10 +91,6 @@ const STATEMENTS = {
             ON CONFLICT(digest) DO UPDATE SET last_pulled_at = excluded.last_pulled_at`,
   listBlobs: 'SELECT digest, size FROM blobs',
   delBlob: 'DELETE FROM blobs WHERE digest = ?',
-  delBlobIfLoose: 'DELETE FROM blobs WHERE digest = ? AND refs = 0',
-  // An evicted unit's top-level manifest, or a loose blob unit, only while no pull newer than the one it was planned with has been written.
-  delLooseBlobIfNotPulled: 'DELETE FROM blobs WHERE digest = ? AND refs = 0 AND last_pulled_at <= ?',
-  delTopIfNotPulled: 'DELETE FROM manifests WHERE digest = ? AND parents = 0 AND last_pulled_at <= ?',
   getTag: 'SELECT digest, validated_at AS validatedAt FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
   putTag: `INSERT INTO tags (upstream, repo, tag, digest, validated_at) VALUES (?, ?, ?, ?, ?)
            ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, validated_at = excluded.validated_at`,
@@ -115,38 +120,13 @@ const STATEMENTS = {
                    FROM tags t LEFT JOIN manifests m ON m.digest = t.digest LEFT JOIN digest_ids td ON td.digest = ${digestKey('t.digest')}
                    WHERE t.upstream = ? AND t.repo = ? AND t.tag > ? ORDER BY t.tag LIMIT ?`,
   delTag: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
-  touchBlob: 'UPDATE blobs SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
-  touchManifest: 'UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
-  touchParents: `UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?)
-                 WHERE digest IN (SELECT ${digestText('p.digest')} FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
-                                  WHERE r.child_id = ${digestId('?')} AND r.kind = ${MANIFEST})`,
   totals: 'SELECT blobs, blob_bytes AS blobBytes, manifests, manifest_bytes AS manifestBytes FROM totals WHERE id = 1',
-  topManifests: `SELECT digest, last_pulled_at AS recency FROM manifests INDEXED BY manifests_top
-                 WHERE parents = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
-                   AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = manifests.digest)
-                 ORDER BY last_pulled_at, digest LIMIT ?`,
-  looseBlobs: `SELECT digest, last_pulled_at AS recency, size FROM blobs INDEXED BY blobs_loose
-               WHERE refs = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
-                 AND NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = blobs.digest)
-               ORDER BY last_pulled_at, digest LIMIT ?`,
-  children: `SELECT m.digest, m.size AS size, m.last_pulled_at AS recency FROM manifest_refs r JOIN digest_ids c ON c.id = r.child_id
-             JOIN manifests m ON m.digest = ${digestText('c.digest')} WHERE r.manifest_id = ${digestId('?')} AND r.kind = ${MANIFEST}`,
-  parentsOf: `SELECT ${digestText('p.digest')} AS manifest FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
-              WHERE r.child_id = ${digestId('?')} AND r.kind = ${MANIFEST}`,
-  blobRefs: `SELECT b.digest AS digest, b.size AS size, b.refs AS refs,
-               EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = b.digest) AS hosted
-             FROM manifest_refs r JOIN digest_ids c ON c.id = r.child_id
-             JOIN blobs b ON b.digest = ${digestText('c.digest')} WHERE r.manifest_id = ${digestId('?')} AND r.kind = ${BLOB}`,
-  referencedBy: `SELECT ${digestText('p.digest')} AS manifest FROM manifest_refs r JOIN digest_ids p ON p.id = r.manifest_id
-                 WHERE r.child_id = ${digestId('?')}`,
-  manifestSize: 'SELECT size, parents FROM manifests WHERE digest = ?',
-  delManifestIfTop: 'DELETE FROM manifests WHERE digest = ? AND parents = 0',
-  delRefs: `DELETE FROM manifest_refs WHERE manifest_id = ${digestId('?')}`,
-  delTags: 'DELETE FROM tags WHERE digest = ?',
-  delLinks: 'DELETE FROM repo_links WHERE digest = ?',
+  delRefs: OPS_SQL.delRefs,
+  delTags: OPS_SQL.delTags,
+  delLinks: OPS_SQL.delLinks,
+  restoreBlob: 'INSERT INTO blobs (digest, size, created_at, last_pulled_at) VALUES (?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING',
   tagsOf: `SELECT upstream || '/' || repo || ':' || tag AS name FROM tags WHERE digest = ? ORDER BY name`,
   reposOf: `SELECT upstream || '/' || repo AS name FROM repo_links WHERE digest = ? ORDER BY name`,
-  isHosted: "SELECT 1 FROM repo_links WHERE upstream = 'hosted' AND digest = ?",
   unlink: 'DELETE FROM repo_links WHERE upstream = ? AND repo = ? AND digest = ?',
   delRepoTagsOf: 'DELETE FROM tags WHERE upstream = ? AND repo = ? AND digest = ?',
   hostedManifests: `SELECT m.digest, m.size, m.created_at AS pushedAt, m.last_pulled_at AS pulledAt, m.subject FROM repo_links l
@@ -177,13 +157,19 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly flushing = new Map<string, number>();
   private flushRun: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
-  private checkpointer: Checkpointer | undefined;
+  /** The index worker (index-worker.ts): checkpoints, eviction and pull-time writes off the event loop. */
+  private worker: IndexWorker | undefined;
+  /** The same operations on this connection, when there is no worker. */
+  private local!: IndexOps;
+  private readonly gate: WriteGate;
   private current: StoreTotals = { blobs: 0, blobBytes: 0, manifests: 0, manifestBytes: 0 };
   private readonly overlay: Overlay = { manifests: new Map(), blobs: new Map(), tags: new Map(), links: new Set(), state: new Map() };
   private readonly writes: WriteQueue;
 
   constructor(private readonly file: string, private readonly opts: SqliteOptions = {}) {
+    this.gate = new WriteGate(() => this.writes.kick());
     this.writes = new WriteQueue({
+      gate: this.gate,
       onDropped: (what, err) => this.opts.onError?.(new Error(`index write dropped (${what}): ${err.message}`)),
       onDrained: () => {
         const o = this.overlay;
@@ -202,9 +188,14 @@ export class SqliteMetadataStore implements MetadataStore {
     if (this.writes.submit(w) === 'queued') remember(this.overlay);
   }
 
-  /** Writes waiting for a lock held elsewhere (status, tests). */
+  /** Writes waiting for a lock held elsewhere, or for the index worker's transaction (status, tests). */
   get queuedWrites(): number {
     return this.writes.size;
+  }
+
+  /** Whether eviction and pull-time writes run on the index worker now (not on the event loop). */
+  get offloaded(): boolean {
+    return this.worker?.alive === true;
   }
 
   async init(): Promise<void> {
@@ -233,14 +224,20 @@ export class SqliteMetadataStore implements MetadataStore {
     // From now on a lock held elsewhere is answered at once (SQLITE_BUSY), never waited for
     // on the event loop: writes queue (write-queue.ts), reads in WAL mode are not blocked.
     db.pragma('busy_timeout = 0');
+    this.local = indexOps(db, OPS_SQL, oldestFirst);
     if (this.file !== ':memory:' && this.opts.checkpointMs !== 0) {
-      // Checkpoints on a worker thread, not inside a commit on the event loop (checkpointer.ts).
+      // Checkpoints, eviction and pull-time writes on a worker thread (index-worker.ts).
       db.pragma('wal_autocheckpoint = 0');
-      this.checkpointer = new Checkpointer(this.file, this.opts.checkpointMs ?? 1000, (err) => {
-        this.opts.onError?.(err);
-        if (this.db?.open) this.db.pragma('wal_autocheckpoint = 1000');
+      const worker = new IndexWorker(this.file, {
+        checkpointMs: this.opts.checkpointMs ?? 1000, busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, gate: this.gate,
+        onFailure: (err) => {
+          this.opts.onError?.(err);
+          // The WAL is checkpointed by the commits again (the work itself goes on here when the worker is gone).
+          if (this.db?.open) this.db.pragma('wal_autocheckpoint = 1000');
+        },
       });
-      this.checkpointer.start();
+      worker.start();
+      this.worker = worker;
     }
     this.flushTimer = setInterval(() => void this.flush(), this.opts.touchFlushMs ?? 1000);
     this.flushTimer.unref();
@@ -329,9 +326,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async dropBlobs(digests: string[]): Promise<void> {
     if (digests.length === 0) return;
     this.notWhileQueued('drop blob rows');
-    this.write(() => {
+    await this.gated(() => this.write(() => {
       for (const d of digests) this.s.delBlob.run(d);
-    });
+    }));
   }
 
   async getTag(repo: RepoRef, tag: string): Promise<TagRecord | undefined> {
@@ -348,14 +345,14 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteTag(repo: RepoRef, tag: string): Promise<boolean> {
-    return this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0;
+    return this.gated(() => this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0);
   }
 
   async unlink(repo: RepoRef, digest: string): Promise<boolean> {
-    return this.write(() => {
+    return this.gated(() => this.write(() => {
       this.s.delRepoTagsOf.run(repo.upstream, repo.repo, digest);
       return this.s.unlink.run(repo.upstream, repo.repo, digest).changes > 0;
-    });
+    }));
   }
 
   async link(repo: RepoRef, digest: string): Promise<void> {
@@ -411,18 +408,14 @@ export class SqliteMetadataStore implements MetadataStore {
     this.pendingTouches.clear();
     for (const [digest, at] of all) this.flushing.set(digest, at);
     try {
-      // In transactions of TOUCH_BATCH, with a turn of the event loop between them: a busy
-      // mirror's second of pulls never becomes one long write on the event loop.
+      // In transactions of TOUCH_BATCH: on the worker, a main-thread write waits for one at most;
+      // here, a turn of the event loop between them, so a busy mirror's second of pulls never
+      // becomes one long write on the event loop.
       for (let i = 0; i < all.length; i += TOUCH_BATCH) {
-        if (i > 0) await new Promise((r) => setImmediate(r));
+        if (i > 0 && !this.worker?.alive) await new Promise((r) => setImmediate(r));
         const batch = all.slice(i, i + TOUCH_BATCH);
         try {
-          this.conn.transaction(() => {
-            for (const [digest, at] of batch) {
-              this.s.touchBlob.run(at, digest);
-              if (this.s.touchManifest.run(at, digest).changes > 0) this.s.touchParents.run(at, digest);
-            }
-          })();
+          await this.run('writeTouches', batch);
         } catch (err) {
           for (const [digest, at] of all.slice(i)) if (!this.pendingTouches.has(digest)) this.pendingTouches.set(digest, at);
           if (!isLocked(err)) this.opts.onError?.(err as Error);
@@ -431,6 +424,31 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     } finally {
       for (const [digest, at] of all) if (this.flushing.get(digest) === at) this.flushing.delete(digest);
+    }
+  }
+
+  /** Runs an index operation on the worker, or here (behind the write gate) when there is none. */
+  private async run<K extends keyof IndexOps>(op: K, ...args: Parameters<IndexOps[K]>): Promise<ReturnType<IndexOps[K]>> {
+    if (this.worker?.alive) {
+      // Writes this thread made before (waiting for the gate) are in the index before the worker reads or writes it.
+      while (this.writes.size > 0 && !this.writes.blocked) await Promise.race([this.writes.idle(), this.gate.freed()]);
+      if (this.worker?.alive) return this.worker.call(op, ...args);
+    }
+    if (!this.db?.open) throw new Error('metadata store is closed');
+    const fn = this.local[op] as (...a: Parameters<IndexOps[K]>) => ReturnType<IndexOps[K]>;
+    return op === 'candidates' ? fn(...args) : this.gated(() => fn(...args));
+  }
+
+  /**
+   * Runs a write on this connection once the gate is this thread's: at once, unless the
+   * worker is in a transaction (then after it, waiting without blocking the event loop).
+   */
+  private async gated<T>(fn: () => T): Promise<T> {
+    while (!this.gate.tryEnter()) await this.gate.freed();
+    try {
+      return fn();
+    } finally {
+      this.gate.leave();
     }
   }
 
@@ -443,104 +461,35 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async evictionCandidates(opts: { before: number; limit: number; after?: { recency: number; digest: string } }): Promise<EvictionUnit[]> {
-    const after = opts.after ?? { recency: -1, digest: '' };
-    const tops = this.s.topManifests.all(opts.before, after.recency, after.digest, opts.limit) as Array<{ digest: string; recency: number }>;
-    const loose = this.s.looseBlobs.all(opts.before, after.recency, after.digest, opts.limit) as Array<{ digest: string; recency: number; size: number }>;
-    const merged = oldestFirst(tops, loose, opts.limit);
-    // Units in this batch are planned as if removed in order: a child or blob shared by
-    // two of them goes with the second.
-    const gone = new Set<string>();
-    const units: EvictionUnit[] = [];
-    for (const c of merged) {
-      if (c.kind === 'blob') {
-        units.push({ kind: 'blob', digest: c.digest, recency: c.recency, manifests: [], blobs: [c.digest], bytes: c.size });
-        continue;
-      }
-      units.push(this.planImage(c.digest, c.recency, gone));
-    }
-    return units;
-  }
-
-  /** The manifests and blobs that go with a top-level manifest, given what already goes. */
-  private planImage(digest: string, recency: number, gone: Set<string>): EvictionUnit {
-    const unit: EvictionUnit = { kind: 'image', digest, recency, manifests: [], blobs: [], bytes: 0 };
-    // Read until the first manifest that stays: a layer shared by many images costs one row.
-    const allGone = (users: Stmt, d: string): boolean => {
-      for (const u of users.iterate(d) as IterableIterator<{ manifest: string }>) if (!gone.has(u.manifest)) return false;
-      return true;
-    };
-    const stack = [digest];
-    const seen = new Set<string>();
-    while (stack.length) {
-      const m = stack.pop()!;
-      if (seen.has(m)) continue;
-      seen.add(m);
-      if (m !== digest && !allGone(this.s.parentsOf, m)) continue;
-      // Hosted content is never a cache retention unit, nor part of one.
-      if (m !== digest && this.s.isHosted.get(m) !== undefined) continue;
-      const row = this.s.manifestSize.get(m) as { size: number } | undefined;
-      if (!row) continue;
-      gone.add(m);
-      unit.manifests.push(m);
-      unit.bytes += row.size;
-      for (const c of this.s.children.all(m) as Array<{ digest: string }>) stack.push(c.digest);
-    }
-    for (const m of unit.manifests) {
-      // Each blob row carries its reference count and whether it is hosted, so a layer only
-      // this image uses (refs = 1: the reference is m's) costs no further statement.
-      for (const b of this.s.blobRefs.all(m) as Array<{ digest: string; size: number; refs: number; hosted: number }>) {
-        if (b.hosted || gone.has(b.digest)) continue;
-        if (b.refs > 1 && !allGone(this.s.referencedBy, b.digest)) continue;
-        gone.add(b.digest);
-        unit.blobs.push(b.digest);
-        unit.bytes += b.size;
-      }
-    }
-    return unit;
+    return this.run('candidates', opts.before, opts.limit, opts.after);
   }
 
   async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]> {
     this.notWhileQueued('evict');
-    const keptImages: string[] = [];
-    this.write(() => {
-      for (const u of units) {
-        // Parents first: deleting a manifest's refs is what makes its children top-level.
-        for (const m of u.manifests) {
-          // A pull of the image written since it was planned keeps it (and so its children and blobs).
-          const del = m === u.digest ? this.s.delTopIfNotPulled.run(m, u.recency) : this.s.delManifestIfTop.run(m);
-          if (del.changes === 0) {
-            if (m === u.digest) keptImages.push(m);
-            continue;
-          }
-          this.s.delRefs.run(m);
-          this.s.delTags.run(m);
-          this.s.delLinks.run(m);
-        }
-      }
-    });
+    const keptImages = await this.run('removeImages', units);
+    this.refreshTotals();
     // The images are gone; their blobs are now loose rows (refs = 0), a state the store
-    // knows anyway (a blob pulled without a manifest). They go a few per transaction with a
-    // turn of the event loop between, so a request waits for at most one small commit.
+    // knows anyway (a blob pulled without a manifest). They go a few per transaction: here
+    // with a turn of the event loop between, so a request waits for at most one small commit.
     const blobs = units.flatMap((u) => u.blobs);
     const looseAt = new Map(units.filter((u) => u.kind === 'blob').map((u) => [u.digest, u.recency]));
     const removed: string[] = [];
-    for (let i = 0; i < blobs.length; i += BLOB_ROWS_PER_WRITE) {
+    const per = this.worker?.alive ? BLOB_ROWS_PER_WORKER_WRITE : BLOB_ROWS_PER_WRITE;
+    for (let i = 0; i < blobs.length; i += per) {
       if (i > 0) {
-        await new Promise((r) => setImmediate(r));
+        if (!this.worker?.alive) await new Promise((r) => setImmediate(r));
         // Closed meanwhile (shutdown) or locked by another process: the rest stay loose rows for the next sweep.
         if (!this.db?.open || this.writes.blocked) break;
       }
-      this.write(() => {
-        for (const b of blobs.slice(i, i + BLOB_ROWS_PER_WRITE)) {
-          // Asked again for each write: a blob served or fetched since the last one stays.
-          if (keep(b)) continue;
-          // A manifest committed meanwhile may reference it again (refs > 0): then it stays.
-          const at = looseAt.get(b);
-          if ((at === undefined ? this.s.delBlobIfLoose.run(b) : this.s.delLooseBlobIfNotPulled.run(b, at)).changes === 0) continue;
-          this.s.delLinks.run(b);
-          removed.push(b);
-        }
-      });
+      const chunk = blobs.slice(i, i + per);
+      // Asked again for each write: a blob served or fetched since the last one stays.
+      const rows = await this.run('removeBlobs', chunk, chunk.filter((b) => looseAt.has(b)).map((b) => [b, looseAt.get(b)!]), chunk.filter(keep));
+      this.refreshTotals();
+      // Pinned after it was asked (on the worker, the rows went a moment later): a pull that
+      // read the row before is serving it. The row is put back, and the sweep keeps the file.
+      const back = rows.filter((r) => keep(r.digest));
+      if (back.length) await this.restoreBlobs(back);
+      for (const r of rows) if (!back.includes(r)) removed.push(r.digest);
     }
     if (kept) {
       for (const m of keptImages) kept(m);
@@ -548,6 +497,13 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const b of looseAt.keys()) if (!gone.has(b)) kept(b);
     }
     return removed;
+  }
+
+  /** Puts back blob rows an eviction removed while they were being served (as loose rows: their references are recounted by the insert). */
+  private async restoreBlobs(rows: RemovedBlob[]): Promise<void> {
+    await this.gated(() => this.write(() => {
+      for (const r of rows) this.s.restoreBlob.run(r.digest, r.size, r.recency, r.recency);
+    }));
   }
 
   async hostedManifests(repo: string): Promise<HostedManifest[]> {
@@ -582,7 +538,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async removeGarbage(blobs: string[], manifests: string[], before: number, keep: (digest: string) => boolean): Promise<{ blobs: string[]; manifests: string[] }> {
     const out = { blobs: [] as string[], manifests: [] as string[] };
-    this.write(() => {
+    await this.gated(() => this.write(() => {
       for (const m of manifests) {
         if (this.s.delGarbageManifest.run(m).changes === 0) continue;
         this.s.delRefs.run(m);
@@ -594,7 +550,7 @@ export class SqliteMetadataStore implements MetadataStore {
         this.s.delLinks.run(b);
         out.blobs.push(b);
       }
-    });
+    }));
     return out;
   }
 
@@ -631,12 +587,16 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   healthy(): boolean {
     if (this.db?.open !== true || this.writes.blocked) return false;
+    // The worker is in a transaction: the lock is this process's own.
+    if (!this.gate.tryEnter(false)) return true;
     try {
       this.db.exec('BEGIN IMMEDIATE');
       this.db.exec('ROLLBACK');
       return true;
     } catch {
       return false;
+    } finally {
+      this.gate.leave();
     }
   }
 
@@ -652,8 +612,10 @@ export class SqliteMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = undefined;
-    await this.checkpointer?.stop();
-    this.checkpointer = undefined;
+    // The worker finishes what it was given (a flush in progress), then stops; what is left is written here.
+    while (this.flushRun) await this.flushRun;
+    await this.worker?.stop();
+    this.worker = undefined;
     if (!this.db?.open) return;
     const lost = await this.writes.close(this.opts.closeDrainMs ?? 10_000);
     if (lost.length) this.opts.onError?.(new Error(`index locked at shutdown: ${lost.length} writes not recorded (${lost.slice(0, 3).map((w) => w.what).join(', ')})`));

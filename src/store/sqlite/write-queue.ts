@@ -9,6 +9,11 @@
  * can undo what it did (blob-cache.ts removes the blob file); a queued write that later
  * fails that way is reported and dropped (recovery adopts an unindexed blob at the next
  * start).
+ *
+ * The same queue holds a write that found the write gate (write-gate.ts) held by the
+ * store's own index worker: it waits in memory the same way, is applied as soon as the
+ * worker leaves (`kick()`), and does not count as `blocked` (no other process holds the
+ * index; the store stays healthy).
  */
 
 export interface QueuedWrite {
@@ -32,7 +37,12 @@ export interface WriteQueueOptions {
   onDrained?: () => void;
   /** Most writes held (default 10,000); beyond, a write fails like a full disk: not kept. */
   maxQueued?: number;
+  /** Taken around every write (the index worker's write gate); tryEnter() false: try again on kick(). */
+  gate?: { tryEnter(): boolean; leave(): void };
 }
+
+/** While writes wait only for the store's own worker: how soon to try again if no kick() comes. */
+const GATE_RETRY_MS = 20;
 
 export class WriteQueue {
   private readonly queue: QueuedWrite[] = [];
@@ -41,6 +51,8 @@ export class WriteQueue {
   /** When the oldest queued write was queued (ms since epoch), for status. */
   private since: number | undefined;
   private waiters: Array<() => void> = [];
+  /** The last try met a lock held by another process (not the gate). */
+  private elsewhere = false;
 
   constructor(private readonly opts: WriteQueueOptions = {}) {
     this.delay = opts.retryMs ?? 100;
@@ -50,9 +62,9 @@ export class WriteQueue {
     return this.queue.length;
   }
 
-  /** True while writes wait for a lock held elsewhere. */
+  /** True while writes wait for a lock held by another process. */
   get blocked(): boolean {
-    return this.queue.length > 0;
+    return this.queue.length > 0 && this.elsewhere;
   }
 
   get blockedSince(): number | undefined {
@@ -66,12 +78,17 @@ export class WriteQueue {
    */
   submit(w: QueuedWrite): 'written' | 'queued' {
     if (this.queue.length === 0) {
-      try {
-        w.apply();
-        return 'written';
-      } catch (err) {
-        if (!isLocked(err)) throw err;
-        this.since = Date.now();
+      const gate = this.opts.gate;
+      if (!gate || gate.tryEnter()) {
+        try {
+          w.apply();
+          return 'written';
+        } catch (err) {
+          if (!isLocked(err)) throw err;
+          this.lockedElsewhere();
+        } finally {
+          gate?.leave();
+        }
       }
     }
     if (this.queue.length >= (this.opts.maxQueued ?? 10_000)) {
@@ -82,25 +99,48 @@ export class WriteQueue {
     return 'queued';
   }
 
+  private lockedElsewhere(): void {
+    if (!this.elsewhere) this.since = Date.now();
+    this.elsewhere = true;
+  }
+
   /** Tries the queued writes now; returns true when the queue is empty. */
   drain(): boolean {
-    while (this.queue.length > 0) {
-      const w = this.queue[0]!;
-      try {
-        w.apply();
-      } catch (err) {
-        if (isLocked(err)) return false;
-        this.opts.onDropped?.(w.what, err as Error);
+    const gate = this.queue.length > 0 ? this.opts.gate : undefined;
+    if (gate && !gate.tryEnter()) return false;
+    try {
+      while (this.queue.length > 0) {
+        const w = this.queue[0]!;
+        try {
+          w.apply();
+        } catch (err) {
+          if (isLocked(err)) {
+            this.lockedElsewhere();
+            return false;
+          }
+          this.opts.onDropped?.(w.what, err as Error);
+        }
+        this.queue.shift();
       }
-      this.queue.shift();
+    } finally {
+      gate?.leave();
     }
     this.since = undefined;
+    this.elsewhere = false;
     this.delay = this.opts.retryMs ?? 100;
     this.opts.onDrained?.();
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w();
     return true;
+  }
+
+  /** The gate is free again (the worker left it): queued writes are tried now. */
+  kick(): void {
+    if (this.queue.length === 0 || this.elsewhere) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.drain()) this.schedule();
   }
 
   /** Resolves when the queue is empty (at once when it is). */
@@ -114,10 +154,10 @@ export class WriteQueue {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!this.drain()) {
-        this.delay = Math.min(this.delay * 2, this.opts.maxRetryMs ?? 1000);
+        if (this.elsewhere) this.delay = Math.min(this.delay * 2, this.opts.maxRetryMs ?? 1000);
         this.schedule();
       }
-    }, this.delay);
+    }, this.elsewhere ? this.delay : Math.min(this.delay, GATE_RETRY_MS));
   }
 
   /**
