@@ -117,6 +117,7 @@ export class App {
     this.retention = new RetentionService(config, {
       blobs: replicas?.deletes ?? this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
+      watchPins: () => this.pins.watch(),
       isHeld: (d) => this.sync.holds(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
     }, this.log, {

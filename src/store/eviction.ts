@@ -10,7 +10,7 @@
  */
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from './blob-store.js';
-import type { EvictionUnit, MetadataStore } from './metadata-store.js';
+import type { EvictionUnit, MetadataStore, PinWatch } from './metadata-store.js';
 
 export interface RetentionPolicy {
   maxAge?: number | undefined;
@@ -76,6 +76,8 @@ export interface EvictionDeps {
   blobs: Pick<BlobStore, 'delete'>;
   meta: MetadataStore;
   isPinned(digest: string): boolean;
+  /** Pins seen from a moment on (Pins.watch()), so a store that removes rows on another thread can keep what was pinned meanwhile. */
+  watchPins?(): PinWatch;
   /** Images (top-level manifest digests) a sync job holds: never evicted while held. */
   isHeld?(digest: string): boolean;
   /** Called with the manifests whose rows were removed (memory caches drop them). */
@@ -179,7 +181,7 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
       if (!opts.dryRun) {
         t0 = performance.now();
         const stayed = new Set<string>();
-        const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b), (u) => stayed.add(u));
+        const removed = await d.meta.removeUnits(take, (b) => d.isPinned(b), (u) => stayed.add(u), d.watchPins && (() => d.watchPins!()));
         if (stayed.size) went = evicted.filter((u) => !stayed.has(u.digest));
         cost = Math.max(cost, performance.now() - t0);
         spent += performance.now() - t0;

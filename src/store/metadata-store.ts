@@ -76,6 +76,13 @@ export interface StoreTotals {
 }
 
 /** A retention unit: a top-level manifest with its index children, or a loose blob. */
+/** Pins seen since a moment (Pins.watch()). */
+export interface PinWatch {
+  /** Pinned now, or at any moment since the watch began. */
+  pinned(digest: string): boolean;
+  end(): void;
+}
+
 export interface EvictionUnit {
   kind: 'image' | 'blob';
   digest: string;
@@ -198,9 +205,12 @@ export interface MetadataStore {
    * it was planned (a last pull time later than the unit's `recency`) stays, with all it holds.
    * Interrupted between the two, the blobs are loose rows a later sweep removes. `kept` is told
    * the digest of each unit that stayed (its top-level manifest or loose blob was not removed,
-   * for whatever reason), so a sweep reports only what went.
+   * for whatever reason), so a sweep reports only what went. A store that removes blob rows
+   * away from the caller's thread (SQLite's index worker) asks `keep` when it sends them and,
+   * with `watchPins`, puts back (row and repository links) each blob pinned at any moment
+   * until they were gone: a pull or push that read the row in between goes on with it.
    */
-  removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]>;
+  removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void, watchPins?: () => PinWatch): Promise<string[]>;
   /** The manifests linked to hosted repository `repo`, with their tags and in-repository parents. */
   hostedManifests(repo: string): Promise<HostedManifest[]>;
   /**

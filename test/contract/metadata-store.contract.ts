@@ -374,6 +374,66 @@ export function runMetadataStoreContract(name: string, make: () => Promise<Metad
       expect(await s.getManifest(img.digest)).toBeUndefined();
     });
 
+    it('removeUnits puts back, with its links, a blob pinned at any moment while its rows were removed (pins watched); it is not reported', async () => {
+      const s = await fresh();
+      const served = fakeDigest('watched-served');
+      const plain = fakeDigest('watched-plain');
+      const loose = fakeDigest('watched-loose');
+      await s.putBlob(served, 100, repo, 1);
+      await s.putBlob(served, 100, other, 1);
+      await s.putBlob(plain, 70, repo, 1);
+      await s.putBlob(loose, 30, other, 1);
+      const img = manifest('watched-image', 10);
+      await s.putManifest(img, { blobs: [served, plain], manifests: [] }, repo, 2);
+      const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      expect(units.map((u) => u.digest).sort()).toEqual([img.digest, loose].sort());
+      // keep() says no whenever asked; the watch saw `served` and `loose` pinned (and released) meanwhile.
+      let ended = 0;
+      const watchPins = () => ({ pinned: (d: string) => d === served || d === loose, end: () => { ended++; } });
+      const kept: string[] = [];
+      const removed = await s.removeUnits(units, () => false, (u) => kept.push(u), watchPins);
+      expect(removed).toEqual([plain]);
+      expect(kept).toEqual([loose]);
+      expect(ended).toBeGreaterThan(0);
+      expect(await s.blobSize(served)).toBe(100);
+      expect(await s.isLinked(repo, served)).toBe(true);
+      expect(await s.isLinked(other, served)).toBe(true);
+      expect(await s.isLinked(other, loose)).toBe(true);
+      expect(await s.blobSize(plain)).toBeUndefined();
+      expect(await s.getManifest(img.digest)).toBeUndefined();
+      expect(s.totals()).toMatchObject({ blobs: 2, blobBytes: 130, manifests: 0 });
+      // Back as loose rows: a later sweep may take them.
+      const again = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      expect(again.map((u) => [u.kind, u.digest]).sort()).toEqual([['blob', loose], ['blob', served]].sort());
+    });
+
+    it('removeUnits never removes what a hosted repository linked after the unit was planned (a pushed child manifest, a mounted layer)', async () => {
+      const s = await fresh();
+      const layer = fakeDigest('later-hosted-layer');
+      const mounted = fakeDigest('later-hosted-mounted');
+      await s.putBlob(layer, 100, repo, 1);
+      await s.putBlob(mounted, 40, repo, 1);
+      const child = manifest('later-hosted-child', 10);
+      await s.putManifest(child, { blobs: [layer], manifests: [] }, repo, 1);
+      const index = manifest('later-hosted-index', 10);
+      await s.putManifest(index, { blobs: [], manifests: [child.digest] }, repo, 1);
+      const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+      const unit = units.find((u) => u.digest === index.digest)!;
+      expect(unit.manifests.sort()).toEqual([index.digest, child.digest].sort());
+      // Planned; then a push links the child (with its layer) and a mount links a loose blob to a hosted repository.
+      const hosted = { upstream: 'hosted', repo: 'team/app' };
+      await s.putManifest(child, { blobs: [layer], manifests: [] }, hosted, 3);
+      await s.link(hosted, mounted);
+      const removed = await s.removeUnits(units, () => false);
+      expect(removed).toEqual([]);
+      expect(await s.getManifest(index.digest)).toBeUndefined();
+      expect(await s.getManifest(child.digest)).toBeDefined();
+      expect(await s.isLinked(hosted, child.digest)).toBe(true);
+      expect(await s.blobSize(layer)).toBe(100);
+      expect(await s.blobSize(mounted)).toBe(40);
+      expect(await s.isLinked(hosted, mounted)).toBe(true);
+    });
+
     it('removeUnits deletes rows, keeps what keep() says, and keeps a blob a new manifest references', async () => {
       const s = await fresh();
       const layer = fakeDigest('layer');

@@ -13,7 +13,7 @@
  */
 import type pg from 'pg';
 import type {
-  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, HostedManifest, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
+  DigestNames, EvictionUnit, ManifestLinks, ManifestRecord, MetadataStore, HostedManifest, PinWatch, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
 import { digestKey } from './digest-key.js';
@@ -35,6 +35,8 @@ type Q = Pick<pg.PoolClient, 'query'>;
 /** SQL: the interned id of the digest text `p` (schema v3), NULL when no reference names it. */
 const idOf = (p: string): string => `(SELECT id FROM digest_ids WHERE digest = regcache_digest_key(${p}))`;
 /** SQL: no reference names the digest text `p`, whatever the counts say (another replica's rows). */
+/** SQL: no hosted repository links the digest parameter `p`. */
+const notHosted = (p: string): string => `NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = ${p})`;
 const unreferenced = (p: string): string =>
   `NOT EXISTS (SELECT 1 FROM manifest_refs r JOIN digest_ids d ON d.id = r.child_id WHERE d.digest = regcache_digest_key(${p}))`;
 
@@ -470,19 +472,32 @@ export class PostgresMetadataStore implements MetadataStore {
     return unit;
   }
 
-  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]> {
+  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void, watchPins?: () => PinWatch): Promise<string[]> {
     const keptUnits: string[] = [];
+    // keep() is asked before each DELETE, which runs a round trip later: a blob pinned
+    // meanwhile (a pull that read the row, a push that checked it) gets row and links back.
+    const watch = watchPins?.();
+    try {
+      return await this.removeRows(units, keep, keptUnits, watch);
+    } finally {
+      watch?.end();
+      for (const u of keptUnits) kept?.(u);
+    }
+  }
+
+  private async removeRows(units: EvictionUnit[], keep: (digest: string) => boolean, keptUnits: string[], watch: PinWatch | undefined): Promise<string[]> {
     const removed = await this.write(async (c) => {
       keptUnits.length = 0;
       await lockDigestIds(c);
-      const removed: string[] = [];
+      const removed: Array<{ digest: string; size: number; recency: number; links: RepoRef[] }> = [];
       for (const u of units) {
         // Parents first: deleting a manifest's refs is what makes its children top-level.
         for (const m of u.manifests) {
           // A pull of the image written since it was planned (here or by another replica) keeps it, and so its children and blobs.
+          // Never what a hosted repository linked since the unit was planned (a push, a mount).
           const del = m === u.digest
-            ? await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND last_pulled_at <= $2', [m, u.recency])
-            : await c.query('DELETE FROM manifests WHERE digest = $1 AND parents = 0', [m]);
+            ? await c.query(`DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND last_pulled_at <= $2 AND ${notHosted('$1')}`, [m, u.recency])
+            : await c.query(`DELETE FROM manifests WHERE digest = $1 AND parents = 0 AND ${notHosted('$1')}`, [m]);
           if ((del.rowCount ?? 0) === 0) {
             if (m === u.digest) keptUnits.push(m);
             continue;
@@ -501,20 +516,33 @@ export class PostgresMetadataStore implements MetadataStore {
           // A manifest committed meanwhile (here or on another replica) may reference it again;
           // a loose blob unit pulled since it was planned stays.
           const del = u.kind === 'blob'
-            ? await c.query(`DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at <= $2 AND ${unreferenced('$1')}`, [b, u.recency])
-            : await c.query(`DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND ${unreferenced('$1')}`, [b]);
-          if ((del.rowCount ?? 0) === 0) {
+            ? await c.query<{ size: number; recency: number }>(
+              `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND last_pulled_at <= $2 AND ${unreferenced('$1')} AND ${notHosted('$1')}
+               RETURNING size, last_pulled_at AS recency`, [b, u.recency])
+            : await c.query<{ size: number; recency: number }>(
+              `DELETE FROM blobs WHERE digest = $1 AND refs = 0 AND ${unreferenced('$1')} AND ${notHosted('$1')} RETURNING size, last_pulled_at AS recency`, [b]);
+          const row = del.rows[0];
+          if (!row) {
             if (u.kind === 'blob') keptUnits.push(b);
             continue;
           }
-          await c.query('DELETE FROM repo_links WHERE digest = $1', [b]);
-          removed.push(b);
+          const links = await c.query<RepoRef>('DELETE FROM repo_links WHERE digest = $1 RETURNING upstream, repo', [b]);
+          removed.push({ digest: b, size: Number(row.size), recency: Number(row.recency), links: links.rows });
         }
       }
       return removed;
     });
-    for (const u of keptUnits) kept?.(u);
-    return removed;
+    const back = removed.filter((r) => keep(r.digest) || watch?.pinned(r.digest));
+    if (back.length) {
+      await this.write(async (c) => {
+        for (const r of back) {
+          await c.query('INSERT INTO blobs (digest, size, created_at, last_pulled_at) VALUES ($1, $2, $3, $3) ON CONFLICT (digest) DO NOTHING', [r.digest, r.size, r.recency]);
+          for (const l of r.links) await linkWith(c, l, r.digest);
+        }
+      });
+      for (const r of back) if (units.some((u) => u.kind === 'blob' && u.digest === r.digest)) keptUnits.push(r.digest);
+    }
+    return removed.filter((r) => !back.includes(r)).map((r) => r.digest);
   }
 
   async namesOf(digests: string[]): Promise<DigestNames[]> {

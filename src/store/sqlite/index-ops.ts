@@ -18,6 +18,9 @@ import { digestId, digestKey, digestText } from './digest-sql.js';
 const BLOB = 0;
 const MANIFEST = 1;
 
+/** SQL: no hosted repository links the row of `table` being deleted. */
+const NOT_HOSTED = (table: string): string => `NOT EXISTS (SELECT 1 FROM repo_links h WHERE h.upstream = 'hosted' AND h.digest = ${table}.digest)`;
+
 export const OPS_SQL = {
   topManifests: `SELECT digest, last_pulled_at AS recency FROM manifests INDEXED BY manifests_top
                  WHERE parents = 0 AND last_pulled_at < ? AND (last_pulled_at, digest) > (?, ?)
@@ -40,13 +43,16 @@ export const OPS_SQL = {
   manifestSize: 'SELECT size, parents FROM manifests WHERE digest = ?',
   isHosted: "SELECT 1 FROM repo_links WHERE upstream = 'hosted' AND digest = ?",
   // An evicted unit's top-level manifest, or a loose blob unit, only while no pull newer than the one it was planned with has been written.
-  delTopIfNotPulled: 'DELETE FROM manifests WHERE digest = ? AND parents = 0 AND last_pulled_at <= ?',
-  delManifestIfTop: 'DELETE FROM manifests WHERE digest = ? AND parents = 0',
+  // Never what a hosted repository linked since the unit was planned (a push, a mount): pushed content is not the cache's to evict.
+  delTopIfNotPulled: `DELETE FROM manifests WHERE digest = ? AND parents = 0 AND last_pulled_at <= ? AND ${NOT_HOSTED('manifests')}`,
+  delManifestIfTop: `DELETE FROM manifests WHERE digest = ? AND parents = 0 AND ${NOT_HOSTED('manifests')}`,
   delRefs: `DELETE FROM manifest_refs WHERE manifest_id = ${digestId('?')}`,
   delTags: 'DELETE FROM tags WHERE digest = ?',
   delLinks: 'DELETE FROM repo_links WHERE digest = ?',
-  delBlobIfLoose: 'DELETE FROM blobs WHERE digest = ? AND refs = 0 RETURNING size, last_pulled_at AS recency',
-  delLooseBlobIfNotPulled: 'DELETE FROM blobs WHERE digest = ? AND refs = 0 AND last_pulled_at <= ? RETURNING size, last_pulled_at AS recency',
+  delBlobLinks: 'DELETE FROM repo_links WHERE digest = ? RETURNING upstream, repo',
+  delBlobIfLoose: `DELETE FROM blobs WHERE digest = ? AND refs = 0 AND ${NOT_HOSTED('blobs')} RETURNING size, last_pulled_at AS recency`,
+  delLooseBlobIfNotPulled: `DELETE FROM blobs WHERE digest = ? AND refs = 0 AND last_pulled_at <= ? AND ${NOT_HOSTED('blobs')}
+                            RETURNING size, last_pulled_at AS recency`,
   touchBlob: 'UPDATE blobs SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
   touchManifest: 'UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?) WHERE digest = ?',
   touchParents: `UPDATE manifests SET last_pulled_at = max(last_pulled_at, ?)
@@ -61,6 +67,8 @@ export interface RemovedBlob {
   digest: string;
   size: number;
   recency: number;
+  /** The repositories that linked it: [upstream, repo]. */
+  links: Array<[string, string]>;
 }
 
 export interface IndexOps {
@@ -165,8 +173,8 @@ export function indexOps(db: Database.Database, sql: OpsSql, oldestFirst: Oldest
           const t = at.get(b);
           const row = (t === undefined ? s.delBlobIfLoose.get(b) : s.delLooseBlobIfNotPulled.get(b, t)) as { size: number; recency: number } | undefined;
           if (!row) continue;
-          s.delLinks.run(b);
-          removed.push({ digest: b, size: row.size, recency: row.recency });
+          const links = (s.delBlobLinks.all(b) as Array<{ upstream: string; repo: string }>).map((l): [string, string] => [l.upstream, l.repo]);
+          removed.push({ digest: b, size: row.size, recency: row.recency, links });
         }
       })();
       return removed;

@@ -34,7 +34,6 @@ const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('synchronous = NORMAL');
 db.pragma('foreign_keys = OFF');
 db.pragma('temp_store = MEMORY');
-// This thread may wait for a lock another process holds; the event loop never does.
 db.pragma('busy_timeout = ' + workerData.busyTimeoutMs);
 if (workerData.checkpointMs > 0) db.pragma('wal_autocheckpoint = 0');
 const ops = (${indexOps.toString()})(db, workerData.sql, (${oldestFirst.toString()}));
@@ -51,7 +50,8 @@ async function enter() {
     }
     if (Atomics.compareExchange(gate, HOLDER, 0, WORKER) === 0) return;
     // The main thread holds it for one synchronous write.
-    Atomics.wait(gate, HOLDER, Atomics.load(gate, HOLDER), 5);
+    const holder = Atomics.load(gate, HOLDER);
+    if (holder !== 0) Atomics.wait(gate, HOLDER, holder, 5);
   }
 }
 function leave() {

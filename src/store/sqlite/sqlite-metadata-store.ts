@@ -13,7 +13,7 @@
  */
 import Database from 'better-sqlite3';
 import type {
-  DigestNames, EvictionUnit, HostedManifest, ManifestLinks, ManifestRecord, MetadataStore, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
+  DigestNames, EvictionUnit, HostedManifest, ManifestLinks, ManifestRecord, MetadataStore, PinWatch, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
 import { digestId, digestKey, digestText } from './digest-sql.js';
@@ -55,10 +55,11 @@ interface Overlay {
  */
 const BLOB_ROWS_PER_WRITE = 4;
 /**
- * How long the worker's connection waits for a lock another process holds (its thread, not
- * the event loop, waits; main-thread writes meanwhile wait in memory, so it is kept short).
+ * How long the worker's connection waits for a lock another process holds: not at all. Its
+ * operation fails SQLITE_BUSY at once (a sweep stops, pull times wait for the next flush) and
+ * the gate is free again, so healthy() probes the lock itself and sees it held.
  */
-const WORKER_BUSY_TIMEOUT_MS = 1000;
+const WORKER_BUSY_TIMEOUT_MS = 0;
 /** The same on the index worker: its transactions cost the event loop nothing; a main-thread write waits for one at most. */
 const BLOB_ROWS_PER_WORKER_WRITE = 16;
 
@@ -464,7 +465,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.run('candidates', opts.before, opts.limit, opts.after);
   }
 
-  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void): Promise<string[]> {
+  async removeUnits(units: EvictionUnit[], keep: (digest: string) => boolean, kept?: (unit: string) => void, watchPins?: () => PinWatch): Promise<string[]> {
     this.notWhileQueued('evict');
     const keptImages = await this.run('removeImages', units);
     this.refreshTotals();
@@ -483,12 +484,20 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       const chunk = blobs.slice(i, i + per);
       // Asked again for each write: a blob served or fetched since the last one stays.
-      const rows = await this.run('removeBlobs', chunk, chunk.filter((b) => looseAt.has(b)).map((b) => [b, looseAt.get(b)!]), chunk.filter(keep));
+      const watch = watchPins?.();
+      let rows: RemovedBlob[];
+      let back: RemovedBlob[];
+      try {
+        rows = await this.run('removeBlobs', chunk, chunk.filter((b) => looseAt.has(b)).map((b) => [b, looseAt.get(b)!]), chunk.filter(keep));
+        // Pinned at any moment after it was asked (on the worker the rows go a moment later): a
+        // pull that read the row, or a push that checked it from its manifest, goes on with it.
+        // Row and links are put back, and the sweep keeps the file.
+        back = rows.filter((r) => keep(r.digest) || watch?.pinned(r.digest));
+      } finally {
+        watch?.end();
+      }
       this.refreshTotals();
-      // Pinned after it was asked (on the worker, the rows went a moment later): a pull that
-      // read the row before is serving it. The row is put back, and the sweep keeps the file.
-      const back = rows.filter((r) => keep(r.digest));
-      if (back.length) await this.restoreBlobs(back);
+      if (back.length) this.restoreBlobs(back);
       for (const r of rows) if (!back.includes(r)) removed.push(r.digest);
     }
     if (kept) {
@@ -499,11 +508,23 @@ export class SqliteMetadataStore implements MetadataStore {
     return removed;
   }
 
-  /** Puts back blob rows an eviction removed while they were being served (as loose rows: their references are recounted by the insert). */
-  private async restoreBlobs(rows: RemovedBlob[]): Promise<void> {
-    await this.gated(() => this.write(() => {
-      for (const r of rows) this.s.restoreBlob.run(r.digest, r.size, r.recency, r.recency);
-    }));
+  /**
+   * Puts back blob rows an eviction removed while they were pinned, with their repository
+   * links (their references are recounted by the insert's trigger). Through the write queue:
+   * a lock held elsewhere delays it, and reads see the rows meanwhile.
+   */
+  private restoreBlobs(rows: RemovedBlob[]): void {
+    this.submit(`restore ${rows.length} blob rows`, () => this.write(() => {
+      for (const r of rows) {
+        this.s.restoreBlob.run(r.digest, r.size, r.recency, r.recency);
+        for (const [upstream, repo] of r.links) this.s.link.run(upstream, repo, r.digest);
+      }
+    }), (o) => {
+      for (const r of rows) {
+        o.blobs.set(r.digest, r.size);
+        for (const [upstream, repo] of r.links) o.links.add(repoKey({ upstream, repo }, r.digest));
+      }
+    });
   }
 
   async hostedManifests(repo: string): Promise<HostedManifest[]> {
