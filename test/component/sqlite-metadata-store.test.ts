@@ -94,3 +94,45 @@ it("sqlite without its worker: an evicted image's layers go a few per transactio
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const [mode, checkpointMs] of [['with its worker', undefined], ['without its worker', 0]] as const) {
+  it(`sqlite ${mode}: another process locking the index in the middle of a removal stops it there, and the rows that went are reported`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regcache-meta-'));
+    const file = join(dir, 'index.db');
+    const s = new SqliteMetadataStore(file, { touchFlushMs: 60_000, ...(checkpointMs === undefined ? {} : { checkpointMs }) });
+    const other = new Database(file);
+    try {
+      await s.init();
+      const repo = { upstream: 'docker.io', repo: 'library/app' };
+      const layers = Array.from({ length: 40 }, (_, i) => fakeDigest(`locked-layer-${i}`));
+      for (const l of layers) await s.putBlob(l, 10, repo, 1);
+      const m = { digest: fakeDigest('m:locked'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, body: Buffer.alloc(10) };
+      await s.putManifest(m, { blobs: layers, manifests: [] }, repo, 1);
+      const [unit] = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 1 });
+      // keep() is asked per batch of rows as it is sent: when the second batch is asked for, another process takes the write lock.
+      let asked = 0;
+      let locked = false;
+      const keep = (): boolean => {
+        if (++asked > 16 && !locked) {
+          other.exec('BEGIN IMMEDIATE');
+          locked = true;
+        }
+        return false;
+      };
+      const removed = await s.removeUnits([unit!], keep);
+      expect(locked).toBe(true);
+      other.exec('ROLLBACK');
+      expect(removed.length).toBeGreaterThan(0);
+      expect(removed.length).toBeLessThan(40);
+      // Exactly the reported rows are gone; the others stay loose rows for the next sweep.
+      for (const l of layers) expect(await s.blobSize(l)).toBe(removed.includes(l) ? undefined : 10);
+      expect(s.totals()).toMatchObject({ blobs: 40 - removed.length, manifests: 0 });
+      const next = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 100 });
+      expect(next.map((u) => u.digest).sort()).toEqual(layers.filter((l) => !removed.includes(l)).sort());
+    } finally {
+      other.close();
+      await s.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

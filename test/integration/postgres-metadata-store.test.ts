@@ -87,6 +87,39 @@ it('postgres: a blob a manifest on another replica references is never removed a
   }
 });
 
+it('postgres: a blob put back after eviction (pinned meanwhile) while a manifest naming it commits keeps an exact reference count', async () => {
+  const url = await pg.createDatabase('restore');
+  const s = new PostgresMetadataStore({ url, touchFlushMs: 60_000 });
+  const repo = { upstream: 'docker.io', repo: 'library/app' };
+  const man = (name: string) => ({ digest: fakeDigest(`m:${name}`), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, body: Buffer.alloc(10, name) });
+  try {
+    await s.init();
+    // Without the restore taking the removal's lock, 6-12 of 20 tries left refs 0 (then -1: never evictable again).
+    for (let i = 0; i < 20; i++) {
+      const layer = fakeDigest(`restored-layer-${i}`);
+      const first = man(`restored-first-${i}`);
+      const second = man(`restored-second-${i}`);
+      await s.putBlob(layer, 100, repo, 1);
+      await s.putManifest(first, { blobs: [layer], manifests: [] }, repo, 1);
+      const units = (await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 100 })).filter((u) => u.digest === first.digest);
+      // The layer was served during the removal (a watched pin), and a pull of another image sharing it commits its manifest right then.
+      let put: Promise<void> | undefined;
+      const watchPins = () => ({
+        pinned: (d: string) => {
+          if (d === layer && !put) put = s.putManifest(second, { blobs: [layer], manifests: [] }, repo, 5);
+          return d === layer;
+        },
+        end: () => undefined,
+      });
+      expect(await s.removeUnits(units, () => false, undefined, watchPins)).toEqual([]);
+      await put;
+      expect((await s.pool.query('SELECT refs FROM blobs WHERE digest = $1', [layer])).rows[0]?.refs).toBe(1);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
 it('postgres: a digest another replica\'s uncommitted manifest names is not forgotten when its last committed reference goes', async () => {
   const url = await pg.createDatabase('intern');
   const a = new PostgresMetadataStore({ url, touchFlushMs: 60_000 });

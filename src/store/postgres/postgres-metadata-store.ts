@@ -535,6 +535,9 @@ export class PostgresMetadataStore implements MetadataStore {
     const back = removed.filter((r) => keep(r.digest) || watch?.pinned(r.digest));
     if (back.length) {
       await this.write(async (c) => {
+        // As the removal: a manifest naming the blob commits before or after, never alongside
+        // (each insert would miss the other's uncommitted row, and the blob's refs be short).
+        await lockDigestIds(c);
         for (const r of back) {
           await c.query('INSERT INTO blobs (digest, size, created_at, last_pulled_at) VALUES ($1, $2, $3, $3) ON CONFLICT (digest) DO NOTHING', [r.digest, r.size, r.recency]);
           for (const l of r.links) await linkWith(c, l, r.digest);

@@ -488,7 +488,14 @@ export class SqliteMetadataStore implements MetadataStore {
       let rows: RemovedBlob[];
       let back: RemovedBlob[];
       try {
-        rows = await this.run('removeBlobs', chunk, chunk.filter((b) => looseAt.has(b)).map((b) => [b, looseAt.get(b)!]), chunk.filter(keep));
+        try {
+          rows = await this.run('removeBlobs', chunk, chunk.filter((b) => looseAt.has(b)).map((b) => [b, looseAt.get(b)!]), chunk.filter(keep));
+        } catch (err) {
+          // Locked by another process now: the rest stay loose rows for the next sweep, and the
+          // caller still learns what went (its files are deleted, its caches dropped).
+          if (isLocked(err)) break;
+          throw err;
+        }
         // Pinned at any moment after it was asked (on the worker the rows go a moment later): a
         // pull that read the row, or a push that checked it from its manifest, goes on with it.
         // Row and links are put back, and the sweep keeps the file.
