@@ -87,6 +87,39 @@ it('postgres: a blob a manifest on another replica references is never removed a
   }
 });
 
+it('postgres: a reference count left short by two replicas racing (the blob inserted while a manifest naming it commits) never goes below zero: the blob goes with its last image', async () => {
+  const url = await pg.createDatabase('clamp');
+  const s = new PostgresMetadataStore({ url, touchFlushMs: 60_000 });
+  try {
+    await s.init();
+    const repo = { upstream: 'docker.io', repo: 'library/app' };
+    const layer = fakeDigest('clamped-layer');
+    const man = (name: string) => ({ digest: fakeDigest(`m:${name}`), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, body: Buffer.alloc(10, name) });
+    const first = man('clamped-first');
+    const second = man('clamped-second');
+    await s.putBlob(layer, 100, repo, 1);
+    await s.putManifest(first, { blobs: [layer], manifests: [] }, repo, 1);
+    await s.putManifest(second, { blobs: [layer], manifests: [] }, repo, 2);
+    // What the race leaves: two references, one counted.
+    await s.pool.query('UPDATE blobs SET refs = 1 WHERE digest = $1', [layer]);
+    const units = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+    expect(units.map((u) => u.digest)).toEqual([first.digest, second.digest]);
+    // The first image goes; the layer, still referenced by the second, stays (count 0 now, one short).
+    expect(await s.removeUnits(units.slice(0, 1), () => false)).toEqual([]);
+    expect(await s.blobSize(layer)).toBe(100);
+    // The second image goes with the layer: the count stays 0 (before v4 it went to -1, and the
+    // layer stayed, never a candidate again).
+    const again = await s.evictionCandidates({ before: Number.MAX_SAFE_INTEGER, limit: 10 });
+    const last = again.find((u) => u.digest === second.digest)!;
+    expect(last.blobs).toEqual([layer]);
+    expect(await s.removeUnits([last], () => false)).toEqual([layer]);
+    expect(await s.blobSize(layer)).toBeUndefined();
+    expect(s.totals()).toMatchObject({ blobs: 0, manifests: 0 });
+  } finally {
+    await s.close();
+  }
+});
+
 it('postgres: a blob put back after eviction (pinned meanwhile) while a manifest naming it commits keeps an exact reference count', async () => {
   const url = await pg.createDatabase('restore');
   const s = new PostgresMetadataStore({ url, touchFlushMs: 60_000 });

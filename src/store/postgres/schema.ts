@@ -15,6 +15,31 @@
  */
 export const DIGEST_IDS_LOCK = 7_261_533_002;
 
+/**
+ * regcache_refs_del() (statement-level, over the deleted references): counts each blob and
+ * child manifest down (`less` gives the new value of a count), then forgets digests no
+ * reference names any more. v3 subtracts; v4 never goes below zero.
+ */
+function refsDel(less: (count: string) => string): string {
+  return `
+  CREATE OR REPLACE FUNCTION regcache_refs_del() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    UPDATE blobs b SET refs = ${less('b.refs')} FROM (
+      SELECT regcache_digest_text(d.digest) AS digest, count(*) AS n FROM old_refs r JOIN digest_ids d ON d.id = r.child_id GROUP BY d.digest
+    ) n WHERE b.digest = n.digest;
+    UPDATE manifests m SET parents = ${less('m.parents')} FROM (
+      SELECT regcache_digest_text(d.digest) AS digest, count(*) AS n FROM old_refs r JOIN digest_ids d ON d.id = r.child_id WHERE r.kind = 1 GROUP BY d.digest
+    ) n WHERE m.digest = n.digest;
+    -- Waits for transactions adding references (they hold the lock shared); the DELETE then
+    -- sees what they committed.
+    PERFORM pg_advisory_xact_lock(${DIGEST_IDS_LOCK});
+    DELETE FROM digest_ids d WHERE d.id IN (SELECT manifest_id FROM old_refs UNION SELECT child_id FROM old_refs)
+      AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.manifest_id = d.id)
+      AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child_id = d.id);
+    RETURN NULL;
+  END $$;`;
+}
+
 export const MIGRATIONS: string[] = [
   `
   CREATE TABLE blobs (
@@ -191,22 +216,7 @@ export const MIGRATIONS: string[] = [
     ) n WHERE m.digest = n.digest;
     RETURN NULL;
   END $$;
-  CREATE OR REPLACE FUNCTION regcache_refs_del() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN
-    UPDATE blobs b SET refs = b.refs - n.n FROM (
-      SELECT regcache_digest_text(d.digest) AS digest, count(*) AS n FROM old_refs r JOIN digest_ids d ON d.id = r.child_id GROUP BY d.digest
-    ) n WHERE b.digest = n.digest;
-    UPDATE manifests m SET parents = m.parents - n.n FROM (
-      SELECT regcache_digest_text(d.digest) AS digest, count(*) AS n FROM old_refs r JOIN digest_ids d ON d.id = r.child_id WHERE r.kind = 1 GROUP BY d.digest
-    ) n WHERE m.digest = n.digest;
-    -- Waits for transactions adding references (they hold the lock shared); the DELETE then
-    -- sees what they committed.
-    PERFORM pg_advisory_xact_lock(${DIGEST_IDS_LOCK});
-    DELETE FROM digest_ids d WHERE d.id IN (SELECT manifest_id FROM old_refs UNION SELECT child_id FROM old_refs)
-      AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.manifest_id = d.id)
-      AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child_id = d.id);
-    RETURN NULL;
-  END $$;
+${refsDel((count) => `${count} - n.n`)}
   CREATE TRIGGER refs_ins AFTER INSERT ON manifest_refs REFERENCING NEW TABLE AS new_refs FOR EACH STATEMENT EXECUTE FUNCTION regcache_refs_ins();
   CREATE TRIGGER refs_del AFTER DELETE ON manifest_refs REFERENCING OLD TABLE AS old_refs FOR EACH STATEMENT EXECUTE FUNCTION regcache_refs_del();
   CREATE OR REPLACE FUNCTION regcache_blob_refs() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -220,5 +230,16 @@ export const MIGRATIONS: string[] = [
                     WHERE d.digest = regcache_digest_key(NEW.digest) AND r.kind = 1);
     RETURN NEW;
   END $$;
+  `,
+  // v4: counts never go below zero. A blob (or child manifest) row inserted while another
+  // replica's transaction adds a reference to it commits with that reference uncounted (each
+  // transaction misses the other's row); when the reference went, the count went to -1 and the
+  // row was never loose again (never evicted: a disk that only fills). Clamped, the count is
+  // exact again once the last reference is gone; meanwhile the eviction DELETE's own check
+  // (no reference at all) keeps a row that is still referenced.
+  `
+${refsDel((count) => `greatest(${count} - n.n, 0)`)}
+  UPDATE blobs SET refs = 0 WHERE refs < 0;
+  UPDATE manifests SET parents = 0 WHERE parents < 0;
   `,
 ];
