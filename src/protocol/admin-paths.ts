@@ -19,7 +19,7 @@ export type AdminEndpoint =
   | { kind: 'api-job-run'; job: string }
   | { kind: 'api-job-cancel'; job: string }
   | { kind: 'api-events'; after?: string; types?: string[]; n?: number }
-  | { kind: 'api-events-stream'; status: boolean }
+  | { kind: 'api-events-stream'; status: boolean; after?: string }
   | { kind: 'ui'; file: string };
 
 /** Every admin endpoint kind: the page and the API need the admin permission when auth is on. */
@@ -40,6 +40,13 @@ const UI_FILES = new Set(['index.html', 'app.js', 'app.css']);
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** A configured upstream host (`docker.io`, `localhost:5001`) or `hosted`. */
 const UPSTREAM = /^[A-Za-z0-9.-]{1,253}(?::\d{1,5})?$/;
+
+/** The `after` query parameter: an event id. */
+function eventIdOf(query: URLSearchParams): string | undefined {
+  const after = one(query, 'after');
+  if (after !== undefined && !/^\d{1,15}$/.test(after)) throw new OciError('REQUEST_INVALID', 'after must be an event id');
+  return after;
+}
 
 function one(query: URLSearchParams, key: string): string | undefined {
   const all = query.getAll(key);
@@ -93,11 +100,8 @@ export function parseAdminPath(path: string, query: URLSearchParams): AdminEndpo
     case 'jobs': return { kind: 'api-jobs' };
     case 'events': {
       const e: AdminEndpoint = { kind: 'api-events' };
-      const after = one(query, 'after');
-      if (after !== undefined) {
-        if (!/^\d{1,15}$/.test(after)) throw new OciError('REQUEST_INVALID', 'after must be an event id');
-        e.after = after;
-      }
+      const after = eventIdOf(query);
+      if (after !== undefined) e.after = after;
       const type = one(query, 'type');
       if (type !== undefined) {
         const types = type.split(',');
@@ -108,7 +112,12 @@ export function parseAdminPath(path: string, query: URLSearchParams): AdminEndpo
       if (n !== undefined) e.n = n;
       return e;
     }
-    case 'events/stream': return { kind: 'api-events-stream', status: one(query, 'status') === '1' };
+    case 'events/stream': {
+      // `after`: replay what came after the events a page already fetched (the first connection
+      // cannot send Last-Event-ID), so none emitted in between is lost.
+      const after = eventIdOf(query);
+      return { kind: 'api-events-stream', status: one(query, 'status') === '1', ...(after === undefined ? {} : { after }) };
+    }
     case 'repositories': {
       const e: AdminEndpoint = { kind: 'api-repositories' };
       const q = one(query, 'q');

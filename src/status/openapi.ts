@@ -118,8 +118,12 @@ export const OPENAPI = {
     },
     '/events/stream': {
       get: {
-        summary: 'Server-sent events: every new event (`id` is the event id; Last-Event-ID replays), and with status=1 a `status` event every 2 s',
-        parameters: [{ name: 'status', in: 'query', schema: { enum: ['1'] } }, { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' } }],
+        summary: 'Server-sent events: every new event (`id` is the event id; Last-Event-ID, or `after` on a first connection, replays what came after it), and with status=1 a `status` event every 2 s',
+        parameters: [
+          { name: 'status', in: 'query', schema: { enum: ['1'] } },
+          { name: 'after', in: 'query', schema: { type: 'string', pattern: '^[0-9]{1,15}$' } },
+          { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' } },
+        ],
         responses: { 200: { content: { 'text/event-stream': { schema: { type: 'string' } } } }, default: err },
       },
     },

@@ -122,7 +122,10 @@ async function openJob(name) {
   $('job-title').focus();
 }
 
+const seenEvents = new Set();
 function addEvent(e) {
+  if (seenEvents.has(e.id)) return;
+  seenEvents.add(e.id);
   const text = when(e.time) + ' ' + e.type + (e.subject ? ' ' + e.subject : '') + (e.data && e.data.cause ? ': ' + e.data.cause : '');
   $('events-list').prepend(el('li', text));
   while ($('events-list').children.length > 200) $('events-list').lastChild.remove();
@@ -135,7 +138,9 @@ async function start() {
   const { events } = await call('events?n=100');
   events.forEach(addEvent);
   await Promise.all([loadRepos(false), loadJobs()]).catch((e) => say(e.message));
-  const stream = new EventSource(API + 'events/stream?status=1');
+  // From the last event fetched on (0: every one since): none emitted meanwhile is missed.
+  const after = events.reduce((m, e) => Math.max(m, Number(e.id)), 0);
+  const stream = new EventSource(API + 'events/stream?status=1&after=' + after);
   stream.addEventListener('open', () => say('live'));
   stream.addEventListener('error', () => say('reconnecting…'));
   stream.addEventListener('status', (m) => renderStatus(JSON.parse(m.data)));

@@ -220,6 +220,22 @@ describe('admin API', () => {
     expect(text).toMatch(/event: status\ndata: \{"version"/);
   });
 
+  it('a first connection replays what came after `after` (the events a page fetched before it opened the stream)', async () => {
+    h = await startProxy();
+    h.app.events.emit('upstream.up', { upstream: 'a' }, 'a');
+    // Emitted after the page fetched event 1 and before its stream was open: without `after`, lost.
+    h.app.events.emit('upstream.down', { upstream: 'a' }, 'a');
+    const ac = new AbortController();
+    const r = await fetch(`${base()}/api/v1/events/stream?status=1&after=1`, { signal: ac.signal });
+    const reader = r.body!.getReader();
+    let text = '';
+    for (let i = 0; i < 20 && !text.includes('event: status'); i++) text += new TextDecoder().decode((await reader.read()).value);
+    ac.abort();
+    expect(text).toContain('id: 2\nevent: upstream.down');
+    expect(text).not.toContain('id: 1\n');
+    expect((await api('events/stream?after=x')).status).toBe(400);
+  });
+
   it('metrics of known label sets exist at zero from the start', async () => {
     h = await startProxy();
     const text = await (await fetch(`${base()}/metrics`)).text();

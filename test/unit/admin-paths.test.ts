@@ -31,6 +31,7 @@ describe('admin paths', () => {
     ['/api/v1/jobs/nightly-sync/cancel', { kind: 'api-job-cancel', job: 'nightly-sync' }],
     ['/api/v1/events?after=5&type=upstream,sync.failed&n=3', { kind: 'api-events', after: '5', types: ['upstream', 'sync.failed'], n: 3 }],
     ['/api/v1/events/stream?status=1', { kind: 'api-events-stream', status: true }],
+    ['/api/v1/events/stream?status=1&after=12', { kind: 'api-events-stream', status: true, after: '12' }],
     ['/ui', { kind: 'ui', file: 'index.html' }],
     ['/ui/', { kind: 'ui', file: 'index.html' }],
     ['/ui/app.js', { kind: 'ui', file: 'app.js' }],
@@ -54,6 +55,7 @@ describe('admin paths', () => {
     ['/api/v1/repositories?n=1001', '400 PAGINATION_NUMBER_INVALID'],
     ['/api/v1/repositories?q=a&q=b', '400 REQUEST_INVALID'],
     ['/api/v1/events?after=x', '400 REQUEST_INVALID'],
+    ['/api/v1/events/stream?after=-1', '400 REQUEST_INVALID'],
     ['/api/v1/events?type=a;b', '400 REQUEST_INVALID'],
   ])('%s is %s', (target, code) => {
     expect(codeOf(target)).toBe(code);

@@ -49,8 +49,9 @@ export const apiEventsStream: Route = {
         res.end();
         return;
       }
+      // A reconnecting EventSource sends Last-Event-ID; a first connection may say `after`.
       const lastId = req.headers['last-event-id'];
-      const after = typeof lastId === 'string' && /^\d{1,15}$/.test(lastId) ? lastId : undefined;
+      const after = typeof lastId === 'string' && /^\d{1,15}$/.test(lastId) ? lastId : ep.after;
       const send = (chunk: string): void => {
         if (res.writableEnded || res.destroyed) return;
         ctx.state.bytes += Buffer.byteLength(chunk);
