@@ -34,7 +34,9 @@ const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('synchronous = NORMAL');
 db.pragma('foreign_keys = OFF');
 db.pragma('temp_store = MEMORY');
-db.pragma('busy_timeout = ' + workerData.busyTimeoutMs);
+// No wait for a lock another process holds: the operation fails SQLITE_BUSY at once and the gate
+// is free again, so the main thread's healthy() probes the lock itself and sees it held.
+db.pragma('busy_timeout = 0');
 if (workerData.checkpointMs > 0) db.pragma('wal_autocheckpoint = 0');
 const ops = (${indexOps.toString()})(db, workerData.sql, (${oldestFirst.toString()}));
 const gate = new Int32Array(workerData.gate);
@@ -99,8 +101,6 @@ parentPort.on('message', (m) => {
 export interface IndexWorkerOptions {
   /** PASSIVE checkpoint interval; 0: none (SQLite's automatic checkpoints stay on). */
   checkpointMs: number;
-  /** How long the worker's connection waits for a lock another process holds. */
-  busyTimeoutMs: number;
   gate: WriteGate;
   /** The worker failed to start or died, or a checkpoint failed (`fatal` false). */
   onFailure(err: Error, fatal: boolean): void;
@@ -130,7 +130,7 @@ export class IndexWorker {
     const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { file: this.file, sqlite, sql: OPS_SQL, gate: this.opts.gate.buffer, checkpointMs: this.opts.checkpointMs, busyTimeoutMs: this.opts.busyTimeoutMs },
+      workerData: { file: this.file, sqlite, sql: OPS_SQL, gate: this.opts.gate.buffer, checkpointMs: this.opts.checkpointMs },
     });
     // Idle, the thread (its checkpoint timer) must not keep the process alive; it is referenced while a call waits.
     w.unref();

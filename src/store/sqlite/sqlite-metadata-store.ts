@@ -54,12 +54,6 @@ interface Overlay {
  * 1.2 ms on an idle one), and the warm-hit p99 went from 21-25 ms to 14-16 ms with this.
  */
 const BLOB_ROWS_PER_WRITE = 4;
-/**
- * How long the worker's connection waits for a lock another process holds: not at all. Its
- * operation fails SQLITE_BUSY at once (a sweep stops, pull times wait for the next flush) and
- * the gate is free again, so healthy() probes the lock itself and sees it held.
- */
-const WORKER_BUSY_TIMEOUT_MS = 0;
 /** The same on the index worker: its transactions cost the event loop nothing; a main-thread write waits for one at most. */
 const BLOB_ROWS_PER_WORKER_WRITE = 16;
 
@@ -230,7 +224,7 @@ export class SqliteMetadataStore implements MetadataStore {
       // Checkpoints, eviction and pull-time writes on a worker thread (index-worker.ts).
       db.pragma('wal_autocheckpoint = 0');
       const worker = new IndexWorker(this.file, {
-        checkpointMs: this.opts.checkpointMs ?? 1000, busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, gate: this.gate,
+        checkpointMs: this.opts.checkpointMs ?? 1000, gate: this.gate,
         onFailure: (err) => {
           this.opts.onError?.(err);
           // The WAL is checkpointed by the commits again (the work itself goes on here when the worker is gone).
