@@ -5,32 +5,15 @@
  * blob pinned while the worker removed its row gets the row back; a worker that dies leaves
  * the same work to the main thread.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
+import { describe, expect, it } from 'vitest';
+import type { SqliteMetadataStore } from '../../src/store/sqlite/sqlite-metadata-store.js';
 import { fakeDigest } from '../contract/metadata-store.contract.js';
+import { sqliteStores } from './sqlite-store-fixture.js';
 
 const repo = { upstream: 'docker.io', repo: 'library/app' };
-const dirs: string[] = [];
-const stores: SqliteMetadataStore[] = [];
-afterEach(async () => {
-  for (const s of stores.splice(0)) await s.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-async function open(opts: ConstructorParameters<typeof SqliteMetadataStore>[1] = {}): Promise<{ s: SqliteMetadataStore; file: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'regcache-idxw-'));
-  dirs.push(dir);
-  const file = join(dir, 'index.db');
-  const s = new SqliteMetadataStore(file, { touchFlushMs: 60_000, ...opts });
-  stores.push(s);
-  await s.init();
-  return { s, file };
-}
+const open = sqliteStores('regcache-idxw-');
 
 const manifest = (name: string) => ({ digest: fakeDigest(`m:${name}`), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, body: Buffer.alloc(10, name) });
 

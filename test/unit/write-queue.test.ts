@@ -48,6 +48,29 @@ describe('WriteQueue', () => {
     void q.close(0);
   });
 
+  it('settles each queued write once: applied, dropped with its error, or left at close', async () => {
+    const { db, write } = fakeDb();
+    const q = new WriteQueue({ retryMs: 60_000, onDropped: () => undefined });
+    const settled: Array<[string, string | undefined]> = [];
+    const tracked = (w: { what: string; apply(): void }) => ({ ...w, settle: (err?: Error) => settled.push([w.what, err?.message]) });
+    db.locked = true;
+    q.submit(tracked(write('a')));
+    q.submit(tracked({ what: 'bad', apply: () => { if (db.locked) throw Object.assign(new Error('busy'), { code: 'SQLITE_BUSY' }); throw new Error('disk full'); } }));
+    q.submit(tracked(write('b')));
+    expect(q.drain()).toBe(false);
+    expect(settled).toEqual([]);
+    db.locked = false;
+    expect(q.drain()).toBe(true);
+    expect(settled).toEqual([['a', undefined], ['bad', 'disk full'], ['b', undefined]]);
+    db.locked = true;
+    q.submit(tracked(write('c')));
+    const left = await q.close(0);
+    expect(left.map((w) => w.what)).toEqual(['c']);
+    expect(settled.at(-1)?.[0]).toBe('c');
+    expect(settled.at(-1)?.[1]).toMatch(/not written/);
+    expect(settled).toHaveLength(4);
+  });
+
   it('holds at most maxQueued writes; beyond, a write fails (not kept) instead of growing memory', () => {
     const { db, write } = fakeDb();
     const q = new WriteQueue({ retryMs: 60_000, maxQueued: 2 });

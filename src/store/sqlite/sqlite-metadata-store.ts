@@ -12,8 +12,11 @@
  * pulls go on from what is known; listings (tags, catalog, referrers) show it once written.
  */
 import Database from 'better-sqlite3';
-import type {
-  DigestNames, EvictionUnit, HostedManifest, ManifestLinks, ManifestRecord, MetadataStore, PinWatch, RepoRef, RepositorySummary, RepositoryTag, StoreTotals, TagRecord,
+import { OciError } from '../../protocol/errors.js';
+import {
+  HOSTED,
+  type DigestNames, type EvictionUnit, type HostedManifest, type ManifestLinks, type ManifestRecord, type MetadataStore, type PinWatch, type RepoRef,
+  type RepositorySummary, type RepositoryTag, type StoreTotals, type TagRecord,
 } from '../metadata-store.js';
 import { oldestFirst } from '../eviction-order.js';
 import { digestId, digestKey, digestText } from './digest-sql.js';
@@ -35,6 +38,8 @@ export interface SqliteOptions {
   openBusyTimeoutMs?: number;
   /** WAL checkpoint interval of the worker thread (default 1 s); 0: SQLite's automatic checkpoints in commits. */
   checkpointMs?: number;
+  /** How long a durable write waits for another process's lock before its caller gets 503 (default 10 s). */
+  durableWaitMs?: number;
 }
 
 /** Writes accepted but not yet in the database (the database is locked elsewhere). */
@@ -63,6 +68,17 @@ const BLOB_ROWS_PER_WORKER_WRITE = 16;
  * event loop for ~20 ms in bench scenario 8, 100 hold it for a few.
  */
 const TOUCH_BATCH = 100;
+
+/**
+ * How long a durable write (submit()) waits while another process holds the index locked
+ * (`sqlite3 .backup` of a large index takes seconds) before its client is answered 503.
+ */
+const DURABLE_WAIT_MS = 10_000;
+
+/** Another process holds the index locked past what a client's request waits: retry. */
+function indexBusy(): OciError {
+  return new OciError('UNAVAILABLE', 'the index is locked by another process (a backup?); nothing was acknowledged, retry', undefined, { headers: { 'retry-after': '5' } });
+}
 
 const repoKey = (r: RepoRef, x: string): string => `${r.upstream}\0${r.repo}\0${x}`;
 
@@ -177,10 +193,33 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  /** Runs `apply` now, or queues it when the database is locked and records it in the overlay. */
-  private submit(what: string, apply: () => void, remember: (o: Overlay) => void): void {
+  /**
+   * Runs `apply` now, or queues it when the database is locked and records it in the overlay.
+   * A cache write resolves at once either way: losing it to a crash costs a fetch (recovery
+   * adopts the blob file). A `durable` write (hosted rows, state: what a client is told 201
+   * or 202 for) resolves only once it is committed, so a crash after the answer loses
+   * nothing: it waits for the store's own worker (milliseconds), and for a lock held by
+   * another process (a backup) at most DURABLE_WAIT_MS, then fails 503 UNAVAILABLE. It stays
+   * queued and may still land: the client's retry of the same push is idempotent.
+   */
+  private submit(what: string, apply: () => void, remember: (o: Overlay) => void, durable = false): Promise<void> {
     const w: QueuedWrite = { what, apply };
-    if (this.writes.submit(w) === 'queued') remember(this.overlay);
+    if (!durable) {
+      if (this.writes.submit(w) === 'queued') remember(this.overlay);
+      return Promise.resolve();
+    }
+    const applied = new Promise<void>((resolve, reject) => {
+      w.settle = (err) => (err ? reject(err) : resolve());
+    });
+    if (this.writes.submit(w) === 'written') return Promise.resolve();
+    remember(this.overlay);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(indexBusy()), this.opts.durableWaitMs ?? DURABLE_WAIT_MS);
+      applied.then(
+        () => { clearTimeout(timer); resolve(); },
+        (err: Error) => { clearTimeout(timer); reject(err); },
+      );
+    });
   }
 
   /** Writes waiting for a lock held elsewhere, or for the index worker's transaction (status, tests). */
@@ -277,7 +316,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putManifest(rec: ManifestRecord, links: ManifestLinks, repo: RepoRef, now: number): Promise<void> {
-    this.submit(`manifest ${rec.digest}`, () => this.write(() => {
+    return this.submit(`manifest ${rec.digest}`, () => this.write(() => {
       this.s.putManifest.run(rec.digest, rec.mediaType, rec.size, rec.body, now, now, links.subject ?? null, links.artifactType ?? null);
       if (links.blobs.length + links.manifests.length > 0) {
         this.s.internDigests.run(JSON.stringify([rec.digest, ...links.blobs, ...links.manifests]));
@@ -291,7 +330,7 @@ export class SqliteMetadataStore implements MetadataStore {
     }), (o) => {
       o.manifests.set(rec.digest, rec);
       o.links.add(repoKey(repo, rec.digest));
-    });
+    }, repo.upstream === HOSTED);
   }
 
   async referrers(subject: string): Promise<Array<{ digest: string; mediaType: string; size: number; artifactType?: string }>> {
@@ -304,13 +343,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putBlob(digest: string, size: number, repo: RepoRef | undefined, now: number): Promise<void> {
-    this.submit(`blob ${digest}`, () => this.write(() => {
+    return this.submit(`blob ${digest}`, () => this.write(() => {
       this.s.putBlob.run(digest, size, now, now);
       if (repo) this.s.link.run(repo.upstream, repo.repo, digest);
     }), (o) => {
       o.blobs.set(digest, size);
       if (repo) o.links.add(repoKey(repo, digest));
-    });
+    }, repo?.upstream === HOSTED);
   }
 
   async *listBlobs(): AsyncIterable<{ digest: string; size: number }> {
@@ -331,8 +370,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putTag(repo: RepoRef, tag: string, digest: string, now: number): Promise<void> {
-    this.submit(`tag ${repo.repo}:${tag}`, () => void this.s.putTag.run(repo.upstream, repo.repo, tag, digest, now),
-      (o) => o.tags.set(repoKey(repo, tag), { digest, validatedAt: now }));
+    return this.submit(`tag ${repo.repo}:${tag}`, () => void this.s.putTag.run(repo.upstream, repo.repo, tag, digest, now),
+      (o) => o.tags.set(repoKey(repo, tag), { digest, validatedAt: now }), repo.upstream === HOSTED);
   }
 
   async listTags(repo: RepoRef, last: string, n: number): Promise<string[]> {
@@ -340,19 +379,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteTag(repo: RepoRef, tag: string): Promise<boolean> {
-    return this.gated(() => this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0);
+    return this.gatedForClient(() => this.s.delTag.run(repo.upstream, repo.repo, tag).changes > 0);
   }
 
   async unlink(repo: RepoRef, digest: string): Promise<boolean> {
-    return this.gated(() => this.write(() => {
+    return this.gatedForClient(() => this.write(() => {
       this.s.delRepoTagsOf.run(repo.upstream, repo.repo, digest);
       return this.s.unlink.run(repo.upstream, repo.repo, digest).changes > 0;
     }));
   }
 
   async link(repo: RepoRef, digest: string): Promise<void> {
-    this.submit(`link ${repo.repo}@${digest}`, () => void this.s.link.run(repo.upstream, repo.repo, digest),
-      (o) => o.links.add(repoKey(repo, digest)));
+    return this.submit(`link ${repo.repo}@${digest}`, () => void this.s.link.run(repo.upstream, repo.repo, digest),
+      (o) => o.links.add(repoKey(repo, digest)), repo.upstream === HOSTED);
   }
 
   async isLinked(repo: RepoRef, digest: string): Promise<boolean> {
@@ -444,6 +483,16 @@ export class SqliteMetadataStore implements MetadataStore {
       return fn();
     } finally {
       this.gate.leave();
+    }
+  }
+
+  /** gated() for a client's request: another process's lock is a 503 to retry, not an internal error. */
+  private async gatedForClient<T>(fn: () => T): Promise<T> {
+    try {
+      return await this.gated(fn);
+    } catch (err) {
+      if (isLocked(err)) throw indexBusy();
+      throw err;
     }
   }
 
@@ -592,11 +641,11 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async putState(ns: string, key: string, value: unknown): Promise<void> {
     const json = JSON.stringify(value);
-    this.submit(`state ${ns}/${key}`, () => void this.s.putState.run(ns, key, json), (o) => o.state.set(`${ns}\0${key}`, json));
+    return this.submit(`state ${ns}/${key}`, () => void this.s.putState.run(ns, key, json), (o) => o.state.set(`${ns}\0${key}`, json), true);
   }
 
   async deleteState(ns: string, key: string): Promise<void> {
-    this.submit(`state ${ns}/${key}`, () => void this.s.delState.run(ns, key), (o) => o.state.set(`${ns}\0${key}`, undefined));
+    return this.submit(`state ${ns}/${key}`, () => void this.s.delState.run(ns, key), (o) => o.state.set(`${ns}\0${key}`, undefined), true);
   }
 
   async listState<T>(ns: string): Promise<Array<{ key: string; value: T }>> {

@@ -20,6 +20,12 @@ export interface QueuedWrite {
   /** Runs the write in its own transaction; throws SQLITE_BUSY while the database is locked. */
   apply(): void;
   what: string;
+  /**
+   * A write the caller waits for (durable writes, sqlite-metadata-store.ts): called once
+   * when a queued write was applied, failed for another reason than the lock (with that
+   * error), or was still queued when the queue closed.
+   */
+  settle?: (err?: Error) => void;
 }
 
 export function isLocked(err: unknown): boolean {
@@ -119,8 +125,12 @@ export class WriteQueue {
             return false;
           }
           this.opts.onDropped?.(w.what, err as Error);
+          this.queue.shift();
+          w.settle?.(err as Error);
+          continue;
         }
         this.queue.shift();
+        w.settle?.();
       }
     } finally {
       gate?.leave();
@@ -169,6 +179,8 @@ export class WriteQueue {
     while (!this.drain() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    return this.queue.splice(0);
+    const left = this.queue.splice(0);
+    for (const w of left) w.settle?.(new Error(`not written: the index was still locked by another process at shutdown (${w.what})`));
+    return left;
   }
 }
