@@ -46,13 +46,33 @@ export function sendBuffer(req: Req, res: Res, status: number, body: Buffer, con
   else res.end(body);
 }
 
-/** Ends a response uncleanly, so the client cannot take it for complete. */
+/** Whether an answer can still be sent on `res`: nothing has gone out and the client is still there. */
+export function answerable(res: Res): boolean {
+  if (res.headersSent || res.writableEnded) return false;
+  if ('stream' in res && res.stream) return !res.stream.destroyed && !res.stream.closed;
+  return !(res as ServerResponse).destroyed;
+}
+
+/**
+ * Ends a response uncleanly, so the client cannot take it for complete: HTTP/2 resets the
+ * stream; HTTP/1 closes the connection before the announced length or the last chunk. A
+ * body delimited by the close itself (an HTTP/1.0 client, size unknown) would end as if
+ * complete that way: that connection is reset instead (TCP RST, plain TCP only).
+ */
 export function abort(res: Res): void {
   if ('stream' in res && res.stream) {
     res.stream.close(0x2 /* INTERNAL_ERROR */);
     return;
   }
-  const r = res as ServerResponse;
+  const r = res as ServerResponse & { chunkedEncoding?: boolean };
+  const socket = r.socket;
+  if (socket && !socket.destroyed && r.headersSent && !r.hasHeader('content-length') && !r.chunkedEncoding) {
+    try {
+      socket.resetAndDestroy();
+    } catch {
+      // TLS (no TCP handle of its own): the close below, as for any other answer.
+    }
+  }
   r.destroy();
-  r.socket?.destroy();
+  socket?.destroy();
 }

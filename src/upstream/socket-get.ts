@@ -108,25 +108,43 @@ export class SocketGetPool {
     }
   }
 
-  /** Waits for a free slot for `origin` (at most maxPerOrigin exchanges at once). */
+  /**
+   * Waits for a free slot for `origin` (at most maxPerOrigin exchanges at once), no longer
+   * than the headers timeout: the slots are held for whole bodies, which may trickle for as
+   * long as each read comes within the idle timeout, so the wait has a bound of its own.
+   */
   private acquire(origin: string, signal: AbortSignal | undefined): Promise<void> {
     let slot = this.slots.get(origin);
     if (!slot) this.slots.set(origin, slot = { busy: 0, waiting: [] });
-    if (slot.busy < (this.opts.maxPerOrigin ?? 64)) {
+    const max = this.opts.maxPerOrigin ?? 64;
+    if (slot.busy < max) {
       slot.busy++;
       return Promise.resolve();
     }
     const s = slot;
+    const ms = this.opts.timeouts.headers;
     return new Promise<void>((resolve, reject) => {
+      const leave = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', abort);
+        const i = s.waiting.indexOf(go);
+        if (i >= 0) s.waiting.splice(i, 1);
+      };
       const go = (): void => {
+        clearTimeout(timer);
         signal?.removeEventListener('abort', abort);
         resolve(); // the slot is handed over: busy is unchanged
       };
       const abort = (): void => {
-        const i = s.waiting.indexOf(go);
-        if (i >= 0) s.waiting.splice(i, 1);
+        leave();
         reject(abortError(signal));
       };
+      const timer = ms > 0
+        ? setTimeout(() => {
+          leave();
+          reject(new UpstreamError('timeout', `no connection to the upstream within ${ms} ms: ${max} transfers from it in progress`));
+        }, ms)
+        : undefined;
       if (signal?.aborted) return abort();
       signal?.addEventListener('abort', abort, { once: true });
       s.waiting.push(go);

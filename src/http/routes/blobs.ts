@@ -1,8 +1,8 @@
 /** /v2/<name>/blobs/<digest>: GET (Range supported) and HEAD; DELETE as the repository allows. */
 import { ServerResponse } from 'node:http';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { BlobBody } from '../../store/blob-store.js';
-import { abort } from '../respond.js';
+import { abort, answerable, sendError, toOciError } from '../respond.js';
 import type { Route, RouteContext } from '../route.js';
 import { repositoryOf } from './repository.js';
 
@@ -12,15 +12,26 @@ function isBlobBody(body: Readable | BlobBody): body is BlobBody {
   return typeof (body as BlobBody).writeTo === 'function';
 }
 
+/** The headers of a blob answer: taken off again when it turns into an error answer. */
+const BLOB_HEADERS = ['content-type', 'content-length', 'content-range', 'docker-content-digest', 'accept-ranges', 'etag'];
+
 function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache' | 'upstream'): Promise<void> {
-  const { res, state, deps } = ctx;
+  const { req, res, state, deps } = ctx;
   const done = (err: Error | null | undefined): void => {
     deps.metrics.bytesServed.inc({ source }, state.bytes);
-    if (err) {
-      state.error = err.message;
-      // Never end cleanly after a failed body: the client must see an aborted response.
-      abort(res);
+    if (!err) return;
+    state.error = err.message;
+    if (answerable(res)) {
+      // Nothing has gone out (an upstream that stalled or failed before the first byte):
+      // the client gets an error answer with its status (a stall 504, a failure 502).
+      for (const h of BLOB_HEADERS) res.removeHeader(h);
+      const oci = toOciError(err);
+      state.error = `${oci.code}: ${err.message}`;
+      sendError(req, res, oci);
+      return;
     }
+    // Never end cleanly after a failed body: the client must see an aborted response.
+    abort(res);
   };
   // HTTP/1.1: a committed blob writes itself with pooled buffers. HTTP/2 gets a plain stream.
   if (isBlobBody(body) && res instanceof ServerResponse && body.canWritePooled()) {
@@ -34,14 +45,30 @@ function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache
     );
   }
   const src = isBlobBody(body) ? body.stream() : body;
+  const dest = res as NodeJS.WritableStream & { writableFinished: boolean };
+  // Not pipeline(): it destroys the response when the source fails, and a response that has
+  // sent nothing yet is to be answered with an error instead (done()).
   return new Promise((resolve) => {
+    let over = false;
+    const finish = (err: Error | null): void => {
+      if (over) return;
+      over = true;
+      src.unpipe(dest);
+      if (err) src.destroy();
+      done(err);
+      resolve();
+    };
     src.on('data', (c: Buffer) => {
       state.bytes += c.length;
     });
-    pipeline(src, res as NodeJS.WritableStream, (err) => {
-      done(err);
-      resolve();
+    src.once('error', (err: Error) => finish(err));
+    src.once('close', () => {
+      if (!src.readableEnded) finish(new Error('blob body closed before its end'));
     });
+    dest.once('error', (err: Error) => finish(err));
+    dest.once('finish', () => finish(null));
+    dest.once('close', () => finish(dest.writableFinished ? null : new Error('client went away')));
+    src.pipe(dest);
   });
 }
 

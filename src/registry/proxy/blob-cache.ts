@@ -415,7 +415,8 @@ export class BlobCache {
     };
     body.on('data', (c: Buffer) => this.d.metrics.upstreamBytes.inc({ upstream: scope.upstream }, c.length));
     const verified = body.pipe(verifyingStream(digest, onMismatch));
-    body.once('error', (e) => verified.destroy(e));
+    // As the client's error (a stalled body 504, a failed one 502) if nothing has gone out yet.
+    body.once('error', (e) => verified.destroy(new FillError('upstream', `upstream body failed: ${e.message}`, e)));
     verified.once('close', () => body.destroy());
     if (!range) return { digest, size, body: verified, source: 'passthrough' };
     return { digest, size, range, body: sliceStream(verified, range.start, range.end), source: 'passthrough' };
@@ -427,16 +428,25 @@ class NoRoom extends Error {
   override name = 'NoRoom';
 }
 
-/** Bytes [start, end] of a stream (used only for passthrough ranges, rare). */
+/**
+ * Bytes [start, end] of a verifying stream (used only for passthrough ranges, rare). The
+ * piece with the range's last byte is held until the whole blob has come and verified (the
+ * source ends only then): a range is never complete with bytes that turn out wrong, as for
+ * the fill's readers (BlobFill.limitFor). The client of a range waits for the whole blob.
+ */
 function sliceStream(src: Readable, start: number, end: number): Readable {
   async function* slice(): AsyncGenerator<Buffer> {
     let pos = 0;
+    let last: Buffer | undefined;
     for await (const chunk of src as AsyncIterable<Buffer>) {
       const from = Math.max(0, start - pos);
       const to = Math.min(chunk.length, end + 1 - pos);
       pos += chunk.length;
-      if (to > from) yield chunk.subarray(from, to);
+      if (to <= from) continue;
+      if (pos > end) last = chunk.subarray(from, to);
+      else yield chunk.subarray(from, to);
     }
+    if (last) yield last;
   }
   const out = Readable.from(slice(), { objectMode: false });
   out.once('close', () => src.destroy());

@@ -20,18 +20,34 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { OciError, type ErrorCode } from '../../protocol/errors.js';
 import { digestAlgorithm } from '../../protocol/grammar.js';
 import type { Spool } from '../../store/blob-store.js';
+import { classify } from '../../upstream/classify.js';
 import { SocketBody } from '../../upstream/socket-body.js';
 import type { Slab, SlabPool } from './slabs.js';
 
 export type FillState = 'filling' | 'verifying' | 'done' | 'failed';
 
-export class FillError extends Error {
+export type FillFailure = 'digest' | 'size' | 'upstream' | 'disk';
+
+/**
+ * Why a fill failed. An OciError, so a client that has not received a byte yet gets an
+ * error answer with the right status (routes/blobs.ts): a stalled upstream body 504, a
+ * failed one 502, bytes that do not match the digest or the size 502, the store 500.
+ */
+export class FillError extends OciError {
   override name = 'FillError';
-  constructor(readonly reason: 'digest' | 'size' | 'upstream' | 'disk', message: string) {
-    super(message);
+  /** `cause`: what the upstream body failed with (a timeout answers 504). */
+  constructor(readonly reason: FillFailure, message: string, cause?: unknown) {
+    super(fillErrorCode(reason, cause), message);
   }
+}
+
+function fillErrorCode(reason: FillFailure, cause: unknown): ErrorCode {
+  if (reason === 'disk') return 'INTERNAL';
+  if (reason === 'upstream') return classify(cause).class === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_ERROR';
+  return 'UPSTREAM_BLOB_INVALID';
 }
 
 /** Size of one read back from the temp file (readers behind the memory window). */
@@ -138,7 +154,7 @@ export class BlobFill {
     } catch (err) {
       body.destroy();
       const e = err instanceof FillError ? err
-        : new FillError('upstream', `upstream body failed: ${(err as Error).message}`);
+        : new FillError('upstream', `upstream body failed: ${(err as Error).message}`, err);
       this.fail(e);
     }
     this.settled = true;
