@@ -118,6 +118,10 @@ export class App {
       blobs: replicas?.deletes ?? this.blobs, meta: this.meta,
       isPinned: (d) => this.pins.has(d) || this.proxy.blobs.isFilling(d),
       watchPins: () => this.pins.watch(),
+      markDeleting: (d) => {
+        this.pins.markDeleting(d);
+        return () => this.pins.unmarkDeleting(d);
+      },
       isHeld: (d) => this.sync.holds(d),
       onRemoved: (manifests) => this.proxy.manifests.forget(manifests),
     }, this.log, {

@@ -80,6 +80,12 @@ export interface EvictionDeps {
   watchPins?(): PinWatch;
   /** Images (top-level manifest digests) a sync job holds: never evicted while held. */
   isHeld?(digest: string): boolean;
+  /**
+   * Marks a blob whose file is about to be deleted; the returned function unmarks it
+   * (Pins.markDeleting): a push or fill committing the same digest meanwhile waits until the
+   * file is gone, then renames its own into place (it is not deleted after it).
+   */
+  markDeleting?(digest: string): () => void;
   /** Called with the manifests whose rows were removed (memory caches drop them). */
   onRemoved?(manifests: string[]): void;
 }
@@ -190,9 +196,15 @@ export async function sweep(d: EvictionDeps, policy: RetentionPolicy, now: numbe
         const worker = async (): Promise<void> => {
           while (next < removed.length) {
             const b = removed[next++]!;
-            // Deleted unless served or fetched again meanwhile (a new fill may have re-committed it).
-            if (d.isPinned(b) || (await d.meta.blobSize(b)) !== undefined) continue;
-            await d.blobs.delete(b);
+            // Marked before the last check: a commit of the same digest from here on waits for the delete.
+            const unmark = d.markDeleting?.(b);
+            try {
+              // Deleted unless served or fetched again meanwhile (a new fill may have re-committed it).
+              if (d.isPinned(b) || (await d.meta.blobSize(b)) !== undefined) continue;
+              await d.blobs.delete(b);
+            } finally {
+              unmark?.();
+            }
           }
         };
         await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, removed.length) }, worker));

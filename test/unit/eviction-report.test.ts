@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { sweep, type EvictedUnit } from '../../src/store/eviction.js';
 import type { EvictionUnit, MetadataStore } from '../../src/store/metadata-store.js';
+import { Pins } from '../../src/registry/proxy/pins.js';
 
 const digest = (n: number): string => `sha256:${String(n).padStart(64, '0')}`;
 
@@ -40,5 +41,39 @@ describe('sweep report', () => {
   it('a dry run reports every planned unit (nothing is removed, nothing kept)', async () => {
     const plan = await sweep({ blobs: { delete: async () => undefined }, meta: store(), isPinned: () => false }, { maxSize: 0 }, 100, { dryRun: true });
     expect(plan.units.map((u) => u.digest)).toEqual([digest(1), digest(2), digest(3)]);
+  });
+
+  it('a blob file is deleted under a deletion mark taken before the last check: a commit of the digest waits for it (Pins)', async () => {
+    const pins = new Pins();
+    const events: string[] = [];
+    let finishDelete!: () => void;
+    const deleting = new Promise<void>((r) => { finishDelete = r; });
+    const plan = sweep({
+      blobs: {
+        delete: async (d: string) => {
+          if (d !== digest(1)) return;
+          events.push('delete started');
+          await deleting;
+          events.push('file gone');
+        },
+      },
+      meta: store(),
+      isPinned: (d) => pins.has(d),
+      markDeleting: (d) => {
+        pins.markDeleting(d);
+        return () => pins.unmarkDeleting(d);
+      },
+    }, { maxSize: 0 }, 100);
+    while (!events.includes('delete started')) await new Promise((r) => setImmediate(r));
+    // A push of the same digest now: it pins, waits for deletions in flight, then renames its file into place.
+    const release = pins.pin(digest(1));
+    const commit = pins.settled(digest(1)).then(() => events.push('commit renames'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(events).toEqual(['delete started']);
+    finishDelete();
+    await commit;
+    release();
+    await plan;
+    expect(events).toEqual(['delete started', 'file gone', 'commit renames']);
   });
 });

@@ -32,4 +32,19 @@ describe('Pins', () => {
     expect(w.pinned('after')).toBe(false);
     held();
   });
+
+  it('deletion marks count: settled() waits until every deleter of the digest unmarked it', async () => {
+    const p = new Pins();
+    p.markDeleting('d');
+    p.markDeleting('d');
+    let done = false;
+    const waiting = p.settled('d').then(() => { done = true; });
+    p.unmarkDeleting('d');
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    p.unmarkDeleting('d');
+    await waiting;
+    expect(done).toBe(true);
+    await p.settled('never marked');
+  });
 });

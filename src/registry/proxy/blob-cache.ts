@@ -347,6 +347,8 @@ export class BlobCache {
           if (tooLarge) throw new Error(`chunked blob of ${n} bytes is larger than retention.maxSize`);
           // Readers have their bytes already: waiting here for evictions delays no client.
           if (!(await reservation.room(n))) throw new NoRoom(`no room under retention.maxSize for ${n} bytes after evicting`);
+          // An eviction deleting an older file of this digest finishes first (Pins.markDeleting).
+          await this.d.pins.settled(digest);
           await blobs.commit(t, digest);
           try {
             await meta.putBlob(digest, n, scope, this.d.now());

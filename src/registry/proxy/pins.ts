@@ -37,31 +37,36 @@ export class Pins {
     return { pinned: (d) => seen.has(d) || this.counts.has(d), end: () => { this.watches.delete(seen); } };
   }
 
-  /** Digests garbage collection may be deleting right now, with what their deletion waits on. */
-  private readonly deleting = new Map<string, { done: Promise<void>; resolve: () => void }>();
+  /** Digests whose file may be being deleted right now (GC, eviction), with what their deletion waits on. */
+  private readonly deleting = new Map<string, { marks: number; done: Promise<void>; resolve: () => void }>();
 
   /**
-   * GC marks its candidates before it removes their rows, and unmarks each once its file is
-   * gone (or kept): a writer that pins a digest and then awaits settled() never commits a
-   * file that a deletion in flight would remove after it.
+   * A deletion marks its digest before it decides (GC before it removes rows, eviction before
+   * its last check of pins and row) and unmarks it once the file is gone or kept: a writer
+   * that pins a digest and then awaits settled() never renames a file into place that a
+   * deletion in flight would remove after it. Marks count: two deleters of one digest each
+   * unmark their own.
    */
   markDeleting(digest: string): void {
-    if (this.deleting.has(digest)) return;
+    const d = this.deleting.get(digest);
+    if (d) {
+      d.marks++;
+      return;
+    }
     let resolve!: () => void;
     const done = new Promise<void>((r) => { resolve = r; });
-    this.deleting.set(digest, { done, resolve });
+    this.deleting.set(digest, { marks: 1, done, resolve });
   }
 
   unmarkDeleting(digest: string): void {
     const d = this.deleting.get(digest);
-    if (!d) return;
+    if (!d || --d.marks > 0) return;
     this.deleting.delete(digest);
     d.resolve();
   }
 
   /** Resolves when no deletion of `digest` is in flight. */
   async settled(digest: string): Promise<void> {
-    await this.deleting.get(digest)?.done;
+    for (let d = this.deleting.get(digest); d; d = this.deleting.get(digest)) await d.done;
   }
-
 }
