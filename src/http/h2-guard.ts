@@ -22,6 +22,23 @@ const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.co
 
 interface ResetBucket { tokens: number; at: number }
 
+/** Each guarded stream's stall timeout, so a response may hold it off for a while (holdStallGuard). */
+const stallOf = new WeakMap<http2.ServerHttp2Stream, number>();
+
+/**
+ * Holds off the stall guard of `stream` while its response deliberately sends nothing (a
+ * Range of a blob streamed through waits for the whole blob to verify); the returned
+ * function arms it again.
+ */
+export function holdStallGuard(stream: http2.ServerHttp2Stream): () => void {
+  const ms = stallOf.get(stream);
+  if (ms === undefined) return () => undefined;
+  stream.setTimeout(0);
+  return () => {
+    if (!stream.closed) stream.setTimeout(ms);
+  };
+}
+
 export function guardH2(server: http2.Http2SecureServer, stallMs: number): void {
   const buckets = new WeakMap<http2.Http2Session, ResetBucket>();
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
@@ -29,6 +46,7 @@ export function guardH2(server: http2.Http2SecureServer, stallMs: number): void 
     // a write has been pending (flow control closed) or nothing was written for stallMs.
     let resetHere = false;
     if (stallMs > 0) {
+      stallOf.set(stream, stallMs);
       stream.setTimeout(stallMs, () => {
         if (stream.closed) return;
         resetHere = true;

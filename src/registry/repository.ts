@@ -32,6 +32,11 @@ export interface BlobAnswer {
   source: CacheResult;
   /** A GET answered with a redirect (307) to this URL instead of a body (storage.s3Redirect). */
   location?: string;
+  /**
+   * The body sends nothing until the whole blob has come and verified (a Range of a blob
+   * streamed through): the client-side inactivity timeouts wait until its first byte.
+   */
+  quietUntilVerified?: boolean;
 }
 
 export interface TagsAnswer {

@@ -2,7 +2,8 @@
 import { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { BlobBody } from '../../store/blob-store.js';
-import { abort, answerable, sendError, toOciError } from '../respond.js';
+import { holdStallGuard } from '../h2-guard.js';
+import { abort, answerable, sendError, toOciError, type Res } from '../respond.js';
 import type { Route, RouteContext } from '../route.js';
 import { repositoryOf } from './repository.js';
 
@@ -15,7 +16,8 @@ function isBlobBody(body: Readable | BlobBody): body is BlobBody {
 /** The headers of a blob answer: taken off again when it turns into an error answer. */
 const BLOB_HEADERS = ['content-type', 'content-length', 'content-range', 'docker-content-digest', 'accept-ranges', 'etag'];
 
-function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache' | 'upstream'): Promise<void> {
+/** `quiet`: timeouts held off until the first byte (holdTimeouts): called then, and at the end. */
+function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache' | 'upstream', quiet?: () => void): Promise<void> {
   const { req, res, state, deps } = ctx;
   const done = (err: Error | null | undefined): void => {
     deps.metrics.bytesServed.inc({ source }, state.bytes);
@@ -53,12 +55,15 @@ function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache
     const finish = (err: Error | null): void => {
       if (over) return;
       over = true;
+      quiet?.();
       src.unpipe(dest);
-      if (err) src.destroy();
+      // A source left unread would hold its upstream connection or its fill for ever.
+      if (!src.readableEnded) src.destroy();
       done(err);
       resolve();
     };
     src.on('data', (c: Buffer) => {
+      if (state.bytes === 0) quiet?.();
       state.bytes += c.length;
     });
     src.once('error', (err: Error) => finish(err));
@@ -66,7 +71,9 @@ function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache
       if (!src.readableEnded) finish(new Error('blob body closed before its end'));
     });
     dest.once('error', (err: Error) => finish(err));
-    dest.once('finish', () => finish(null));
+    // An HTTP/2 response also finishes when its stream is reset (the client cancelled, or the
+    // stall guard): complete only if the source had ended.
+    dest.once('finish', () => finish(src.readableEnded ? null : new Error('client went away')));
     dest.once('close', () => finish(dest.writableFinished ? null : new Error('client went away')));
     src.pipe(dest);
   });
@@ -99,8 +106,36 @@ const get = async (ctx: RouteContext): Promise<void> => {
     if (a.size !== undefined) res.setHeader('content-length', a.size);
   }
   if (!a.body) return void res.end();
-  return streamBody(ctx, a.body, a.source === 'hit' ? 'cache' : 'upstream');
+  return streamBody(ctx, a.body, a.source === 'hit' ? 'cache' : 'upstream', a.quietUntilVerified ? holdTimeouts(res) : undefined);
 };
+
+/**
+ * Holds off the connection's inactivity timeout (HTTP/1, `server.idleTimeout`) or the
+ * stream's stall guard (HTTP/2) until the returned function is called (streamBody: at the
+ * body's first byte, or its end): a body that deliberately sends nothing while the whole blob
+ * comes and verifies may take longer than either. The upstream's own idle timeout still
+ * bounds a stall there.
+ */
+function holdTimeouts(res: Res): () => void {
+  let resume: () => void;
+  if ('stream' in res && res.stream) {
+    resume = holdStallGuard(res.stream);
+  } else {
+    const socket = (res as ServerResponse).socket;
+    const ms = socket?.timeout;
+    if (!socket || !ms) return () => undefined;
+    socket.setTimeout(0);
+    resume = () => {
+      if (!socket.destroyed) socket.setTimeout(ms);
+    };
+  }
+  let resumed = false;
+  return () => {
+    if (resumed) return;
+    resumed = true;
+    resume();
+  };
+}
 
 export const blobs: Route = {
   endpoint: 'blob', kind: 'blob', authorize: true,

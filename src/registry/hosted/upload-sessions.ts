@@ -88,7 +88,14 @@ export class UploadSessions {
     const spool = await this.d.blobs.createSpool();
     const now = this.d.now();
     const state: UploadSessionState = { repo, spool: basename(spool.path), size: 0, startedAt: now, activeAt: now, ...(this.d.cluster ? { owner: this.d.cluster.address } : {}) };
-    await this.d.meta.putState(UPLOAD_STATE, id, state);
+    try {
+      await this.d.meta.putState(UPLOAD_STATE, id, state);
+    } catch (err) {
+      // Not recorded (the index locked elsewhere: 503): no session, no spool.
+      await spool.close().catch(() => undefined);
+      await this.d.blobs.discard(spool).catch(() => undefined);
+      throw err;
+    }
     this.live.set(id, opened(id, state, spool, createHash('sha256'), true));
     return id;
   }
@@ -358,9 +365,20 @@ export class UploadSessions {
         headers: { range: rangeHeader(s.state.size), 'docker-upload-uuid': s.id },
       });
     }
+    const before = { size: s.state.size, activeAt: s.state.activeAt };
     s.state.size = pos;
     s.state.activeAt = this.d.now();
-    await this.save(s);
+    try {
+      await this.save(s);
+    } catch (err) {
+      // Not recorded (the index locked elsewhere: 503 "nothing was acknowledged"): the chunk is
+      // not taken either, so the client's retry of it fits. The record may still land later
+      // with the larger size; the next save overwrites it.
+      s.state.size = before.size;
+      s.state.activeAt = before.activeAt;
+      await cut();
+      throw err;
+    }
   }
 
   /** Takes the session's bytes [pos, pos + buf.length): into its own spool, or compared with or appended to its shared one. */
@@ -415,15 +433,18 @@ export class UploadSessions {
     return this.with(id, repo, async (s) => {
       if (body) await this.write(s, body);
       const actual = await this.digestOf(s, digestAlgorithm(digest));
+      // The session ends either way; its record, if it cannot be deleted now (the index locked
+      // elsewhere), names a spool that is gone and expires with the sessions (uploadExpiry).
+      const end = (): Promise<void> => this.remove(id, s).catch(() => undefined);
       if (actual !== digest) {
-        await this.remove(id, s);
+        await end();
         throw new OciError('DIGEST_INVALID', 'the uploaded content does not match the digest', { digest, actual });
       }
       try {
         if (s.member) await s.member.commit(digest, s.state.size, to);
         else await to.commit(s.spool, s.state.size);
       } finally {
-        await this.remove(id, s);
+        await end();
       }
       return s.state.size;
     });

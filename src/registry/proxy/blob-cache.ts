@@ -421,7 +421,7 @@ export class BlobCache {
     body.once('error', (e) => verified.destroy(new FillError('upstream', `upstream body failed: ${e.message}`, e)));
     verified.once('close', () => body.destroy());
     if (!range) return { digest, size, body: verified, source: 'passthrough' };
-    return { digest, size, range, body: sliceStream(verified, range.start, range.end), source: 'passthrough' };
+    return { digest, size, range, body: sliceStream(verified, range.start, range.end), source: 'passthrough', quietUntilVerified: true };
   }
 }
 

@@ -14,7 +14,7 @@
 import Database from 'better-sqlite3';
 import { OciError } from '../../protocol/errors.js';
 import {
-  HOSTED,
+  HOSTED, UPLOAD_STATE,
   type DigestNames, type EvictionUnit, type HostedManifest, type ManifestLinks, type ManifestRecord, type MetadataStore, type PinWatch, type RepoRef,
   type RepositorySummary, type RepositoryTag, type StoreTotals, type TagRecord,
 } from '../metadata-store.js';
@@ -196,8 +196,9 @@ export class SqliteMetadataStore implements MetadataStore {
   /**
    * Runs `apply` now, or queues it when the database is locked and records it in the overlay.
    * A cache write resolves at once either way: losing it to a crash costs a fetch (recovery
-   * adopts the blob file). A `durable` write (hosted rows, state: what a client is told 201
-   * or 202 for) resolves only once it is committed, so a crash after the answer loses
+   * adopts the blob file); so does job state (a run interrupted is run again). A `durable`
+   * write (hosted rows, upload sessions: what a client is told 201 or 202 for) resolves only
+   * once it is committed, so a crash after the answer loses
    * nothing: it waits for the store's own worker (milliseconds), and for a lock held by
    * another process (a backup) at most DURABLE_WAIT_MS, then fails 503 UNAVAILABLE. It stays
    * queued and may still land: the client's retry of the same push is idempotent.
@@ -641,11 +642,11 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async putState(ns: string, key: string, value: unknown): Promise<void> {
     const json = JSON.stringify(value);
-    return this.submit(`state ${ns}/${key}`, () => void this.s.putState.run(ns, key, json), (o) => o.state.set(`${ns}\0${key}`, json), true);
+    return this.submit(`state ${ns}/${key}`, () => void this.s.putState.run(ns, key, json), (o) => o.state.set(`${ns}\0${key}`, json), ns === UPLOAD_STATE);
   }
 
   async deleteState(ns: string, key: string): Promise<void> {
-    return this.submit(`state ${ns}/${key}`, () => void this.s.delState.run(ns, key), (o) => o.state.set(`${ns}\0${key}`, undefined), true);
+    return this.submit(`state ${ns}/${key}`, () => void this.s.delState.run(ns, key), (o) => o.state.set(`${ns}\0${key}`, undefined), ns === UPLOAD_STATE);
   }
 
   async listState<T>(ns: string): Promise<Array<{ key: string; value: T }>> {
