@@ -66,11 +66,12 @@ function streamBody(ctx: RouteContext, body: Readable | BlobBody, source: 'cache
       if (state.bytes === 0) quiet?.();
       state.bytes += c.length;
     });
-    src.once('error', (err: Error) => finish(err));
+    // Listeners that stay (not once): an 'error' after the first must not go unhandled.
+    src.on('error', (err: Error) => finish(err));
     src.once('close', () => {
       if (!src.readableEnded) finish(new Error('blob body closed before its end'));
     });
-    dest.once('error', (err: Error) => finish(err));
+    dest.on('error', (err: Error) => finish(err));
     // An HTTP/2 response also finishes when its stream is reset (the client cancelled, or the
     // stall guard): complete only if the source had ended.
     dest.once('finish', () => finish(src.readableEnded ? null : new Error('client went away')));
