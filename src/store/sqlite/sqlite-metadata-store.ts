@@ -209,17 +209,17 @@ export class SqliteMetadataStore implements MetadataStore {
       if (this.writes.submit(w) === 'queued') remember(this.overlay);
       return Promise.resolve();
     }
-    const applied = new Promise<void>((resolve, reject) => {
-      w.settle = (err) => (err ? reject(err) : resolve());
-    });
-    if (this.writes.submit(w) === 'written') return Promise.resolve();
-    remember(this.overlay);
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(indexBusy()), this.opts.durableWaitMs ?? DURABLE_WAIT_MS);
-      applied.then(
-        () => { clearTimeout(timer); resolve(); },
-        (err: Error) => { clearTimeout(timer); reject(err); },
-      );
+      let timer: NodeJS.Timeout | undefined;
+      // Settled once by the queue; after a 503 a late settle changes nothing.
+      w.settle = (err) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+      if (this.writes.submit(w) === 'written') return resolve();
+      remember(this.overlay);
+      timer = setTimeout(() => reject(indexBusy()), this.opts.durableWaitMs ?? DURABLE_WAIT_MS);
     });
   }
 
